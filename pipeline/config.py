@@ -1,0 +1,226 @@
+"""``params.yaml`` parsed once into typed, validated configs.
+
+Every section is a dataclass; unknown keys and wrong types fail with the key's dotted name, e.g.
+``ConfigError: params.yaml: ingest.split.train: expected float, got str 'a lot'``.
+Stage name = module name = params section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from syndgan.errors import ConfigError
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass
+class DemoConfig:
+    """Synthetic insert-like inspection dataset (paper Fig. 3 in spirit): 4 illuminations per part."""
+
+    seed: int = 0
+    parts: int = 80  # each part is imaged under 4 illuminations -> 4 images
+    resolution: int = 256
+    defect_fraction: float = 0.18  # fraction of parts with a defect (paper: ~18 % of images)
+    min_defect_px: int = 4  # smallest defect extent, in pixels at full resolution
+    out: str = "data/raw/demo"
+
+
+@dataclass
+class SourceConfig:
+    """One input dataset. Formats: labelme, coco, cvat, mvtec, magnetic_tile."""
+
+    format: Literal["labelme", "coco", "cvat", "mvtec", "magnetic_tile"]
+    root: str  # dataset root; relative paths are relative to the project root
+    name: str = ""  # prefix of image ids; defaults to the root folder name
+    annotations: str | None = None  # coco json / cvat xml, relative to root (required for those formats)
+    group_pattern: str | None = None  # regex on the image stem; group(1) (or the match) names the group
+    label_map: dict[str, str] = field(default_factory=dict)  # source label -> project class (or "normal")
+
+
+@dataclass
+class SplitConfig:
+    train: float = 0.7
+    val: float = 0.1
+    test: float = 0.2
+
+
+@dataclass
+class IngestConfig:
+    sources: list[SourceConfig] = field(default_factory=list)  # empty: the demo dataset
+    classes: dict[str, list[int]] = field(default_factory=dict)  # defect class -> RGB colour; id = order + 1
+    split: SplitConfig = field(default_factory=SplitConfig)
+    seed: int = 0
+    on_error: Literal["fail", "skip"] = "fail"
+    max_pixels: int = 40_000_000  # larger images are rejected (decompression-bomb guard)
+    multi_label: Literal["largest_area", "first"] = "largest_area"  # image label when several classes
+    out: str = "data/interim"
+
+
+@dataclass
+class RasterizeConfig:
+    resolution: int = 128  # working resolution (square)
+    out: str = "data/processed"
+    coverage: float = 0.5  # a working pixel takes a class when that class covers this fraction of it
+
+
+SECTIONS: dict[str, type] = {
+    "demo": DemoConfig,
+    "ingest": IngestConfig,
+    "rasterize": RasterizeConfig,
+}
+
+
+@dataclass
+class Params:
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    rasterize: RasterizeConfig = field(default_factory=RasterizeConfig)
+    path: Path = Path("params.yaml")  # where these were read from
+
+    @property
+    def project_root(self) -> Path:
+        return self.path.resolve().parent
+
+    def resolve(self, p: str | Path) -> Path:
+        """Paths in params are relative to the folder of the params file."""
+        p = Path(p)
+        return p if p.is_absolute() else self.project_root / p
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
+    return parse_params(raw, path)
+
+
+def parse_params(raw: Any, path: str | Path = "params.yaml") -> Params:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    fields = {f.name for f in dataclasses.fields(Params) if f.name != "path"}
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        raise ConfigError(f"{path}: unknown section '{unknown[0]}' (known: {', '.join(sorted(fields))})")
+    kwargs = {name: _convert(raw[name], _hints(Params)[name], name, path) for name in raw}
+    params = Params(**kwargs, path=Path(path))
+    _validate(params, path)
+    return params
+
+
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _convert(value: Any, tp: Any, key: str, src: Any) -> Any:
+    def fail(expected: str):
+        raise ConfigError(f"{src}: {key}: expected {expected}, got {type(value).__name__} {value!r}")
+
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(value, a, key, src)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{src}: {key}: expected {tp}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{src}: {key}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            fail(f"a mapping (section {tp.__name__})")
+        hints = _hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        for k in value:
+            if k not in names:
+                raise ConfigError(f"{src}: {key}.{k}: unknown key (known: {', '.join(sorted(names))})")
+        missing = [
+            f.name
+            for f in dataclasses.fields(tp)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in value
+        ]
+        if missing:
+            raise ConfigError(f"{src}: {key}.{missing[0]}: required key missing")
+        return tp(**{k: _convert(v, hints[k], f"{key}.{k}", src) for k, v in value.items()})
+    if origin is list:
+        if not isinstance(value, list):
+            fail("a list")
+        return [_convert(v, args[0], f"{key}[{i}]", src) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            fail("a mapping")
+        return {
+            _convert(k, args[0], f"{key} key", src): _convert(v, args[1], f"{key}.{k}", src) for k, v in value.items()
+        }
+    if tp is bool:
+        if not isinstance(value, bool):
+            fail("true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail("an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail("a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            fail("a string")
+        return value
+    raise ConfigError(f"{src}: {key}: unsupported type {tp}")  # a bug in this module, not in params
+
+
+def _validate(p: Params, src: Any) -> None:
+    def bad(key: str, msg: str):
+        raise ConfigError(f"{src}: {key}: {msg}")
+
+    s = p.ingest.split
+    for name in ("train", "val", "test"):
+        if getattr(s, name) < 0:
+            bad(f"ingest.split.{name}", "must be >= 0")
+    if s.train <= 0 or abs(s.train + s.val + s.test - 1.0) > 1e-6:
+        bad("ingest.split", f"train + val + test must be 1 with train > 0, got {s.train + s.val + s.test:g}")
+    for name, color in p.ingest.classes.items():
+        if name == "normal":
+            bad(f"ingest.classes.{name}", "'normal' is reserved for defect-free images")
+        if len(color) != 3 or any(not 0 <= c <= 255 for c in color) or color == [0, 0, 0]:
+            bad(f"ingest.classes.{name}", f"colour must be 3 values in 0..255, not black, got {color}")
+    colors = [tuple(c) for c in p.ingest.classes.values()]
+    if len(set(colors)) != len(colors):
+        bad("ingest.classes", "two classes share a colour")
+    for i, src_cfg in enumerate(p.ingest.sources):
+        if src_cfg.format in ("coco", "cvat") and not src_cfg.annotations:
+            bad(f"ingest.sources[{i}].annotations", f"required for format {src_cfg.format}")
+    if p.rasterize.resolution < 8:
+        bad("rasterize.resolution", "must be >= 8")
+    if not 0 < p.rasterize.coverage <= 1:
+        bad("rasterize.coverage", "must be in (0, 1]")
+    if p.demo.parts < 4:
+        bad("demo.parts", "must be >= 4")
+    if not 0 <= p.demo.defect_fraction <= 1:
+        bad("demo.defect_fraction", "must be in [0, 1]")

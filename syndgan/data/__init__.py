@@ -1,0 +1,1 @@
+"""Datasets described in code: readers return records, ingest turns them into tables."""

@@ -1,0 +1,1 @@
+"""Networks: feature network, discriminators, generators, the SyNDGAN encoder."""

@@ -69,6 +69,7 @@ class RasterizeConfig:
     resolution: int = 128  # working resolution (square)
     out: str = "data/processed"
     coverage: float = 0.5  # a working pixel takes a class when that class covers this fraction of it
+    channels: int = 0  # 0: auto (1 when every source image is grayscale, else 3)
 
 
 SECTIONS: dict[str, type] = {
@@ -85,14 +86,10 @@ class Params:
     rasterize: RasterizeConfig = field(default_factory=RasterizeConfig)
     path: Path = Path("params.yaml")  # where these were read from
 
-    @property
-    def project_root(self) -> Path:
-        return self.path.resolve().parent
-
     def resolve(self, p: str | Path) -> Path:
-        """Paths in params are relative to the folder of the params file."""
-        p = Path(p)
-        return p if p.is_absolute() else self.project_root / p
+        """Paths in params are relative to the project root (the working directory, as under DVC)."""
+        p = Path(p).expanduser()
+        return p if p.is_absolute() else Path.cwd() / p
 
 
 # --------------------------------------------------------------------------- loading
@@ -220,6 +217,8 @@ def _validate(p: Params, src: Any) -> None:
         bad("rasterize.resolution", "must be >= 8")
     if not 0 < p.rasterize.coverage <= 1:
         bad("rasterize.coverage", "must be in (0, 1]")
+    if p.rasterize.channels not in (0, 1, 3):
+        bad("rasterize.channels", f"must be 0 (auto), 1 or 3, got {p.rasterize.channels}")
     if p.demo.parts < 4:
         bad("demo.parts", "must be >= 4")
     if not 0 <= p.demo.defect_fraction <= 1:

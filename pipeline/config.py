@@ -8,6 +8,7 @@ Stage name = module name = params section.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -72,7 +73,28 @@ class RasterizeConfig:
     channels: int = 0  # 0: auto (1 when every source image is grayscale, else 3)
 
 
+@dataclass
+class FlowsConfig:
+    """Prefect orchestration (flows/): one server address for server, UI and clients; retrain schedule."""
+
+    host: str = "127.0.0.1"  # the local Prefect server binds here; UI and clients use the same address
+    port: int = 4200
+    home: str = ".prefect"  # PREFECT_HOME: the server database stays inside the project
+    retries: int = 0  # retries of a failed stage task (stages are deterministic: retry infra failures only)
+    retry_delay_seconds: int = 30
+    retrain_interval_minutes: int | None = 60  # scheduled retrain check; ignored when retrain_cron is set
+    retrain_cron: str | None = None  # e.g. "0 2 * * *"
+    retrain_from: str = "ingest"  # stage re-run, with everything downstream, when sources change
+    retrain_event: str = "syndgan.sources.uploaded"  # an event of this name also starts a retrain check
+    watch: list[str] = field(default_factory=list)  # folders to watch; empty: ingest.sources roots (demo.out)
+    watch_suffixes: list[str] = field(
+        default_factory=lambda: [".json", ".xml", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"]
+    )
+    state: str = ".syndgan/watch_state.json"  # content hashes of the last successful retrain
+
+
 SECTIONS: dict[str, type] = {
+    "flows": FlowsConfig,
     "demo": DemoConfig,
     "ingest": IngestConfig,
     "rasterize": RasterizeConfig,
@@ -84,11 +106,12 @@ class Params:
     demo: DemoConfig = field(default_factory=DemoConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     rasterize: RasterizeConfig = field(default_factory=RasterizeConfig)
+    flows: FlowsConfig = field(default_factory=FlowsConfig)
     path: Path = Path("params.yaml")  # where these were read from
 
     def resolve(self, p: str | Path) -> Path:
         """Paths in params are relative to the project root (the working directory, as under DVC)."""
-        p = Path(p).expanduser()
+        p = Path(os.path.expandvars(str(p))).expanduser()
         return p if p.is_absolute() else Path.cwd() / p
 
 
@@ -196,6 +219,18 @@ def _validate(p: Params, src: Any) -> None:
     def bad(key: str, msg: str):
         raise ConfigError(f"{src}: {key}: {msg}")
 
+    f = p.flows
+    if not 1 <= f.port <= 65535:
+        bad("flows.port", f"must be in 1..65535, got {f.port}")
+    if f.retries < 0 or f.retry_delay_seconds < 0:
+        bad("flows.retries" if f.retries < 0 else "flows.retry_delay_seconds", "must be >= 0")
+    if f.retrain_interval_minutes is not None and f.retrain_interval_minutes <= 0:
+        bad("flows.retrain_interval_minutes", "must be > 0 (or null for no interval schedule)")
+    if f.retrain_cron is not None and len(f.retrain_cron.split()) not in (5, 6):
+        bad("flows.retrain_cron", f"expected 5 cron fields like '0 2 * * *', got {f.retrain_cron!r}")
+    for i, suffix in enumerate(f.watch_suffixes):
+        if not suffix.startswith(".") or len(suffix) < 2:
+            bad(f"flows.watch_suffixes[{i}]", f"expected a suffix like '.json', got {suffix!r}")
     s = p.ingest.split
     for name in ("train", "val", "test"):
         if getattr(s, name) < 0:

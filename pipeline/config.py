@@ -245,9 +245,7 @@ def _validate(p: Params, src: Any) -> None:
     colors = [tuple(c) for c in p.ingest.classes.values()]
     if len(set(colors)) != len(colors):
         bad("ingest.classes", "two classes share a colour")
-    for i, src_cfg in enumerate(p.ingest.sources):
-        if src_cfg.format in ("coco", "cvat") and not src_cfg.annotations:
-            bad(f"ingest.sources[{i}].annotations", f"required for format {src_cfg.format}")
+    _validate_ingest(p.ingest, bad)
     if p.rasterize.resolution < 8:
         bad("rasterize.resolution", "must be >= 8")
     if not 0 < p.rasterize.coverage <= 1:
@@ -258,3 +256,31 @@ def _validate(p: Params, src: Any) -> None:
         bad("demo.parts", "must be >= 4")
     if not 0 <= p.demo.defect_fraction <= 1:
         bad("demo.defect_fraction", "must be in [0, 1]")
+
+def _validate_ingest(c: IngestConfig, bad) -> None:
+    import re
+
+    if c.seed < 0:
+        bad("ingest.seed", f"must be >= 0, got {c.seed}")
+    if c.max_pixels < 1:
+        bad("ingest.max_pixels", f"must be >= 1, got {c.max_pixels}")
+    names: dict[str, int] = {}
+    for i, src_cfg in enumerate(c.sources):
+        key = f"ingest.sources[{i}]"
+        if src_cfg.format in ("coco", "cvat") and not src_cfg.annotations:
+            bad(f"{key}.annotations", f"required for format {src_cfg.format}")
+        root = os.path.abspath(os.path.expanduser(os.path.expandvars(src_cfg.root)))
+        name = src_cfg.name or Path(root).name  # as pipeline.ingest names it
+        if not name or "/" in name or "\\" in name:
+            bad(f"{key}.name", f"must be non-empty without '/', got {name!r}")
+        if name in names:
+            bad(f"{key}.name", f"{name!r} is also the name of ingest.sources[{names[name]}]; set distinct names")
+        names[name] = i
+        if src_cfg.group_pattern:
+            try:
+                re.compile(src_cfg.group_pattern)
+            except re.error as e:
+                bad(f"{key}.group_pattern", f"invalid regular expression: {e}")
+        for label, target in src_cfg.label_map.items():
+            if target != "normal" and target not in c.classes:
+                bad(f"{key}.label_map.{label}", f"{target!r} is not in ingest.classes (nor 'normal')")

@@ -226,6 +226,16 @@ def test_effnet_perceptual_distance_zero_positive_and_differentiable(effnet_dist
         d(x, y[:, :, :32])
 
 
+def test_normalization_has_finite_gradients_at_zero_feature_vectors():
+    f = torch.zeros(1, 4, 2, 2)
+    f[0, :, 0, 0] = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    f.requires_grad_(True)
+    out = perceptual_mod._unit_normalize(f)
+    out.sum().backward()
+    assert torch.isfinite(f.grad).all()
+    assert torch.allclose(out[0, :, 0, 0].norm(), torch.tensor(1.0)) and out[0, :, 1, 1].abs().sum() == 0
+
+
 def test_distance_matrix_agrees_with_paired_distances(effnet_distance):
     a, b = tiles(5, 9, size=32), tiles(5, 10, size=32)
     paired = paired_distances(a, b, effnet_distance, batch_size=2, device="cpu")

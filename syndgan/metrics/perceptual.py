@@ -86,7 +86,9 @@ def _build_lpips_vgg(weights_path: Path) -> nn.Module:
 
 
 def _unit_normalize(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
-    return f / (f.pow(2).sum(dim=1, keepdim=True).sqrt() + eps)  # as lpips.normalize_tensor
+    """lpips.normalize_tensor's value; vector_norm's backward gives 0, not NaN, where a feature vector is 0
+    (ReLU maps of flat regions), which matters when this is a training loss."""
+    return f / (torch.linalg.vector_norm(f, dim=1, keepdim=True) + eps)
 
 
 class PerceptualLoss(nn.Module):

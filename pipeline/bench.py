@@ -1,6 +1,6 @@
 """`make bench`: throughput numbers printed, not asserted. Runs every benchmark module in turn.
 
-    python -m pipeline.bench [--only data pretrain metrics]
+python -m pipeline.bench [--only data pretrain metrics]
 """
 
 from __future__ import annotations

@@ -88,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.params, workdir / "params.yaml")  # stages read ./params.yaml, as under DVC
-    env = {**os.environ, "SYNDGAN_ROOT": str(ROOT), "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {
+        **os.environ,
+        "SYNDGAN_ROOT": str(ROOT),
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
     started = args.from_stage is None
     for name, cmd in stages:
         started = started or name == args.from_stage or name.split("@")[0] == args.from_stage

@@ -86,9 +86,8 @@ def _item_to_chw(item: Any, i: int) -> torch.Tensor:
             item = item[:, :, None]
         if item.ndim != 3:
             raise MetricInputError(f"{what}: expected an HxW or HxWxC array, got shape {item.shape}")
-        return _check_chw(
-            torch.from_numpy(np.array(item.transpose(2, 0, 1), copy=True)), what
-        )  # PIL arrays are read-only
+        chw = np.array(item.transpose(2, 0, 1), copy=True)  # a copy: arrays of PIL images are read-only
+        return _check_chw(torch.from_numpy(chw), what)
     if isinstance(item, torch.Tensor):
         return _check_chw(item.unsqueeze(0) if item.dim() == 2 else item, what)
     raise MetricInputError(f"{what}: unsupported type {type(item).__name__} (PIL image, numpy array or tensor)")

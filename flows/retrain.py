@@ -1,0 +1,87 @@
+"""``retrain-on-new-defects``: when annotation files or images under the sources changed, rerun the pipeline
+from ``ingest`` (``flows.retrain_from``) downstream; otherwise finish at once as a no-op.
+
+Changes are content hashes against the last *successful* run (``flows.state``, default
+``.syndgan/watch_state.json``): the state is written only after every stage succeeded, so a failed run (a
+malformed annotation, say) is retried on the next trigger, and fixing or removing the bad file is enough.
+A detected change is also announced as a Prefect event, ``syndgan.sources.changed``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.events import emit_event
+
+from flows.stages import load_project_params, project_lock, project_root, publish_metrics, run_stages
+from pipeline.dvcgraph import load_graph
+from pipeline.watch import diff, load_state, save_state, scan, watch_roots
+
+CHANGED_EVENT = "syndgan.sources.changed"
+
+
+def _relative(paths: list[str], root: Path) -> list[str]:
+    out = []
+    for p in paths:
+        try:
+            out.append(Path(p).relative_to(root).as_posix())
+        except ValueError:
+            out.append(p)
+    return out
+
+
+@flow(name="retrain-on-new-defects", persist_result=False, log_prints=True)
+def retrain_on_new_defects(project_dir: str | None = None, retries: int | None = None) -> dict[str, Any]:
+    """Rerun ingest and everything downstream when the watched sources changed since the last success."""
+    logger = get_run_logger()
+    root = project_root(project_dir)
+    params = load_project_params(root)
+    cfg = params.flows
+    with project_lock(root, logger):
+        roots = watch_roots(params, root)
+        state_path = root / cfg.state
+        previous = load_state(state_path)
+        current = scan(roots, cfg.watch_suffixes, previous)
+        changes = diff(previous, current)
+        shown = ", ".join(_relative([str(r) for r in roots], root))
+        if not changes:
+            logger.info("no new or changed files under %s since the last successful run: nothing to do", shown)
+            return {"changed": False, "watched": len(current)}
+
+        logger.info("%s under %s since the last successful run", changes, shown)
+        for kind in ("added", "modified", "removed"):
+            for path in _relative(getattr(changes, kind), root)[:20]:
+                logger.info("  %s: %s", kind, path)
+        summary = {k: {**v, "paths": _relative(v["paths"], root)} for k, v in changes.summary().items()}
+        emit_event(
+            event=CHANGED_EVENT,
+            resource={"prefect.resource.id": f"syndgan.project.{root.name}", "prefect.resource.name": root.name},
+            payload={"project": str(root), "watched": _relative([str(r) for r in roots], root), **summary},
+        )
+
+        graph = load_graph(root)
+        names = graph.downstream_of([cfg.retrain_from])
+        entry = graph.select(cfg.retrain_from)
+        # Sources outside DVC's view (an absolute root that no stage lists as a dependency) change without
+        # DVC noticing: then the entry stage must be forced; when DVC tracks them it decides by itself.
+        untracked = not any(graph.depends_on_any(name, changes.paths) for name in entry)
+        if untracked:
+            logger.info("no stage declares the changed files as dependencies: forcing %s", ", ".join(entry))
+        results = run_stages(
+            root,
+            graph,
+            names,
+            force=entry if untracked else False,
+            retries=cfg.retries if retries is None else retries,
+            retry_delay_seconds=cfg.retry_delay_seconds,
+        )
+        metrics = publish_metrics(root, results)
+        save_state(state_path, current, roots)
+        logger.info("watch state saved: %d file(s) in %s", len(current), _relative([str(state_path)], root)[0])
+    return {"changed": True, "changes": summary, "stages": results, "metrics": metrics}
+
+
+if __name__ == "__main__":
+    retrain_on_new_defects()

@@ -1,0 +1,305 @@
+"""Prefect tasks that run DVC stages, and the pieces both flows share.
+
+Every stage runs through ``dvc repro --single-item <stage>`` in a subprocess whose output is streamed,
+line by line, into the task's Prefect log. Tasks never cache or persist results (``NO_CACHE``,
+``persist_result=False``): whether a stage is up to date is DVC's decision alone, from ``dvc.lock``.
+
+DVC deletes a stage's outputs before running its command. When the command fails, ``run_stage`` puts the
+previous outputs back (``dvc checkout`` for cached outputs, a copy taken beforehand for ``cache: false``
+ones such as metrics files), so a failed run leaves the last good artifacts and ``dvc.lock`` as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from pipeline.config import load_params
+from pipeline.dvcgraph import StageGraph
+
+DVC = [sys.executable, "-m", "dvc"]
+METRICS_ARTIFACT = "syndgan-metrics"
+REPORT_ARTIFACT = "syndgan-report"
+REPORT_PATH = "reports/report.html"
+_PROGRESS = re.compile(r"\d+%\|")  # a tqdm bar: logged at most every PROGRESS_EVERY seconds
+PROGRESS_EVERY = 10.0
+
+
+class StageFailed(RuntimeError):
+    """A DVC stage exited non-zero; the message ends with the stage's last output lines."""
+
+
+def project_root(project_dir: str | Path | None) -> Path:
+    root = Path(project_dir or os.getcwd()).expanduser().resolve()
+    if not (root / "dvc.yaml").is_file():
+        raise FileNotFoundError(f"{root}: no dvc.yaml here (project_dir must be the DVC project root)")
+    return root
+
+
+def load_project_params(root: Path):
+    """The project's params; the ``flows`` defaults when the project has no params.yaml."""
+    path = root / "params.yaml"
+    if not path.exists():
+        from pipeline.config import Params
+
+        return Params(path=path)
+    return load_params(path)
+
+
+def subprocess_env() -> dict[str, str]:
+    """Stage commands say ``python``: make that this interpreter, whatever PATH the server was started with."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.update(PYTHONUNBUFFERED="1", DVC_NO_ANALYTICS="1")
+    return env
+
+
+def stream(cmd: list[str], cwd: Path, logger, on_line=None) -> tuple[int, list[str]]:
+    """Run ``cmd``, sending each output line to ``logger`` (and ``on_line``); returns the exit code and the
+    last 40 lines."""
+    tail: deque[str] = deque(maxlen=40)
+    last_progress = -math.inf
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+        bufsize=1,
+    )
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        line = raw.rstrip()
+        if not line.strip():
+            continue
+        tail.append(line)
+        if on_line is not None:
+            on_line(line)
+        if _PROGRESS.search(line):
+            now = time.monotonic()
+            if now - last_progress < PROGRESS_EVERY and "100%|" not in line:
+                continue
+            last_progress = now
+        (logger.error if line.startswith(("ERROR", "Traceback")) else logger.info)(line)
+    return proc.wait(), list(tail)
+
+
+def _failure_summary(tail: list[str]) -> str:
+    """The lines before DVC's own 'ERROR: failed to reproduce': normally the stage's error message."""
+    own = [line for line in tail if not line.startswith(("ERROR: failed to reproduce", "Running stage", "> "))]
+    return " | ".join(own[-3:]) if own else "no output"
+
+
+@contextlib.contextmanager
+def _outputs_backup(root: Path, outs: Iterable[str]) -> Iterator[list[tuple[Path, Path]]]:
+    """Copies of the ``cache: false`` outputs, removed on exit; the caller restores them on failure."""
+    scratch = root / ".dvc" / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="syndgan-backup-", dir=scratch))
+    pairs = []
+    try:
+        for i, out in enumerate(outs):
+            src = Path(out)
+            if src.is_dir():
+                shutil.copytree(src, folder / str(i), symlinks=True)
+            elif src.exists():
+                shutil.copy2(src, folder / str(i))
+            else:
+                continue
+            pairs.append((src, folder / str(i)))
+        yield pairs
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _restore(root: Path, stage: str, backups: list[tuple[Path, Path]], logger) -> None:
+    proc = subprocess.run(
+        [*DVC, "checkout", "--force", stage], cwd=root, env=subprocess_env(), capture_output=True, text=True
+    )
+    if proc.returncode == 0:
+        logger.info("restored the previous outputs of %s from the DVC cache", stage)
+    else:  # a stage that never succeeded has nothing to restore
+        logger.warning("dvc checkout %s: %s", stage, " ".join((proc.stderr or proc.stdout).split())[:300])
+    for dst, copy in backups:
+        if dst.is_dir() and not dst.is_symlink():
+            shutil.rmtree(dst)
+        elif dst.exists() or dst.is_symlink():
+            dst.unlink()
+        shutil.move(copy, dst)
+        logger.info("restored %s", dst)
+
+
+@task(name="dvc-stage", task_run_name="{stage}", cache_policy=NO_CACHE, persist_result=False)
+def run_stage(project_dir: str, stage: str, force: bool = False, keep: list[str] | None = None) -> dict[str, Any]:
+    """``dvc repro --single-item <stage>``; ``keep``: non-cached outputs to put back if the stage fails."""
+    logger = get_run_logger()
+    root = Path(project_dir)
+    cmd = [*DVC, "repro", "--single-item", *(["--force"] if force else []), stage]
+    logger.info("$ dvc %s", " ".join(cmd[3:]))
+    start = time.monotonic()
+    ran = []
+    with _outputs_backup(root, keep or []) as backups:
+        rc, tail = stream(
+            cmd, root, logger, on_line=lambda line: line.startswith("Running stage ") and ran.append(line)
+        )
+        if rc != 0:
+            _restore(root, stage, backups, logger)
+            raise StageFailed(f"stage '{stage}' failed (dvc exit code {rc}): {_failure_summary(tail)}")
+    return {"stage": stage, "ran": any(ran), "seconds": round(time.monotonic() - start, 2)}
+
+
+def run_stages(
+    root: Path,
+    graph: StageGraph,
+    names: list[str],
+    *,
+    force: bool | Iterable[str] = False,
+    retries: int = 0,
+    retry_delay_seconds: float = 0,
+    after_each=None,
+) -> list[dict[str, Any]]:
+    """Run ``names`` one task each, in order; ``force``: all of them, or the named ones.
+
+    A failing stage raises (after its retries) and later stages do not start. ``after_each(name, results)``
+    is called after each stage with the results so far.
+    """
+    forced = set(names) if force is True else set(force or ())
+    task_ = run_stage.with_options(retries=retries, retry_delay_seconds=retry_delay_seconds)
+    results = []
+    for name in names:
+        keep = [str(o.path) for o in graph.stages[name].outs if not o.cached and not o.persist]
+        results.append(task_(str(root), name, force=name in forced, keep=keep))
+        if after_each is not None:
+            after_each(name, results)
+    return results
+
+
+@contextlib.contextmanager
+def project_lock(root: Path, logger, poll: float = 2.0) -> Iterator[None]:
+    """One flow at a time per project: a scheduled retrain waits for a running reproduce, and vice versa.
+
+    (DVC would otherwise refuse the second one half-way with 'Unable to acquire lock'.)
+    """
+    path = root / ".syndgan" / "flow.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        waited = 0.0
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if waited % 60 == 0:
+                    logger.info("another syndgan flow is running on %s; waiting for it to finish", root)
+                time.sleep(poll)
+                waited += poll
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- metrics artifact
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(obj, list):
+        text = json.dumps(obj)
+        return {prefix: text if len(text) <= 60 else text[:57] + "..."}
+    return {prefix: obj}
+
+
+def collect_metrics(root: Path) -> dict[str, dict[str, Any]]:
+    """Metrics files -> flat {metric: value}: what ``dvc metrics show`` declares, plus ``metrics/*.json``."""
+    found: dict[str, dict[str, Any]] = {}
+    proc = subprocess.run(
+        [*DVC, "metrics", "show", "--json"], cwd=root, env=subprocess_env(), capture_output=True, text=True
+    )
+    try:
+        shown = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else {}
+    except ValueError:
+        shown = {}
+    for rev in shown.values():  # one entry: the workspace ("" or "workspace")
+        for path, entry in (rev.get("data") or {}).items():
+            if isinstance(entry, dict) and isinstance(entry.get("data"), dict):
+                found[Path(path).as_posix()] = _flatten(entry["data"])
+    for path in sorted((root / "metrics").glob("*.json")):
+        rel = path.relative_to(root).as_posix()
+        if rel not in found:
+            try:
+                found[rel] = _flatten(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def metrics_markdown(metrics: dict[str, dict[str, Any]], results: list[dict[str, Any]], report: Path | None) -> str:
+    ran = [r["stage"] for r in results if r.get("ran")]
+    skipped = [r["stage"] for r in results if not r.get("ran")]
+    lines = ["# syndgan metrics", ""]
+    lines.append(
+        f"Stages run: {', '.join(ran) or 'none'}; up to date (skipped by DVC): {', '.join(skipped) or 'none'}."
+    )
+    lines.append("")
+    if report is not None:
+        lines += [f"Report: [{REPORT_PATH}]({report.as_uri()})", ""]
+    if not metrics:
+        lines.append("No metrics yet (no stage declares a metrics file, and `metrics/` is empty).")
+        return "\n".join(lines) + "\n"
+    lines += ["| file | metric | value |", "|---|---|---|"]
+    rows = [(f, k, v) for f, values in metrics.items() for k, v in values.items()]
+    for f, k, v in rows[:300]:
+        lines.append(f"| `{f}` | {k} | {_fmt(v)} |")
+    if len(rows) > 300:
+        lines.append(f"| ... | {len(rows) - 300} more | |")
+    return "\n".join(lines) + "\n"
+
+
+def publish_metrics(root: Path, results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A markdown artifact with the metrics table (and a link artifact to the report when it exists)."""
+    logger = get_run_logger()
+    metrics = collect_metrics(root)
+    report = root / REPORT_PATH
+    report = report if report.is_file() else None
+    create_markdown_artifact(
+        key=METRICS_ARTIFACT,
+        markdown=metrics_markdown(metrics, results, report),
+        description=f"Metrics of {root.name} after this run",
+    )
+    if report is not None:
+        create_link_artifact(
+            key=REPORT_ARTIFACT, link=report.as_uri(), link_text=REPORT_PATH, description="HTML report"
+        )
+    logger.info("metrics artifact '%s': %d file(s)", METRICS_ARTIFACT, len(metrics))
+    return metrics

@@ -1,0 +1,85 @@
+"""Pieces of the flows that need no Prefect server: params overrides, metrics table, flows config."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import parse_params
+from syndgan.errors import ConfigError
+
+pytest.importorskip("prefect")
+
+from flows.reproduce import to_overrides  # noqa: E402
+from flows.stages import _failure_summary, _flatten, metrics_markdown, project_root  # noqa: E402
+
+
+def test_overrides_round_trip_through_dvcs_set_param(tmp_path):
+    """What the flow passes is parsed by DVC's own ``-S`` code back into the same values."""
+    from dvc.utils.hydra import apply_overrides
+
+    values = {
+        "a.int": 3,
+        "a.float": 0.0005,
+        "a.bool": False,
+        "a.none": None,
+        "a.word": "labelme",
+        "a.path": "data/raw/line 3",
+        "a.numeric_text": "123",
+        "a.quote": "it's",
+        "a.list": [1, "x", 2.5],
+        "a.map": {"k": 1, "v": "w z"},
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"a": {k.split(".")[1]: "old" for k in values}}))
+    apply_overrides(path, to_overrides(values))
+    assert yaml.safe_load(path.read_text())["a"] == {k.split(".")[1]: v for k, v in values.items()}
+    assert to_overrides({"~a.int": None, "+a.new": 1}) == ["~a.int", "+a.new=1"]
+
+
+def test_metrics_table_and_report_link(tmp_path):
+    metrics = {"metrics/eval.json": _flatten({"f1": {"macro": 0.812345, "per_class": [0.9, 0.7]}, "note": "a|b"})}
+    assert metrics["metrics/eval.json"] == {"f1.macro": 0.812345, "f1.per_class": "[0.9, 0.7]", "note": "a|b"}
+    results = [{"stage": "ingest", "ran": False}, {"stage": "evaluate", "ran": True}]
+    report = tmp_path / "reports/report.html"
+    md = metrics_markdown(metrics, results, report)
+    assert "Stages run: evaluate; up to date (skipped by DVC): ingest." in md
+    assert "| `metrics/eval.json` | f1.macro | 0.8123 |" in md
+    assert "| `metrics/eval.json` | note | a\\|b |" in md  # a pipe would break the table
+    assert f"({report.as_uri()})" in md
+    assert "No metrics yet" in metrics_markdown({}, results, None)
+
+
+def test_failure_summary_names_the_stage_error_not_dvcs_wrapper():
+    tail = [
+        "Running stage 'ingest':",
+        "> python -m pipeline.ingest",
+        "data/raw/x/a.json: invalid JSON (line 1)",
+        "ERROR: failed to reproduce 'ingest': failed to run: python -m pipeline.ingest, exited with 1",
+    ]
+    assert _failure_summary(tail) == "data/raw/x/a.json: invalid JSON (line 1)"
+
+
+def test_project_root_requires_dvc_yaml(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no dvc.yaml"):
+        project_root(tmp_path)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    assert project_root(tmp_path) == Path(tmp_path).resolve()
+
+
+def test_flows_config_defaults_and_validation():
+    f = parse_params({}).flows
+    assert (f.host, f.port, f.home, f.retrain_from) == ("127.0.0.1", 4200, ".prefect", "ingest")
+    ok = parse_params({"flows": {"port": 4300, "retrain_cron": "0 2 * * *", "retrain_interval_minutes": None}})
+    assert ok.flows.retrain_cron == "0 2 * * *" and ok.flows.retrain_interval_minutes is None
+    bad = [
+        ({"port": 0}, "flows.port"),
+        ({"retries": -1}, "flows.retries"),
+        ({"retrain_interval_minutes": 0}, "flows.retrain_interval_minutes"),
+        ({"retrain_cron": "every day"}, "flows.retrain_cron"),
+        ({"watch_suffixes": ["json"]}, r"flows.watch_suffixes\[0\]"),
+        ({"prot": 1}, "flows.prot: unknown key"),
+    ]
+    for section, key in bad:
+        with pytest.raises(ConfigError, match=key):
+            parse_params({"flows": section})

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from prefect.deployments.runner import EntrypointType
 from prefect.events import DeploymentEventTrigger
 
 from flows.reproduce import reproduce
@@ -35,7 +36,11 @@ def retrain_trigger(event: str) -> DeploymentEventTrigger:
 
 
 def build_deployments(project_dir: str | Path, flows_cfg) -> list:
-    """RunnerDeployments for ``prefect.serve`` (or ``.deploy()`` to a work pool); both run ``project_dir``."""
+    """RunnerDeployments for ``prefect.serve`` or ``prefect.deploy`` (a work pool); both run ``project_dir``.
+
+    Entrypoints are module paths (``flows.retrain.retrain_on_new_defects``), not file paths: any worker with
+    this package installed can load them, whatever its current folder.
+    """
     root = str(Path(project_dir).resolve())
     if flows_cfg.retrain_cron:
         schedule = {"cron": flows_cfg.retrain_cron}
@@ -50,6 +55,7 @@ def build_deployments(project_dir: str | Path, flows_cfg) -> list:
             description="Reproduce the DVC pipeline, one task per stage (target, params overrides, force).",
             tags=["syndgan", "dvc"],
             concurrency_limit=1,
+            entrypoint_type=EntrypointType.MODULE_PATH,
         ),
         retrain_on_new_defects.to_deployment(
             name=RETRAIN,
@@ -59,6 +65,7 @@ def build_deployments(project_dir: str | Path, flows_cfg) -> list:
             triggers=[retrain_trigger(flows_cfg.retrain_event)],
             paused=False,  # serve pauses schedules on shutdown; a restart resumes them
             concurrency_limit=1,
+            entrypoint_type=EntrypointType.MODULE_PATH,
             **schedule,
         ),
     ]

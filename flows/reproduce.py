@@ -136,6 +136,8 @@ def reproduce(
             force=force,
             retries=retries,
             retry_delay_seconds=flows_cfg.retry_delay_seconds,
+            pull=flows_cfg.dvc_pull,
+            push=flows_cfg.dvc_push,
             after_each=after_each,
         )
         if "metrics" not in published:

@@ -76,6 +76,8 @@ def retrain_on_new_defects(project_dir: str | None = None, retries: int | None =
             force=entry if untracked else False,
             retries=cfg.retries if retries is None else retries,
             retry_delay_seconds=cfg.retry_delay_seconds,
+            pull=cfg.dvc_pull,
+            push=cfg.dvc_push,
         )
         metrics = publish_metrics(root, results)
         save_state(state_path, current, roots)

@@ -150,11 +150,22 @@ def _restore(root: Path, stage: str, backups: list[tuple[Path, Path]], logger) -
 
 
 @task(name="dvc-stage", task_run_name="{stage}", cache_policy=NO_CACHE, persist_result=False)
-def run_stage(project_dir: str, stage: str, force: bool = False, keep: list[str] | None = None) -> dict[str, Any]:
-    """``dvc repro --single-item <stage>``; ``keep``: non-cached outputs to put back if the stage fails."""
+def run_stage(
+    project_dir: str,
+    stage: str,
+    force: bool = False,
+    keep: list[str] | None = None,
+    pull: bool = False,
+    push: bool = False,
+) -> dict[str, Any]:
+    """``dvc repro --single-item <stage>``; ``keep``: non-cached outputs to put back if the stage fails.
+
+    ``pull``: fetch missing cached inputs from the DVC remote first (``--pull``); ``push``: send the stage's
+    outputs to the DVC remote after it ran (workers that share no disk share the remote instead).
+    """
     logger = get_run_logger()
     root = Path(project_dir)
-    cmd = [*DVC, "repro", "--single-item", *(["--force"] if force else []), stage]
+    cmd = [*DVC, "repro", "--single-item", *(["--force"] if force else []), *(["--pull"] if pull else []), stage]
     logger.info("$ dvc %s", " ".join(cmd[3:]))
     start = time.monotonic()
     ran = []
@@ -165,6 +176,10 @@ def run_stage(project_dir: str, stage: str, force: bool = False, keep: list[str]
         if rc != 0:
             _restore(root, stage, backups, logger)
             raise StageFailed(f"stage '{stage}' failed (dvc exit code {rc}): {_failure_summary(tail)}")
+    if push and ran:
+        rc, tail = stream([*DVC, "push", stage], root, logger)
+        if rc != 0:
+            raise StageFailed(f"stage '{stage}' ran but dvc push failed ({rc}): {_failure_summary(tail)}")
     return {"stage": stage, "ran": any(ran), "seconds": round(time.monotonic() - start, 2)}
 
 
@@ -176,6 +191,8 @@ def run_stages(
     force: bool | Iterable[str] = False,
     retries: int = 0,
     retry_delay_seconds: float = 0,
+    pull: bool = False,
+    push: bool = False,
     after_each=None,
 ) -> list[dict[str, Any]]:
     """Run ``names`` one task each, in order; ``force``: all of them, or the named ones.
@@ -188,7 +205,7 @@ def run_stages(
     results = []
     for name in names:
         keep = [str(o.path) for o in graph.stages[name].outs if not o.cached and not o.persist]
-        results.append(task_(str(root), name, force=name in forced, keep=keep))
+        results.append(task_(str(root), name, force=name in forced, keep=keep, pull=pull, push=push))
         if after_each is not None:
             after_each(name, results)
     return results

@@ -4,8 +4,8 @@ Server API" page that a mismatched ``PREFECT_UI_API_URL`` gives).
 
     python -m flows.ui_check [--out runs/ui_check] [--no-trigger]
 
-When the retrain deployment has never finished a run, one is started (``run_deployment``) and awaited, so
-the runs page has something to show. Writes ``deployments.png``, ``runs.png``, ``last-run.png`` (the most
+When no deployment has run yet, a retrain run is started (``run_deployment``) and awaited, so the runs
+page has something to show (``--no-trigger``: only report). Writes ``deployments.png``, ``runs.png``, ``last-run.png`` (the most
 recent run's page), the rendered DOMs and ``ui_check.json`` under ``--out``. Exit code 0 when everything is there.
 """
 
@@ -129,12 +129,13 @@ def main(argv=None) -> int:
     from flows.deployments import DEPLOYMENT_NAMES, RETRAIN_FULL_NAME
 
     report = deployment_report(DEPLOYMENT_NAMES)
-    retrain = next(r for r in report if r["name"] == RETRAIN_FULL_NAME)
-    if retrain["found"] and retrain["last_run"] is None and not args.no_trigger:
-        print(f"{RETRAIN_FULL_NAME} has no run yet: starting one and waiting (is `make serve` running?)")
+    has_run = any(r.get("last_run") for r in report)
+    if not has_run and not args.no_trigger and all(r["found"] for r in report):
+        print(f"no deployment has run yet: starting {RETRAIN_FULL_NAME} and waiting (needs `make serve` running)")
         run = run_deployment(RETRAIN_FULL_NAME, timeout=args.timeout, poll_interval=2, as_subflow=False)
         print(f"  {run.name}: {run.state.type.value if run.state else '?'}")
         report = deployment_report(DEPLOYMENT_NAMES)
+        has_run = any(r.get("last_run") for r in report)
     for r in report:
         if not r["found"]:
             problems.append(f"deployment {r['name']} not found (is `make serve` running for this project?)")
@@ -142,8 +143,8 @@ def main(argv=None) -> int:
             last = r["last_run"]
             run_text = f"last run {last['name']} {last['state']} at {last['start_time']}" if last else "no runs yet"
             print(f"{r['name']}: schedules {r['schedules'] or 'none'}; triggers {r['triggers'] or 'none'}; {run_text}")
-    if retrain.get("found") and not report[DEPLOYMENT_NAMES.index(RETRAIN_FULL_NAME)]["last_run"]:
-        problems.append(f"{RETRAIN_FULL_NAME} has no started run")
+    if not has_run and not args.no_trigger:
+        problems.append("no deployment has a started run")
 
     ui = env["PREFECT_UI_URL"]
     shots = {"deployments": f"{ui}/deployments", "runs": f"{ui}/runs"}

@@ -91,6 +91,8 @@ class FlowsConfig:
         default_factory=lambda: [".json", ".xml", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"]
     )
     state: str = ".syndgan/watch_state.json"  # content hashes of the last successful retrain
+    dvc_pull: bool = False  # `dvc repro --pull`: fetch missing cached inputs from the DVC remote (fresh workers)
+    dvc_push: bool = False  # `dvc push <stage>` after each stage that ran: outputs land on the DVC remote
 
 
 SECTIONS: dict[str, type] = {

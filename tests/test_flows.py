@@ -12,13 +12,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("prefect")
+pytestmark = pytest.mark.slow  # one Prefect server for the module (~10 s to start), real DVC runs
 
 from prefect import get_client  # noqa: E402
 from prefect.client.schemas.filters import (  # noqa: E402
@@ -244,6 +244,22 @@ def test_reproduce_runs_one_task_per_stage_and_publishes_metrics(project):
     lock = json.dumps(_dvc_lock(project))
     assert "data/manifest.json" in lock and "metrics/scores.json" in lock
 
+    # a stage added to dvc.yaml is picked up without touching the flows; a target runs it and its upstream
+    summary = """
+  summary:
+    cmd: python -c "import shutil; shutil.copy('data/counts.json', 'summary.json')"
+    deps: [data/counts.json]
+    outs: [summary.json]
+"""
+    (project / "dvc.yaml").write_text(DVC_YAML + summary)
+    result = reproduce(project_dir=str(project), target="summary")
+    assert [(r["stage"], r["ran"]) for r in result["stages"]] == [
+        ("ingest", False),
+        ("count", False),
+        ("summary", True),
+    ]
+    assert (project / "summary.json").read_bytes() == (project / "data/counts.json").read_bytes()
+
 
 def _dvc_lock(project: Path) -> dict:
     import yaml
@@ -362,6 +378,18 @@ def test_deployments_have_schedule_and_event_trigger(project, tmp_path):
     assert runs, "the event trigger did not create a flow run"
     assert runs[0].parameters == {"project_dir": str(project.resolve())}
 
+    # the same deployments go to a process work pool without an image: entrypoints are module paths
+    from prefect import deploy
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name="syndgan-test", type="process"))
+    deploy(*build_deployments(project, cfg), work_pool_name="syndgan-test", print_next_steps_message=False)
+    with get_client(sync_client=True) as client:
+        pooled = client.read_deployment_by_name(RETRAIN_FULL_NAME)
+    assert pooled.work_pool_name == "syndgan-test"
+    assert pooled.entrypoint == "flows.retrain.retrain_on_new_defects"
+
 
 def test_server_env_points_ui_and_clients_at_one_address():
     from flows.server import server_env
@@ -374,22 +402,19 @@ def test_server_env_points_ui_and_clients_at_one_address():
     assert server_env("0.0.0.0", 80, "h")["PREFECT_API_URL"] == "http://127.0.0.1:80/api"
 
 
-def test_stage_order_comes_from_dvc_yaml(project):
-    """A stage added to dvc.yaml shows up in the flow without touching the flows."""
+def test_dvc_remote_carries_outputs_to_a_fresh_worker(project, tmp_path):
+    """With flows.dvc_push / dvc_pull, a machine with only the git checkout reuses what another one ran."""
     from flows.reproduce import reproduce
 
-    dvc_yaml = DVC_YAML + textwrap.indent(
-        textwrap.dedent(
-            """
-            summary:
-              cmd: python -c "import shutil; shutil.copy('data/counts.json', 'summary.json')"
-              deps: [data/counts.json]
-              outs: [summary.json]
-            """
-        ),
-        "  ",
-    )
-    (project / "dvc.yaml").write_text(dvc_yaml)
-    result = reproduce(project_dir=str(project))
-    assert [r["stage"] for r in result["stages"]] == ["ingest", "count", "evaluate", "summary"]
-    assert (project / "summary.json").exists()
+    (project / "params.yaml").write_text(PARAMS_YAML + "  dvc_push: true\n  dvc_pull: true\n")
+    _run([sys.executable, "-m", "dvc", "remote", "add", "-d", "store", str(tmp_path / "remote")], project)
+    first = reproduce(project_dir=str(project))
+    assert all(r["ran"] for r in first["stages"])
+    assert any((tmp_path / "remote").rglob("*")), "nothing was pushed"
+
+    worker = tmp_path / "worker"  # what a fresh worker has: the repository, no DVC cache, no outputs
+    shutil.copytree(project, worker, ignore=shutil.ignore_patterns("cache", "data", ".syndgan"))
+    assert not (worker / "data").exists()
+    second = reproduce(project_dir=str(worker))
+    assert [r["ran"] for r in second["stages"]] == [False, False, False]  # pulled, not recomputed
+    assert (worker / "data/counts.json").read_bytes() == (project / "data/counts.json").read_bytes()

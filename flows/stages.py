@@ -161,7 +161,7 @@ def run_stage(
     """``dvc repro --single-item <stage>``; ``keep``: non-cached outputs to put back if the stage fails.
 
     ``pull``: fetch missing cached inputs from the DVC remote first (``--pull``); ``push``: send the stage's
-    outputs to the DVC remote after it ran (workers that share no disk share the remote instead).
+    outputs to the DVC remote afterwards (workers that share no disk share the remote instead).
     """
     logger = get_run_logger()
     root = Path(project_dir)
@@ -176,10 +176,10 @@ def run_stage(
         if rc != 0:
             _restore(root, stage, backups, logger)
             raise StageFailed(f"stage '{stage}' failed (dvc exit code {rc}): {_failure_summary(tail)}")
-    if push and ran:
+    if push:  # also when DVC skipped the stage: a retry after a failed push still pushes (cheap when present)
         rc, tail = stream([*DVC, "push", stage], root, logger)
         if rc != 0:
-            raise StageFailed(f"stage '{stage}' ran but dvc push failed ({rc}): {_failure_summary(tail)}")
+            raise StageFailed(f"dvc push {stage} failed ({rc}): {_failure_summary(tail)}")
     return {"stage": stage, "ran": any(ran), "seconds": round(time.monotonic() - start, 2)}
 
 

@@ -92,7 +92,7 @@ class FlowsConfig:
     )
     state: str = ".syndgan/watch_state.json"  # content hashes of the last successful retrain
     dvc_pull: bool = False  # `dvc repro --pull`: fetch missing cached inputs from the DVC remote (fresh workers)
-    dvc_push: bool = False  # `dvc push <stage>` after each stage that ran: outputs land on the DVC remote
+    dvc_push: bool = False  # `dvc push <stage>` after each stage: its outputs land on the DVC remote
 
 
 SECTIONS: dict[str, type] = {

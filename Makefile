@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test bench lint clean-venv
+.PHONY: setup repro test bench lint clean-venv serve ui ui-check deploy
 
 setup: $(STAMP)
 
@@ -32,6 +32,29 @@ test: setup
 ## make bench: throughput numbers (ingest + rasterize on Magnetic Tile when present, GAN training, metrics)
 bench: setup
 	python -m pipeline.bench
+
+# Address comes from params.yaml `flows.host` / `flows.port` (default 127.0.0.1:4200); `make serve PORT=4300`
+# overrides it for one run (then use the same PORT for `make ui` / `make ui-check`).
+
+PORT_ARG = $(if $(PORT),--port $(PORT))
+
+## make serve: local Prefect server (database in .prefect/) + the deployments (reproduce on demand, retrain on a schedule and on an event); Ctrl-C stops both
+serve: setup
+	python -m flows.serve $(PORT_ARG)
+
+## make ui: the Prefect UI address of this project's server
+ui: setup
+	@python -m flows.serve --print-url $(PORT_ARG)
+
+## make ui-check: while `make serve` runs: deployments and last runs through the API, headless Chromium screenshots in runs/ui_check/
+ui-check: setup
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { echo "ui-check needs Chromium: apt-get install -y chromium"; exit 2; }
+	python -m flows.ui_check $(PORT_ARG)
+
+## make deploy POOL=name [IMAGE=registry/syndgan:tag]: the same deployments on a Prefect work pool (process, Kubernetes)
+deploy: setup
+	@test -n "$(POOL)" || { echo "usage: make deploy POOL=<work pool> [IMAGE=<image>]"; exit 2; }
+	python -m flows.deploy --pool $(POOL) $(if $(IMAGE),--image $(IMAGE))
 
 lint: setup
 	ruff check syndgan pipeline flows tests

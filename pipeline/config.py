@@ -95,11 +95,50 @@ class FlowsConfig:
     dvc_push: bool = False  # `dvc push <stage>` after each stage: its outputs land on the DVC remote
 
 
+@dataclass
+class PretrainConfig:
+    """ProjectedGAN pretraining of the generator SyNDGAN later decodes with (paper III.B-2, III.C-1, IV.A)."""
+
+    generator: Literal["stylegan2", "fastgan"] = "fastgan"  # fastgan: measured faster on CPU (bench_pretrain)
+    z_dim: int = 128
+    w_dim: int = 128
+    resolution: int | None = None  # None: rasterize.resolution
+    data_mode: Literal["resize", "patch"] = "resize"  # patch: native-resolution windows of the original images
+    patch_size: int = 128  # window size in native pixels (patch mode); resized to `resolution`
+    defect_patch_prob: float = 0.5  # patch mode: chance a window is centred on an annotated defect
+    g_channel_base: int = 4096  # generator channels at resolution r: min(g_channel_max, g_channel_base // r)
+    g_channel_max: int = 128
+    d_resize: int | None = None  # None: feature network at native size; 224: ProjectedGAN's upsampling
+    d_scales: list[int] = field(default_factory=lambda: [0, 1, 2, 3])  # [3]: single-scale discriminator
+    d_channel_base: int = 2048
+    d_channel_max: int = 128
+    d_proj_channels: int = 32  # CCM output channels of the first scale (x2 per deeper scale)
+    diffaug: str = "color,translation,cutout"
+    loss: Literal["hinge", "logistic"] = "hinge"
+    batch_size: int = 8
+    steps: int = 500
+    lr_g: float = 2e-4  # paper IV.A
+    lr_d: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # paper; ProjectedGAN uses [0, 0.99]
+    ema: float = 2000.0  # G_ema half-life, in images
+    checkpoint_every: int = 100  # steps
+    sample_every: int = 100
+    fid_every: int = 100  # 0: fid_effnet only at start and end
+    fid_samples: int = 128  # G_ema samples (and real images) per fid_effnet; 0 disables it
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0: torch default
+    device: str = "auto"  # auto: CUDA when present (bf16 autocast), else CPU
+    out: str = "models/pretrain"
+    metrics: str = "metrics/pretrain.json"
+    plots: str = "plots/pretrain"
+
+
 SECTIONS: dict[str, type] = {
     "flows": FlowsConfig,
     "demo": DemoConfig,
     "ingest": IngestConfig,
     "rasterize": RasterizeConfig,
+    "pretrain": PretrainConfig,
 }
 
 
@@ -108,6 +147,7 @@ class Params:
     demo: DemoConfig = field(default_factory=DemoConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     rasterize: RasterizeConfig = field(default_factory=RasterizeConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     flows: FlowsConfig = field(default_factory=FlowsConfig)
     path: Path = Path("params.yaml")  # where these were read from
 
@@ -221,6 +261,8 @@ def _validate(p: Params, src: Any) -> None:
     def bad(key: str, msg: str):
         raise ConfigError(f"{src}: {key}: {msg}")
 
+    _validate_pretrain(p.pretrain, bad)
+
     f = p.flows
     if not 1 <= f.port <= 65535:
         bad("flows.port", f"must be in 1..65535, got {f.port}")
@@ -286,3 +328,34 @@ def _validate_ingest(c: IngestConfig, bad) -> None:
         for label, target in src_cfg.label_map.items():
             if target != "normal" and target not in c.classes:
                 bad(f"{key}.label_map.{label}", f"{target!r} is not in ingest.classes (nor 'normal')")
+
+
+def _validate_pretrain(c: PretrainConfig, bad) -> None:
+    res = c.resolution
+    if res is not None and (res < 8 or res > 1024 or res & (res - 1)):
+        bad("pretrain.resolution", f"must be a power of 2 in 8..1024 (or null for rasterize.resolution), got {res}")
+    if c.patch_size < 8:
+        bad("pretrain.patch_size", f"must be >= 8, got {c.patch_size}")
+    if not 0 <= c.defect_patch_prob <= 1:
+        bad("pretrain.defect_patch_prob", "must be in [0, 1]")
+    if c.batch_size < 2:
+        bad("pretrain.batch_size", "must be >= 2")
+    if c.steps < 1:
+        bad("pretrain.steps", "must be >= 1")
+    for key in ("lr_g", "lr_d", "ema", "z_dim", "w_dim", "g_channel_base", "g_channel_max", "d_channel_base"):
+        if getattr(c, key) <= 0:
+            bad(f"pretrain.{key}", "must be > 0")
+    if len(c.betas) != 2 or not all(0 <= b < 1 for b in c.betas):
+        bad("pretrain.betas", f"must be two values in [0, 1), got {c.betas}")
+    if not c.d_scales or any(sc not in (0, 1, 2, 3) for sc in c.d_scales):
+        bad("pretrain.d_scales", f"must be a non-empty subset of [0, 1, 2, 3], got {c.d_scales}")
+    if c.d_resize is not None and c.d_resize < 32:
+        bad("pretrain.d_resize", f"must be >= 32 (or null), got {c.d_resize}")
+    ops = [o.strip() for o in c.diffaug.split(",") if o.strip()]
+    if any(o not in ("color", "translation", "cutout") for o in ops):
+        bad("pretrain.diffaug", f"comma-separated subset of color, translation, cutout; got {c.diffaug!r}")
+    for key in ("checkpoint_every", "sample_every", "fid_every", "threads"):
+        if getattr(c, key) < 0:
+            bad(f"pretrain.{key}", "must be >= 0")
+    if c.fid_samples == 1 or c.fid_samples < 0:
+        bad("pretrain.fid_samples", "must be 0 (off) or >= 2")

@@ -1,0 +1,111 @@
+"""Stage `pretrain`: ProjectedGAN pretraining of the generator on every training image (normal + defect).
+
+Reads ``<rasterize.out>/`` (index.parquet, dataset.json) in ``resize`` mode, or the original images of
+``<ingest.out>/manifest.parquet`` + ``annotations.parquet`` in ``patch`` mode. Writes ``<pretrain.out>/``
+(``checkpoints/last.pt`` - persistent, so a killed run resumes -, ``generator.pt``, ``samples/``),
+``<pretrain.plots>/{losses,fid}.csv`` and ``<pretrain.metrics>`` (fid_effnet at start and end, images/s).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from pipeline.common import stage_main
+from pipeline.config import Params, PretrainConfig
+from pipeline.data import PatchDataset, ProcessedDataset, read_dataset_info
+from syndgan.io import atomic_write_json
+from syndgan.training.pretrain import PretrainSettings, train_pretrain
+
+log = logging.getLogger("syndgan.pretrain")
+
+
+def settings_from_config(cfg: PretrainConfig, resolution: int, channels: int, n_classes: int = 0) -> PretrainSettings:
+    """Map the params section onto the library's settings (the library never sees params.yaml)."""
+    return PretrainSettings(
+        generator=cfg.generator,
+        z_dim=cfg.z_dim,
+        w_dim=cfg.w_dim,
+        resolution=resolution,
+        channels=channels,
+        g_channel_base=cfg.g_channel_base,
+        g_channel_max=cfg.g_channel_max,
+        d_resize=cfg.d_resize,
+        d_scales=list(cfg.d_scales),
+        d_channel_base=cfg.d_channel_base,
+        d_channel_max=cfg.d_channel_max,
+        d_proj_channels=cfg.d_proj_channels,
+        diffaug=cfg.diffaug,
+        n_classes=n_classes,
+        loss=cfg.loss,
+        batch_size=cfg.batch_size,
+        steps=cfg.steps,
+        lr_g=cfg.lr_g,
+        lr_d=cfg.lr_d,
+        betas=(float(cfg.betas[0]), float(cfg.betas[1])),
+        ema_halflife_images=cfg.ema,
+        seed=cfg.seed,
+        checkpoint_every=cfg.checkpoint_every,
+        sample_every=cfg.sample_every,
+        fid_every=cfg.fid_every,
+        fid_samples=cfg.fid_samples,
+        device=cfg.device,
+    )
+
+
+def build_dataset(params: Params, resolution: int, channels: int, classes: list[dict]):
+    cfg = params.pretrain
+    if cfg.data_mode == "patch":
+        interim = params.resolve(params.ingest.out)
+        return PatchDataset(
+            interim / "manifest.parquet",
+            interim / "annotations.parquet",
+            classes,
+            split="train",
+            patch_size=cfg.patch_size,
+            resolution=resolution,
+            channels=channels,
+            defect_patch_prob=cfg.defect_patch_prob,
+        )
+    return ProcessedDataset(params.resolve(params.rasterize.out), split="train", resolution=resolution)
+
+
+def run(params: Params) -> dict:
+    cfg = params.pretrain
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    info = read_dataset_info(params.resolve(params.rasterize.out))
+    resolution = cfg.resolution or int(info["resolution"])
+    channels = int(info["channels"])
+    dataset = build_dataset(params, resolution, channels, info["classes"])
+    settings = settings_from_config(cfg, resolution, channels)
+    log.info(
+        "pretraining %s at %d px, %d channel(s), %s mode, on %d training images, %d steps of %d",
+        cfg.generator, resolution, channels, cfg.data_mode, len(dataset), cfg.steps, cfg.batch_size,
+    )  # fmt: skip
+    summary = train_pretrain(settings, dataset, params.resolve(cfg.out), log_dir=params.resolve(cfg.plots))
+    metrics = {
+        k: summary[k]
+        for k in ("fid_effnet", "fid_effnet_start", "fid_samples", "steps", "images", "images_per_s", "train_seconds")
+    }
+    metrics["data_mode"] = cfg.data_mode
+    metrics["train_images"] = len(dataset)
+    atomic_write_json(params.resolve(cfg.metrics), metrics)
+    log.info(
+        "fid_effnet %s -> %s; %.1f images/s",
+        _f(summary["fid_effnet_start"]), _f(summary["fid_effnet"]), summary["images_per_s"],
+    )  # fmt: skip
+    return metrics
+
+
+def _f(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main("pretrain", run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

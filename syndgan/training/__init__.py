@@ -1,0 +1,1 @@
+"""Training loops (pretraining, SyNDGAN) and the plumbing they share (``common``)."""

@@ -1,0 +1,433 @@
+"""Unconditional ProjectedGAN pretraining of the generator that later becomes SyNDGAN's decoder.
+
+``train_pretrain(settings, dataset, out_dir)`` trains G against a projected multi-scale discriminator on
+every training image (normal and defect) and writes, under ``out_dir``:
+
+- ``checkpoints/last.pt``: G, G_ema, D's trainable parts, both optimizers, step, RNG states, settings.
+  Written atomically every ``checkpoint_every`` steps and at the end; a rerun resumes from it.
+- ``generator.pt``: ``{"generator": spec, "G_ema": state, "settings": ..., "step": ...}`` for
+  downstream stages (``syndgan.models.generators.load_generator``).
+- ``samples/step_XXXXXXX.png``: G_ema grids on fixed latents.
+- ``losses.csv`` (step, loss_d, loss_g, logits_real, logits_fake, images_per_s) and ``fid.csv``
+  (step, fid_effnet): DVC-plots tables. Returns the summary dict (also ``summary.json``).
+
+``dataset[i]`` must return ``{"image": float tensor (C, R, R) in [-1, 1], "label": int}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from syndgan.errors import ConfigError, DataError
+from syndgan.io import atomic_write_json
+from syndgan.losses import AuxClassifierLoss, create_adversarial_losses
+from syndgan.models.discriminator import ProjectedDiscriminator
+from syndgan.models.generators import create_generator, generator_spec
+from syndgan.training.common import (
+    CsvLog,
+    ModelEMA,
+    amp_dtype,
+    autocast,
+    capture_rng_state,
+    configure_determinism,
+    cpu_state,
+    derive_seed,
+    load_checkpoint,
+    optimizer_state_to,
+    restore_rng_state,
+    save_checkpoint,
+    save_image_grid,
+    seed_everything,
+    seed_step,
+    select_device,
+    to_plain,
+)
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoints/last.pt"
+LOSS_COLUMNS = ["step", "loss_d", "loss_g", "logits_real", "logits_fake", "images_per_s"]
+GENERATOR = "generator.pt"
+
+
+@dataclass
+class PretrainSettings:
+    # generator
+    generator: str = "fastgan"  # "stylegan2" | "fastgan"
+    z_dim: int = 128
+    w_dim: int = 128
+    resolution: int = 64
+    channels: int = 3
+    g_channel_base: int = 4096  # channels at resolution r: min(g_channel_max, g_channel_base // r)
+    g_channel_max: int = 128
+    # discriminator
+    d_resize: int | None = None  # None: feature network at native size; 224: ProjectedGAN's upsampling
+    d_scales: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
+    d_channel_base: int = 2048
+    d_channel_max: int = 128
+    d_proj_channels: int = 32
+    diffaug: str = "color,translation,cutout"
+    n_classes: int = 0  # > 0 with aux_weight > 0: auxiliary classifier head trained on real labels
+    aux_weight: float = 0.0
+    loss: str = "hinge"
+    # optimisation
+    batch_size: int = 8
+    steps: int = 500
+    lr_g: float = 2e-4
+    lr_d: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    ema_halflife_images: float = 2000.0
+    ema_rampup: float | None = 0.05
+    seed: int = 0
+    # bookkeeping
+    checkpoint_every: int = 100
+    sample_every: int = 100
+    fid_every: int = 100  # 0: only at start and end
+    fid_samples: int = 128
+    fid_resize: int = 224
+    log_every: int = 10
+    device: str = "auto"
+    amp: bool = True
+    feature_weights: str | None = None  # EfficientNet-Lite0 file; None: the packaged one
+    progress: bool = True
+
+    def validate(self) -> None:
+        def bad(key, msg):
+            raise ConfigError(f"pretrain settings: {key}: {msg}")
+
+        if self.generator not in ("stylegan2", "fastgan"):
+            bad("generator", f"must be 'stylegan2' or 'fastgan', got {self.generator!r}")
+        r = self.resolution
+        if r < 8 or r > 1024 or r & (r - 1):
+            bad("resolution", f"must be a power of 2 in [8, 1024], got {r}")
+        if self.channels not in (1, 3):
+            bad("channels", f"must be 1 or 3, got {self.channels}")
+        if self.batch_size < 2:
+            bad("batch_size", "must be >= 2 (BatchNorm)")
+        if self.steps < 1:
+            bad("steps", "must be >= 1")
+        if not self.d_scales or any(s not in (0, 1, 2, 3) for s in self.d_scales):
+            bad("d_scales", f"must be a non-empty subset of [0, 1, 2, 3], got {self.d_scales}")
+        if self.fid_samples == 1:
+            bad("fid_samples", "must be 0 (off) or >= 2")
+        if self.aux_weight > 0 and self.n_classes < 2:
+            bad("aux_weight", "needs n_classes >= 2")
+        for k in ("checkpoint_every", "sample_every", "fid_every", "log_every"):
+            if getattr(self, k) < 0:
+                bad(k, "must be >= 0")
+
+    def generator_kwargs(self) -> dict[str, Any]:
+        return dict(
+            z_dim=self.z_dim,
+            w_dim=self.w_dim,
+            img_resolution=self.resolution,
+            img_channels=self.channels,
+            channel_base=self.g_channel_base,
+            channel_max=self.g_channel_max,
+        )
+
+
+def build_networks(s: PretrainSettings) -> tuple[torch.nn.Module, ProjectedDiscriminator]:
+    G = create_generator(s.generator, **s.generator_kwargs())
+    D = ProjectedDiscriminator(
+        s.resolution,
+        s.channels,
+        pretrained=True,
+        weights_path=s.feature_weights,
+        resize=s.d_resize,
+        diffaug=s.diffaug,
+        proj_channels=s.d_proj_channels,
+        scales=tuple(s.d_scales),
+        channel_base=s.d_channel_base,
+        channel_max=s.d_channel_max,
+        n_classes=s.n_classes if s.aux_weight > 0 else 0,
+        proj_seed=derive_seed(s.seed, "projection") % 2**31,
+    )
+    return G, D
+
+
+class FidEffnet:
+    """FID on EfficientNet-Lite0 pooled features (1280-d): real features computed once, fakes per call.
+
+    With ~128 samples per side the value is strongly biased upwards (1280-d covariances): a trend signal
+    within one run, not a number to compare with published FIDs.
+    """
+
+    def __init__(
+        self, reals: torch.Tensor, device: torch.device, weights_path=None, resize: int = 224, batch: int = 32
+    ):
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        from syndgan.models.features import PooledFeatures
+
+        self.device, self.batch = device, batch
+        extractor = PooledFeatures(pretrained=True, weights_path=weights_path, resize=resize)
+        self.metric = FrechetInceptionDistance(feature=extractor, reset_real_features=False).to(device)
+        with torch.no_grad():
+            for i in range(0, reals.shape[0], batch):
+                self.metric.update(self._unit(reals[i : i + batch]), real=True)
+
+    def _unit(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x.to(self.device).float().clamp(-1, 1) + 1) / 2).contiguous()
+
+    @torch.no_grad()
+    def __call__(self, G: torch.nn.Module, z: torch.Tensor) -> float:
+        self.metric.reset()
+        for i in range(0, z.shape[0], self.batch):
+            self.metric.update(self._unit(G(z[i : i + self.batch].to(self.device), noise_mode="const")), real=False)
+        return float(self.metric.compute())
+
+
+def train_step(
+    G: torch.nn.Module,
+    D: ProjectedDiscriminator,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    real: torch.Tensor,
+    labels: torch.Tensor,
+    z: torch.Tensor,
+    losses: tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module],
+    aux_weight: float = 0.0,
+    device: torch.device = torch.device("cpu"),
+    dtype: torch.dtype | None = None,
+) -> dict[str, float]:
+    """One D update then one G update on the same fakes (one G forward per step). Returns scalar stats."""
+    loss_d_fn, loss_g_fn, aux_fn = losses
+    # D step on reals and detached fakes: no gradient reaches the frozen feature network.
+    with autocast(device, dtype):
+        fake = G(z, update_emas=True)
+        logits_real, cls_real = D(real, return_classes=True)
+        logits_fake = D(fake.detach())
+        loss_d = loss_d_fn(logits_real, logits_fake)
+        if aux_weight > 0:
+            loss_d = loss_d + aux_weight * aux_fn(cls_real, labels)
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    # G step through the updated D.
+    with autocast(device, dtype):
+        loss_g = loss_g_fn(D(fake))
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    return {
+        "loss_d": loss_d.item(),
+        "loss_g": loss_g.item(),
+        "logits_real": logits_real.float().mean().item(),
+        "logits_fake": logits_fake.float().mean().item(),
+    }
+
+
+def make_optimizers(G, D, s: PretrainSettings) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    opt_g = torch.optim.Adam(G.parameters(), lr=s.lr_g, betas=tuple(s.betas))
+    opt_d = torch.optim.Adam([p for p in D.parameters() if p.requires_grad], lr=s.lr_d, betas=tuple(s.betas))
+    return opt_g, opt_d
+
+
+def _batch(dataset, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    items = [dataset[int(i)] for i in idx]
+    return torch.stack([it["image"] for it in items]), torch.tensor([int(it["label"]) for it in items])
+
+
+def _check_dataset(dataset, s: PretrainSettings) -> None:
+    if len(dataset) == 0:
+        raise DataError(getattr(dataset, "source", "dataset"), "no training images")
+    img = dataset[0]["image"]
+    want = (s.channels, s.resolution, s.resolution)
+    if tuple(img.shape) != want:
+        raise DataError(getattr(dataset, "source", "dataset"), f"images are {tuple(img.shape)}, settings need {want}")
+
+
+def train_pretrain(
+    settings: PretrainSettings,
+    dataset,
+    out_dir: str | Path,
+    *,
+    log_dir: str | Path | None = None,
+    max_steps: int | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) and return the summary.
+
+    ``log_dir``: where ``losses.csv`` and ``fid.csv`` go (default ``out_dir``). ``max_steps`` stops after
+    that step with a checkpoint written, as a kill would (used by tests).
+    """
+    s = settings
+    s.validate()
+    _check_dataset(dataset, s)
+    out = Path(out_dir)
+    device = select_device(s.device)
+    configure_determinism(device)
+    dtype = amp_dtype(device, s.amp)
+    seed_everything(s.seed)
+
+    G, D = build_networks(s)
+    G, D = G.to(device).train(), D.to(device).train()
+    ema = ModelEMA(G, s.ema_halflife_images, s.ema_rampup)
+    opt_g, opt_d = make_optimizers(G, D, s)
+    losses = (*create_adversarial_losses(s.loss), AuxClassifierLoss())
+
+    ckpt_path = out / CHECKPOINT
+    start, history = 0, {"fid_start": None, "fid_end": None, "train_seconds": 0.0, "train_images": 0}
+    ck = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
+    if ck is not None:
+        changed = resume_conflicts(ck.get("settings", {}), to_plain(s))
+        if changed or int(ck["step"]) > s.steps:
+            log.warning(
+                "%s: not resuming (settings changed: %s); training from scratch",
+                ckpt_path,
+                ", ".join(changed) or f"steps {s.steps} < checkpoint step {ck['step']}",
+            )
+            ck = None
+    if ck is not None:
+        G.load_state_dict(ck["G"])
+        ema.load_state_dict(ck["G_ema"])
+        D.load_trainable_state_dict(ck["D"])
+        opt_g.load_state_dict(ck["opt_g"])
+        opt_d.load_state_dict(ck["opt_d"])
+        optimizer_state_to(opt_g, device)
+        optimizer_state_to(opt_d, device)
+        restore_rng_state(ck["rng"])
+        start, history = int(ck["step"]), dict(ck["history"])
+        log.info("resuming from %s at step %d", ckpt_path, start)
+    G_ema = ema.module.to(device)
+
+    # Fixed latents for samples and FID, independent of the training RNG stream.
+    gen = torch.Generator().manual_seed(derive_seed(s.seed, "eval") % 2**63)
+    z_grid = torch.randn(min(64, max(16, s.batch_size)), s.z_dim, generator=gen)
+    fid = None
+    if s.fid_samples >= 2:
+        n = min(s.fid_samples, len(dataset))
+        idx = torch.randperm(len(dataset), generator=gen)[:n]
+        seed_everything(derive_seed(s.seed, "fid-reals"))  # patch datasets draw windows from global RNG
+        reals, _ = _batch(dataset, idx)
+        z_fid = torch.randn(s.fid_samples, s.z_dim, generator=gen)
+        fid = FidEffnet(reals, device, s.feature_weights, s.fid_resize)
+
+    logs = ck["logs"] if ck is not None else {}
+    log_dir = Path(log_dir) if log_dir is not None else out
+    loss_log = CsvLog(log_dir / "losses.csv", LOSS_COLUMNS, logs.get("losses"))
+    fid_log = CsvLog(log_dir / "fid.csv", ["step", "fid_effnet"], logs.get("fid"))
+
+    def evaluate(step: int) -> float | None:
+        if fid is None:
+            return None
+        value = fid(G_ema, z_fid)
+        fid_log.append({"step": step, "fid_effnet": value})
+        log.info("step %d: fid_effnet %.2f", step, value)
+        return value
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(
+            ckpt_path,
+            {
+                "step": step,
+                "G": cpu_state(G),
+                "G_ema": ema.state_dict(),
+                "D": {k: v.cpu() for k, v in D.trainable_state_dict().items()},
+                "opt_g": opt_g.state_dict(),
+                "opt_d": opt_d.state_dict(),
+                "rng": capture_rng_state(),
+                "settings": to_plain(s),
+                "history": history,
+                "logs": {"losses": loss_log.rows, "fid": fid_log.rows},
+            },
+        )
+
+    if start == 0 and history["fid_start"] is None:
+        history["fid_start"] = evaluate(0)
+
+    end = s.steps if max_steps is None else min(s.steps, max_steps)
+    window_s, window_n = 0.0, 0  # training time only: evaluation and checkpoints stay out of images_per_s
+    bar = tqdm(range(start, end), initial=start, total=s.steps, desc="pretrain", disable=not s.progress, unit="step")
+    for step in bar:
+        t0 = time.perf_counter()
+        seed_step(s.seed, step)
+        idx = torch.randint(len(dataset), (s.batch_size,))
+        real, labels = _batch(dataset, idx)
+        real, labels = real.to(device), labels.to(device)
+        z = torch.randn(s.batch_size, s.z_dim, device=device)
+
+        stats = train_step(G, D, opt_g, opt_d, real, labels, z, losses, s.aux_weight, device, dtype)
+        images_seen = (step + 1) * s.batch_size
+        ema.update(G, images_seen, s.batch_size)
+        dt = time.perf_counter() - t0
+        history["train_seconds"] += dt
+        history["train_images"] += s.batch_size
+        window_s, window_n = window_s + dt, window_n + s.batch_size
+        done = step + 1
+
+        if s.log_every and (done % s.log_every == 0 or done == s.steps):
+            ips = window_n / max(window_s, 1e-9)
+            window_s, window_n = 0.0, 0
+            row = {"step": done, **stats, "images_per_s": ips}
+            loss_log.append(row)
+            bar.set_postfix(d=f"{row['loss_d']:.3f}", g=f"{row['loss_g']:.3f}", ips=f"{ips:.1f}")
+        if s.sample_every and (done % s.sample_every == 0 or done == s.steps):
+            with torch.no_grad():
+                save_image_grid(G_ema(z_grid.to(device), noise_mode="const"), out / "samples" / f"step_{done:07d}.png")
+        if done == s.steps or (s.fid_every and done % s.fid_every == 0):
+            value = evaluate(done)
+            if done == s.steps:
+                history["fid_end"] = value
+        if (s.checkpoint_every and done % s.checkpoint_every == 0) or done == end:
+            checkpoint(done)
+    bar.close()
+
+    if end < s.steps:  # stopped early on purpose: the checkpoint is written, nothing final yet
+        return {"step": end, "finished": False}
+
+    summary = {
+        "finished": True,
+        "steps": s.steps,
+        "images": s.steps * s.batch_size,
+        "fid_effnet_start": finite_or_none(history["fid_start"]),
+        "fid_effnet": finite_or_none(history["fid_end"]),
+        "fid_samples": s.fid_samples,
+        "images_per_s": history["train_images"] / max(history["train_seconds"], 1e-9),
+        "train_seconds": history["train_seconds"],
+        "device": str(device),
+        "generator": s.generator,
+        "resolution": s.resolution,
+        "channels": s.channels,
+    }
+    spec = generator_spec(s.generator, **s.generator_kwargs())
+    save_checkpoint(
+        out / GENERATOR,
+        {"generator": spec, "G_ema": ema.state_dict(), "settings": to_plain(s), "step": s.steps, "summary": summary},
+    )
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+# Settings that change bookkeeping, not the trained weights: a checkpoint stays resumable across them.
+RESUME_NEUTRAL = frozenset(
+    {
+        "steps",
+        "checkpoint_every",
+        "sample_every",
+        "fid_every",
+        "fid_samples",
+        "fid_resize",
+        "log_every",
+        "progress",
+        "device",
+        "amp",
+    }
+)
+
+
+def resume_conflicts(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    keys = (set(saved) | set(current)) - RESUME_NEUTRAL
+    return sorted(k for k in keys if saved.get(k) != current.get(k))
+
+
+def finite_or_none(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x

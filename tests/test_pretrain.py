@@ -1,0 +1,307 @@
+"""Pretraining: data contract readers, the training loop (determinism, resume) and the DVC stage module.
+
+The processed/interim fixtures are written here, following the data contract, with tiny images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.config import parse_params
+from pipeline.data import PatchDataset, ProcessedDataset
+from syndgan.errors import ConfigError, DataError
+from syndgan.models.generators import load_generator
+from syndgan.training.common import load_checkpoint
+from syndgan.training.pretrain import CHECKPOINT, PretrainSettings, train_pretrain
+
+CLASSES = [{"name": "bump", "id": 1, "color": [255, 64, 64]}, {"name": "dust", "id": 2, "color": [64, 128, 255]}]
+RES = 32
+
+
+def _texture(rng: np.random.Generator, h: int, w: int, channels: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = 100 + 60 * np.sin(xx / rng.uniform(2, 6)) + 40 * (yy > rng.uniform(0, h))
+    img = np.clip(base[..., None] + rng.normal(0, 10, (h, w, channels)), 0, 255).astype(np.uint8)
+    return img[..., 0] if channels == 1 else img
+
+
+def make_processed(root, n: int = 12, res: int = RES, channels: int = 1):
+    """A ``data/processed`` folder per the contract: images/colormaps/labelmaps, index.parquet, dataset.json."""
+    rng = np.random.default_rng(0)
+    for sub in ("images", "colormaps", "labelmaps"):
+        (root / sub).mkdir(parents=True)
+    rows = []
+    for i in range(n):
+        label = ["normal", "normal", "bump", "dust"][i % 4]
+        stem = f"demo__part{i:03d}"
+        Image.fromarray(_texture(rng, res, res, channels)).save(root / "images" / f"{stem}.png")
+        lm = np.zeros((res, res), np.uint8)
+        if label != "normal":
+            lm[4:10, 5:12] = 1 if label == "bump" else 2
+        Image.fromarray(lm).save(root / "labelmaps" / f"{stem}.png")
+        cm = np.zeros((res, res, 3), np.uint8)
+        for c in CLASSES:
+            cm[lm == c["id"]] = c["color"]
+        Image.fromarray(cm).save(root / "colormaps" / f"{stem}.png")
+        rows.append(
+            {
+                "id": f"demo/part{i:03d}",
+                "label": label,
+                "labels": "" if label == "normal" else label,
+                "split": "test" if i >= n - 2 else "train",
+                "group": f"demo/part{i:03d}",
+                "image": f"images/{stem}.png",
+                "colormap": f"colormaps/{stem}.png",
+                "labelmap": f"labelmaps/{stem}.png",
+            }
+        )
+    pd.DataFrame(rows).to_parquet(root / "index.parquet", index=False)
+    info = {"resolution": res, "channels": channels, "classes": CLASSES, "counts": {}}
+    (root / "dataset.json").write_text(json.dumps(info))
+    return root
+
+
+def make_interim(root, channels: int = 1):
+    """``data/interim`` manifest + annotations over native images of different sizes (one smaller than a patch)."""
+    rng = np.random.default_rng(1)
+    (root / "raw").mkdir(parents=True)
+    sizes = [(90, 70), (60, 110), (20, 50), (80, 80)]  # (width, height)
+    labels = ["bump", "normal", "dust", "normal"]
+    man, ann = [], []
+    for i, ((w, h), label) in enumerate(zip(sizes, labels, strict=True)):
+        path = root / "raw" / f"img{i}.jpg"
+        Image.fromarray(_texture(rng, h, w, channels)).save(path)
+        man.append(
+            {"id": f"src/img{i}", "source": "src", "path": str(path), "sha256": f"{i:064d}", "width": w, "height": h,
+             "mode": "L" if channels == 1 else "RGB", "label": label, "labels": "" if label == "normal" else label,
+             "split": "train", "group": f"img{i}"}
+        )  # fmt: skip
+        if label != "normal":
+            x0, y0 = w - 8, h - 6
+            ann.append(
+                {"image_id": f"src/img{i}", "label": label, "shape": "polygon", "points": "[]", "mask_path": "",
+                 "mask_threshold": 127, "x0": x0, "y0": y0, "x1": x0 + 4, "y1": y0 + 3, "area": 12}
+            )  # fmt: skip
+    pd.DataFrame(man).to_parquet(root / "manifest.parquet", index=False)
+    pd.DataFrame(ann).to_parquet(root / "annotations.parquet", index=False)
+    return root
+
+
+def tiny_settings(**kw) -> PretrainSettings:
+    base = dict(
+        resolution=RES, channels=1, batch_size=4, steps=4, z_dim=16, w_dim=16, g_channel_base=128, g_channel_max=32,
+        d_channel_base=128, d_channel_max=16, d_proj_channels=4, fid_samples=0, checkpoint_every=2, sample_every=0,
+        log_every=1, progress=False, device="cpu",
+    )  # fmt: skip
+    base.update(kw)
+    return PretrainSettings(**base)
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory):
+    return make_processed(tmp_path_factory.mktemp("processed"))
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def test_processed_dataset_follows_the_contract(processed):
+    ds = ProcessedDataset(processed, split="train")
+    assert len(ds) == 10 and ds.channels == 1
+    item = ds[2]
+    assert item["image"].shape == (1, RES, RES) and item["label"] == 1 and item["id"] == "demo/part002"
+    assert -1 <= item["image"].min() and item["image"].max() <= 1 and item["image"].std() > 0.05
+    small = ProcessedDataset(processed, split=["train", "test"], resolution=16, with_maps=True)
+    it = small[3]
+    assert len(small) == 12 and it["image"].shape == (1, 16, 16) and it["colormap"].shape == (3, 16, 16)
+    assert it["labelmap"].dtype == torch.int64 and set(it["labelmap"].unique().tolist()) == {0, 2}
+
+
+def test_processed_dataset_errors_name_the_file(tmp_path, processed):
+    with pytest.raises(DataError, match="dataset.json: not found"):
+        ProcessedDataset(tmp_path)
+    bad = make_processed(tmp_path / "bad", n=4)
+    df = pd.read_parquet(bad / "index.parquet")
+    df.loc[0, "label"] = "scratch"
+    df.to_parquet(bad / "index.parquet", index=False)
+    with pytest.raises(DataError, match="index.parquet: label 'scratch' is not a class"):
+        ProcessedDataset(bad)
+    (bad / "images" / "demo__part001.png").unlink()
+    df.loc[0, "label"] = "normal"
+    df.to_parquet(bad / "index.parquet", index=False)
+    with pytest.raises(DataError, match="demo__part001.png: image file not found"):
+        ProcessedDataset(bad)[1]
+
+
+def test_patch_dataset_windows_native_resolution(tmp_path):
+    interim = make_interim(tmp_path)
+    ds = PatchDataset(interim / "manifest.parquet", interim / "annotations.parquet", CLASSES, patch_size=32,
+                      resolution=16, channels=1, defect_patch_prob=1.0)  # fmt: skip
+    torch.manual_seed(0)
+    for _ in range(5):
+        item = ds[0]  # 90x70 image, bump bbox at (82..86, 64..67): always inside a defect-centred window
+        x0, y0, size = item["window"].tolist()
+        assert item["image"].shape == (1, 16, 16) and size == 32 and item["label"] == 1
+        assert 0 <= x0 <= 90 - 32 and 0 <= y0 <= 70 - 32
+        assert x0 < 86 and x0 + size > 82 and y0 < 67 and y0 + size > 64
+    small = ds[2]  # 20x50 < patch: scaled up to fit, window reported in native pixels
+    assert small["image"].shape == (1, 16, 16) and small["label"] == 2 and small["window"][2] == 20
+    plain = PatchDataset(interim / "manifest.parquet", interim / "annotations.parquet", CLASSES, patch_size=24,
+                         channels=3, defect_patch_prob=0.0)  # fmt: skip
+    windows = {tuple(plain[1]["window"].tolist()) for _ in range(6)}
+    assert plain[1]["image"].shape == (3, 24, 24) and plain[1]["label"] == 0 and len(windows) > 1
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _state(path):
+    return load_checkpoint(path)
+
+
+def _assert_same(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_train_pretrain_writes_everything(processed, tmp_path, caplog):
+    ds = ProcessedDataset(processed)
+    s = tiny_settings(steps=4, fid_samples=4, fid_every=2, fid_resize=32, sample_every=2)
+    summary = train_pretrain(s, ds, tmp_path / "out", log_dir=tmp_path / "plots")
+    assert summary["finished"] and summary["steps"] == 4 and summary["images_per_s"] > 0
+    assert summary["fid_effnet_start"] > 0 and summary["fid_effnet"] > 0
+    out = tmp_path / "out"
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_0000002.png", "step_0000004.png"]
+    losses = pd.read_csv(tmp_path / "plots" / "losses.csv")
+    assert losses["step"].tolist() == [1, 2, 3, 4] and losses["loss_d"].notna().all()
+    assert pd.read_csv(tmp_path / "plots" / "fid.csv")["step"].tolist() == [0, 2, 4]
+    G = load_generator(out / "generator.pt")
+    assert (G.img_resolution, G.img_channels) == (RES, 1) and not G.training
+    assert G(torch.randn(2, 16)).shape == (2, 1, RES, RES)
+    assert json.loads((out / "summary.json").read_text())["fid_effnet"] == pytest.approx(summary["fid_effnet"])
+
+
+def test_same_seed_same_parameters_on_cpu(processed, tmp_path):
+    ds = ProcessedDataset(processed)
+    for name in ("a", "b"):
+        train_pretrain(tiny_settings(steps=2), ds, tmp_path / name)
+    a, b = _state(tmp_path / "a" / CHECKPOINT), _state(tmp_path / "b" / CHECKPOINT)
+    _assert_same(a["G"], b["G"])
+    _assert_same(a["D"], b["D"])
+    c_dir = tmp_path / "c"
+    train_pretrain(tiny_settings(steps=2, seed=1), ds, c_dir)
+    c = _state(c_dir / CHECKPOINT)
+    assert not torch.equal(a["G"]["synthesis.to_img.weight"], c["G"]["synthesis.to_img.weight"])
+
+
+@pytest.mark.parametrize("generator", ["fastgan", "stylegan2"])
+def test_resume_after_interruption_matches_uninterrupted_run(processed, tmp_path, generator):
+    ds = ProcessedDataset(processed)
+    s = tiny_settings(generator=generator, steps=4, checkpoint_every=2)
+    train_pretrain(s, ds, tmp_path / "straight")
+    partial = train_pretrain(s, ds, tmp_path / "resumed", max_steps=2)  # "killed" right after step 2
+    assert partial == {"step": 2, "finished": False} and not (tmp_path / "resumed" / "generator.pt").exists()
+    (tmp_path / "resumed" / "losses.csv").unlink()  # DVC deletes non-persistent outputs before a rerun
+    train_pretrain(s, ds, tmp_path / "resumed")
+    a, b = _state(tmp_path / "straight" / CHECKPOINT), _state(tmp_path / "resumed" / CHECKPOINT)
+    assert a["step"] == b["step"] == 4
+    for key in ("G", "G_ema", "D"):
+        _assert_same(a[key], b[key])
+    assert a["opt_g"]["state"][0]["exp_avg"].equal(b["opt_g"]["state"][0]["exp_avg"])
+    straight = (tmp_path / "straight" / "losses.csv").read_text().splitlines()
+    resumed = (tmp_path / "resumed" / "losses.csv").read_text().splitlines()
+    strip = [line.rsplit(",", 1)[0] for line in straight]  # all columns but the timing
+    assert strip == [line.rsplit(",", 1)[0] for line in resumed] and len(straight) == 5
+
+
+def test_changed_settings_do_not_resume(processed, tmp_path, caplog):
+    ds = ProcessedDataset(processed)
+    train_pretrain(tiny_settings(steps=2), ds, tmp_path / "run")
+    with caplog.at_level(logging.WARNING):
+        train_pretrain(tiny_settings(steps=2, lr_g=1e-3), ds, tmp_path / "run")
+    assert "settings changed: lr_g" in caplog.text
+    train_pretrain(tiny_settings(steps=2, lr_g=1e-3), ds, tmp_path / "fresh")
+    _assert_same(_state(tmp_path / "run" / CHECKPOINT)["G"], _state(tmp_path / "fresh" / CHECKPOINT)["G"])
+
+
+def test_settings_and_dataset_validation(processed, tmp_path):
+    ds = ProcessedDataset(processed)
+    with pytest.raises(ConfigError, match="resolution"):
+        train_pretrain(tiny_settings(resolution=48), ds, tmp_path)
+    with pytest.raises(DataError, match=r"images are \(1, 32, 32\), settings need \(3, 32, 32\)"):
+        train_pretrain(tiny_settings(channels=3), ds, tmp_path)
+    with pytest.raises(ConfigError, match="aux_weight"):
+        train_pretrain(tiny_settings(aux_weight=1.0), ds, tmp_path)
+
+
+def test_aux_classifier_and_single_scale_train(processed, tmp_path):
+    ds = ProcessedDataset(processed)
+    s = tiny_settings(steps=2, n_classes=3, aux_weight=1.0, d_scales=[3], loss="logistic", generator="stylegan2")
+    assert train_pretrain(s, ds, tmp_path / "aux")["finished"]
+    d_state = _state(tmp_path / "aux" / CHECKPOINT)["D"]
+    assert any("classifier" in k for k in d_state) and not any(k.startswith("heads.0.") for k in d_state)
+
+
+# --------------------------------------------------------------------------- DVC stage module
+
+
+def _write_params(tmp_path, pretrain: dict):
+    from pipeline.config import PretrainConfig  # noqa: F401  (section must exist)
+
+    params = {
+        "rasterize": {"resolution": RES, "out": "data/processed"},
+        "ingest": {"classes": {c["name"]: c["color"] for c in CLASSES}, "out": "data/interim"},
+        "pretrain": {
+            "resolution": RES, "steps": 2, "batch_size": 4, "z_dim": 16, "w_dim": 16, "g_channel_base": 128,
+            "g_channel_max": 32, "d_channel_base": 128, "d_channel_max": 16, "d_proj_channels": 4,
+            "fid_samples": 4, "fid_every": 0, "sample_every": 1, "checkpoint_every": 1, "device": "cpu", **pretrain,
+        },
+    }  # fmt: skip
+    import yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_stage_main_resize_and_patch_modes(tmp_path, monkeypatch):
+    from pipeline import pretrain as stage
+
+    make_processed(tmp_path / "data" / "processed")
+    make_interim(tmp_path / "data" / "interim")
+    monkeypatch.chdir(tmp_path)
+    assert stage.main(["--params", str(_write_params(tmp_path, {}))]) == 0
+    metrics = json.loads((tmp_path / "metrics" / "pretrain.json").read_text())
+    assert metrics["steps"] == 2 and metrics["train_images"] == 10 and metrics["fid_effnet"] > 0
+    assert (tmp_path / "plots" / "pretrain" / "losses.csv").exists()
+    assert (tmp_path / "models" / "pretrain" / "generator.pt").exists()
+
+    params = _write_params(tmp_path, {"data_mode": "patch", "patch_size": 40, "out": "models/patch"})
+    assert stage.main(["--params", str(params)]) == 0
+    assert json.loads((tmp_path / "metrics" / "pretrain.json").read_text())["data_mode"] == "patch"
+    assert load_generator(tmp_path / "models" / "patch" / "generator.pt").img_channels == 1
+
+    bad = _write_params(tmp_path, {"betas": [0.9]})
+    assert stage.main(["--params", str(bad)]) == 1
+
+
+def test_pretrain_params_validation():
+    with pytest.raises(ConfigError, match="pretrain.betas"):
+        parse_params({"pretrain": {"betas": [0.9]}})
+    with pytest.raises(ConfigError, match="pretrain.resolution"):
+        parse_params({"pretrain": {"resolution": 100}})
+    with pytest.raises(ConfigError, match="pretrain.d_scales"):
+        parse_params({"pretrain": {"d_scales": [5]}})
+    with pytest.raises(ConfigError, match="pretrain.lr_gg: unknown key"):
+        parse_params({"pretrain": {"lr_gg": 1.0}})
+    p = parse_params({"pretrain": {"generator": "stylegan2", "data_mode": "patch"}})
+    assert p.pretrain.generator == "stylegan2" and dataclasses.is_dataclass(p.pretrain)

@@ -1,0 +1,141 @@
+"""The ``syndgan`` command.
+
+    syndgan synthesize --checkpoint models/train_synth/synthesizer.pt --image normal.png --mask mask.png --out defect.png
+    syndgan info [--checkpoint models/train_synth/synthesizer.pt]
+
+``--mask`` is a label map (grayscale PNG: 0 background, k = class id) or a class-coloured map (RGB: the class
+colours of the checkpoint, black background), the same size as the image. Errors are one line, exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from syndgan.errors import DataError, ImageError, SyndganError
+
+DEFAULT_CHECKPOINT = "models/train_synth/synthesizer.pt"
+
+
+def _open_image(path: Path, what: str):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            img = im.copy()
+    except FileNotFoundError:
+        raise ImageError(path, f"{what} not found") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise ImageError(path, f"cannot read {what}: {e}") from None
+    return img
+
+
+def _image_mode(img):
+    """Images become "L" or "RGB" (what the synthesizer takes); 16-bit and float gray become 8-bit gray."""
+    if img.mode in ("L", "RGB"):
+        return img
+    if img.mode in ("1", "I", "I;16", "F", "LA"):
+        return img.convert("L")
+    return img.convert("RGB")
+
+
+def _mask_mode(img):
+    if img.mode in ("L", "RGB", "1"):
+        return img
+    if img.mode in ("P", "RGBA"):
+        return img.convert("RGB")
+    if img.mode == "LA":
+        return img.convert("L")
+    return img
+
+
+def cmd_synthesize(args: argparse.Namespace) -> None:
+    from syndgan.io import atomic_save_image
+    from syndgan.synthesis import SynthesisInputError, Synthesizer
+
+    synth = Synthesizer.from_checkpoint(args.checkpoint, device=args.device)
+    image = _image_mode(_open_image(args.image, "image"))
+    mask = _mask_mode(_open_image(args.mask, "mask"))
+    try:
+        out = synth.synthesize(image, mask, blend=not args.no_blend)
+    except SynthesisInputError as e:
+        raise SynthesisInputError(f"{args.image} + {args.mask}: {e}") from None
+    atomic_save_image(args.out, out)
+    logging.getLogger("syndgan.cli").info("wrote %s (%dx%d, %s)", args.out, out.width, out.height, out.mode)
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from syndgan.training.common import load_checkpoint
+    from syndgan.training.synth import SYNTHESIZER_FORMAT
+
+    state = load_checkpoint(args.checkpoint)
+    if state.get("format") != SYNTHESIZER_FORMAT:
+        raise DataError(args.checkpoint, "not a SyNDGAN synthesizer checkpoint")
+    gen = state["generator"]
+    print(f"checkpoint: {args.checkpoint}")
+    print(f"decoder: {gen['name']} {gen['img_resolution']} px, {gen['img_channels']} channel(s)")
+    data = state.get("data") or {}
+    print(
+        f"data mode: {data.get('mode', 'resize')}"
+        + (f", patch {data['patch_size']} px" if data.get("patch_size") else "")
+    )
+    print(
+        "classes (mask label = id): "
+        + ", ".join(f"{c['id']}={c['name']} {tuple(c['color'])}" for c in state["classes"])
+    )
+    summary = state.get("summary") or {}
+    recon = {k: v for k, v in summary.items() if k.startswith("recon_") and isinstance(v, float)}
+    for k, v in sorted(recon.items()):
+        print(f"{k}: {v:.4f}")
+
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]]] = {}
+
+
+def _synthesize_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, default=Path(DEFAULT_CHECKPOINT), help=f"default: {DEFAULT_CHECKPOINT}")
+    p.add_argument("--image", type=Path, required=True, help="normal image (any size)")
+    p.add_argument("--mask", type=Path, required=True, help="label map or class-coloured map, same size")
+    p.add_argument("--out", type=Path, required=True, help="output image (PNG/JPEG by suffix)")
+    p.add_argument("--no-blend", action="store_true", help="keep the raw network output in the whole window")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when present)")
+
+
+def _info_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, default=Path(DEFAULT_CHECKPOINT), help=f"default: {DEFAULT_CHECKPOINT}")
+
+
+COMMANDS["synthesize"] = ("paint defects into a normal image from a mask", _synthesize_args, cmd_synthesize)
+COMMANDS["info"] = ("show a synthesizer checkpoint's classes, mode and metrics", _info_args, cmd_info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syndgan", description="SyNDGAN defect synthesis")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, add_args, _) in COMMANDS.items():
+        add_args(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        COMMANDS[args.command][2](args)
+    except SyndganError as e:
+        print(f"syndgan {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

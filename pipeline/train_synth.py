@@ -1,0 +1,250 @@
+"""Stage `train_synth` (and `train_synth_ablation`): train SyNDGAN's synthesis network U.
+
+    python -m pipeline.train_synth [--params params.yaml] [--ablation NAME]
+
+Reads the pretrained decoder ``<pretrain.out>/generator.pt`` and discriminator
+``<pretrain.out>/checkpoints/last.pt``, and the training images with their label maps: ``<rasterize.out>/``
+in ``resize`` mode, the original images + annotations of ``<ingest.out>/`` in ``patch`` mode. Writes
+``<train_synth.out>/`` (``synthesizer.pt`` for ``syndgan.synthesis.Synthesizer``, ``checkpoints/last.pt`` -
+persistent, so a killed run resumes -, ``samples/``, ``reconstructions.png``), ``<plots>/losses.csv`` and
+``<metrics>``: reconstruction distances on the ``eval_split`` images, normal and defect separately (paper
+Tables 2 and 5), keyed by the perceptual distance used (``recon_lpips_vgg_*`` or ``recon_perceptual_effnet_*``).
+
+``--ablation NAME`` trains the Table 5 variant NAME into ``<ablation_out>/NAME/`` and
+``<ablation_metrics>/NAME.json`` (the ``train_synth_ablation`` DVC stage, one per ``train_synth.ablations``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from pipeline.config import SYNTH_ABLATIONS, Params, TrainSynthConfig, load_params
+from pipeline.data import PatchDataset, ProcessedDataset, read_dataset_info, to_unit_tensor
+from syndgan.data.rasterize import Region, rasterize_labelmap
+from syndgan.errors import DataError, SyndganError
+from syndgan.io import atomic_write_json
+from syndgan.synthesis import downsample_labels
+from syndgan.training.synth import SynthSettings, read_pretrained, train_synth
+
+log = logging.getLogger("syndgan.train_synth")
+
+# Table 5 variants: settings overrides.
+ABLATION_OVERRIDES: dict[str, dict] = {
+    "no_pretrain": {"pretrained_decoder": False, "pretrained_discriminator": False},  # "w/o Pretrained"
+    "no_pretrained_decoder": {"pretrained_decoder": False},
+    "no_inversion": {"w_inversion": 0.0},  # "w/o In-domain loss"
+    "single_scale_d": {"d_scales": [3]},  # "w/ Single scale D"
+    "aux_classifier_d": {"aux_classifier": True},  # "w/ Auxiliary classifier D"
+}
+assert set(ABLATION_OVERRIDES) == set(SYNTH_ABLATIONS)
+
+
+def settings_from_config(cfg: TrainSynthConfig, ablation: str | None = None) -> SynthSettings:
+    s = SynthSettings(
+        seg_encoding=cfg.seg_encoding,
+        latent=cfg.latent,
+        n_blocks=cfg.n_blocks,
+        enc_channel_base=cfg.enc_channel_base,
+        enc_channel_max=cfg.enc_channel_max,
+        sft_hidden=cfg.sft_hidden,
+        skip_min_res=cfg.skip_min_res,
+        erase_dilate=cfg.erase_dilate,
+        pretrained_decoder=cfg.pretrained_decoder,
+        pretrained_discriminator=cfg.pretrained_discriminator,
+        freeze_decoder=cfg.freeze_decoder,
+        decoder_lr_mult=cfg.decoder_lr_mult,
+        d_scales=list(cfg.d_scales) if cfg.d_scales is not None else None,
+        aux_classifier=cfg.aux_classifier,
+        aux_weight=cfg.aux_weight,
+        w_l1=cfg.w_l1,
+        w_adv=cfg.w_adv,
+        w_perceptual=cfg.w_perceptual,
+        w_inversion=cfg.w_inversion,
+        perceptual=cfg.perceptual,
+        loss=cfg.loss,
+        batch_size=cfg.batch_size,
+        steps=cfg.steps,
+        lr_g=cfg.lr_g,
+        lr_d=cfg.lr_d,
+        betas=(float(cfg.betas[0]), float(cfg.betas[1])),
+        defect_fraction=cfg.defect_fraction,
+        ema_halflife_images=cfg.ema,
+        seed=cfg.seed,
+        checkpoint_every=cfg.checkpoint_every,
+        sample_every=cfg.sample_every,
+        device=cfg.device,
+    )
+    if ablation is not None:
+        for key, value in ABLATION_OVERRIDES[ablation].items():
+            setattr(s, key, value)
+        if not s.pretrained_decoder:
+            s.freeze_decoder = False
+    return s
+
+
+class SynthPatchDataset(PatchDataset):
+    """``PatchDataset`` windows plus their native-resolution label maps (``labelmap``, coverage-resized).
+
+    ``label`` is the class covering most of the window's label map (0 when it shows no defect).
+    """
+
+    def __init__(self, manifest, annotations, classes, **kwargs):
+        super().__init__(manifest, annotations, classes, **kwargs)
+        ann = pd.read_parquet(annotations)
+        ids = {c["name"]: int(c["id"]) for c in classes}
+        self.regions: dict[str, list[Region]] = {}
+        for a in ann.itertuples(index=False):
+            if a.image_id not in self.boxes:
+                continue
+            self.regions.setdefault(a.image_id, []).append(
+                Region(
+                    class_id=ids[a.label],
+                    polygon=json.loads(a.points) if a.shape == "polygon" else None,
+                    mask_path=a.mask_path if a.shape == "mask" else None,
+                    mask_threshold=int(a.mask_threshold),
+                )
+            )
+        self._maps: dict[int, np.ndarray] = {}
+
+    def _labels(self, i: int, shape: tuple[int, int]) -> np.ndarray:
+        if i not in self._maps:
+            row = self.manifest.iloc[i]
+            lm = rasterize_labelmap(self.regions.get(row["id"], []), int(row["width"]), int(row["height"]))
+            if lm.shape != shape:  # PatchDataset scaled a small image up
+                lm = np.asarray(Image.fromarray(lm).resize(shape[::-1], Image.Resampling.NEAREST))
+            self._maps[i] = lm
+        return self._maps[i]
+
+    def __getitem__(self, i: int) -> dict:
+        arr, scale = self._image(i)
+        h, w = arr.shape[:2]
+        wx, wy, _ = self._window(i, w, h, scale)
+        p = self.patch_size
+        crop = Image.fromarray(arr[wy : wy + p, wx : wx + p])
+        labels = self._labels(i, (h, w))[wy : wy + p, wx : wx + p]
+        if self.resolution != p:
+            crop = crop.resize((self.resolution, self.resolution), Image.Resampling.LANCZOS)
+            labels = downsample_labels(labels, self.resolution)
+        counts = np.bincount(labels.ravel(), minlength=2)
+        counts[0] = 0
+        return {
+            "image": to_unit_tensor(crop),
+            "labelmap": torch.from_numpy(labels.astype(np.int64)),
+            "label": int(counts.argmax()) if counts.any() else 0,
+            "id": self.manifest.iloc[i]["id"],
+        }
+
+
+def build_datasets(params: Params, resolution: int, channels: int, classes: list[dict]):
+    cfg = params.train_synth
+    if cfg.data_mode == "patch":
+        interim = params.resolve(params.ingest.out)
+        kw = dict(patch_size=cfg.patch_size, resolution=resolution, channels=channels)
+        args = (interim / "manifest.parquet", interim / "annotations.parquet", classes)
+        train = SynthPatchDataset(*args, split="train", defect_patch_prob=cfg.defect_patch_prob, **kw)
+        test = SynthPatchDataset(*args, split=cfg.eval_split, defect_patch_prob=1.0, **kw)
+        return train, test
+    processed = params.resolve(params.rasterize.out)
+    train = ProcessedDataset(processed, split="train", resolution=resolution, with_maps=True)
+    test = ProcessedDataset(processed, split=cfg.eval_split, resolution=resolution, with_maps=True)
+    return train, test
+
+
+def run(params: Params, ablation: str | None = None) -> dict:
+    cfg = params.train_synth
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    pre_dir = params.resolve(params.pretrain.out)
+    gen_ckpt, disc_ckpt = pre_dir / "generator.pt", pre_dir / "checkpoints" / "last.pt"
+    pre = read_pretrained(gen_ckpt)
+    resolution, channels = int(pre["generator"]["img_resolution"]), int(pre["generator"]["img_channels"])
+    info = read_dataset_info(params.resolve(params.rasterize.out))
+    if int(info["channels"]) != channels:
+        raise DataError(gen_ckpt, f"decoder makes {channels}-channel images, the dataset has {info['channels']}")
+    classes = info["classes"]
+    if not classes:
+        raise DataError(params.resolve(params.rasterize.out) / "dataset.json", "no defect classes to synthesize")
+    train, test = build_datasets(params, resolution, channels, classes)
+    settings = settings_from_config(cfg, ablation)
+    if ablation is None:
+        out, metrics_path, plots = cfg.out, cfg.metrics, cfg.plots
+    else:
+        out = str(Path(cfg.ablation_out) / ablation)
+        metrics_path = str(Path(cfg.ablation_metrics) / f"{ablation}.json")
+        plots = out
+    data = {"mode": cfg.data_mode, "patch_size": cfg.patch_size if cfg.data_mode == "patch" else None}
+    log.info(
+        "train_synth%s: %d px, %s mode, %d training / %d %s images, %d steps of %d",
+        f" [{ablation}]" if ablation else "",
+        resolution,
+        cfg.data_mode,
+        len(train),
+        len(test),
+        cfg.eval_split,
+        settings.steps,
+        settings.batch_size,
+    )
+    summary = train_synth(
+        settings,
+        train,
+        params.resolve(out),
+        generator_checkpoint=gen_ckpt,
+        discriminator_checkpoint=disc_ckpt if disc_ckpt.exists() else None,
+        classes=classes,
+        eval_dataset=test,
+        data=data,
+        log_dir=params.resolve(plots),
+    )
+    metrics = {k: v for k, v in summary.items() if k.startswith("recon_")}
+    metrics.update(
+        perceptual=summary["perceptual"],
+        ablation=ablation or "none",
+        data_mode=cfg.data_mode,
+        steps=summary["steps"],
+        train_seconds=round(summary["train_seconds"], 2),
+        images_per_s=round(summary["images_per_s"], 3),
+        train_images=len(train),
+    )
+    atomic_write_json(params.resolve(metrics_path), metrics)
+    name = summary["perceptual"]
+    log.info(
+        "reconstruction %s: normal %.4f, defect %.4f (defect, empty map %.4f); %.0f s training",
+        name,
+        metrics.get(f"recon_{name}_normal", float("nan")),
+        metrics.get(f"recon_{name}_defect", float("nan")),
+        metrics.get(f"recon_{name}_defect_nomap", float("nan")),
+        summary["train_seconds"],
+    )
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.train_synth", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
+    parser.add_argument("--ablation", choices=SYNTH_ABLATIONS, help="train this Table 5 variant instead")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        run(load_params(args.params), args.ablation)
+    except SyndganError as e:
+        print(f"train_synth: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""The ``syndgan`` command: synthesize round trip (in-process and the installed console script), errors."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from synth_helpers import write_synthesizer
+
+from pipeline.cli import main
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    ckpt = write_synthesizer(d / "synthesizer.pt")
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, size=(40, 50, 3), dtype=np.uint8)
+    Image.fromarray(img).save(d / "normal.png")
+    mask = np.zeros((40, 50, 3), np.uint8)
+    mask[10:20, 10:20] = [64, 128, 255]  # class "dust" by colour
+    Image.fromarray(mask).save(d / "mask.png")
+    return d, ckpt, img
+
+
+def test_synthesize_round_trip(files, capsys):
+    d, ckpt, img = files
+    out = d / "defect.png"
+    args = ["synthesize", "--checkpoint", str(ckpt), "--image", str(d / "normal.png"), "--mask", str(d / "mask.png")]
+    assert main([*args, "--out", str(out), "--device", "cpu"]) == 0
+    res = np.asarray(Image.open(out))
+    assert res.shape == img.shape
+    assert np.array_equal(res[30:, 30:], img[30:, 30:])  # far from the mask: untouched
+    assert (res[10:20, 10:20] != img[10:20, 10:20]).any()
+    assert main(["info", "--checkpoint", str(ckpt)]) == 0
+    assert "2=dust" in capsys.readouterr().out
+
+
+def test_errors_are_one_line(files, capsys):
+    d, ckpt, _ = files
+    Image.new("L", (10, 10)).save(d / "small.png")
+    base = ["synthesize", "--checkpoint", str(ckpt), "--out", str(d / "x.png"), "--image", str(d / "normal.png")]
+    assert main([*base, "--mask", str(d / "small.png")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("syndgan synthesize: error:") and "mask is 10x10" in err and "\n" not in err
+    assert main([*base, "--mask", str(d / "missing.png")]) == 1
+    assert "missing.png: mask not found" in capsys.readouterr().err
+    assert not (d / "x.png").exists()
+
+
+def test_console_script(files):
+    d, ckpt, _ = files
+    exe = shutil.which("syndgan", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip("console script not installed (pip install -e .)")
+    out = d / "script.png"
+    cmd = [
+        exe,
+        "synthesize",
+        "--checkpoint",
+        str(ckpt),
+        "--image",
+        str(d / "normal.png"),
+        "--mask",
+        str(d / "mask.png"),
+    ]
+    r = subprocess.run([*cmd, "--out", str(out), "--device", "cpu"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == (50, 40)

@@ -133,12 +133,152 @@ class PretrainConfig:
     plots: str = "plots/pretrain"
 
 
+@dataclass
+class AugmentTargetsConfig:
+    """Synthetic images added per defect class (counts of the train split, after classify.k_shot)."""
+
+    mode: Literal["ratio", "count", "balance"] = "ratio"  # ratio x normals | count each | up to the largest class
+    ratio: float = 0.5  # mode ratio: the paper adds about 0.5 x the normal count per defect class
+    count: int = 30  # mode count
+    per_class: dict[str, int] = field(default_factory=dict)  # absolute overrides, e.g. {dust: 100}
+
+
+@dataclass
+class AugmentPlacementConfig:
+    """Real train masks on train normal images: random transform, kept in the image and on the object."""
+
+    flip: bool = True
+    rotate90: bool = True
+    max_rotation: float = 15.0  # degrees, on top of the 90-degree turns
+    scale: list[float] = field(default_factory=lambda: [0.8, 1.25])
+    min_context_agreement: float = 0.9  # object/background around the placed mask must match its source
+    tries: int = 200  # candidate placements per normal image
+    max_defects: int = 1  # >1 composes 1..max_defects defects of the class in one image
+    appearance_top_k: int = 3  # mask source drawn among the k train defects looking most like the normal
+    fg_window: int = 5  # object estimate: local-texture window (px)
+    fg_separability: float = 0.75  # below it (unimodal texture) the whole image is object
+
+
+@dataclass
+class CopyPasteConfig:
+    feather: float = 1.5  # px of edge feathering
+    match_intensity: bool = True  # shift pasted pixels to the target's local brightness
+
+
+@dataclass
+class SyndganAugmentConfig:
+    checkpoint: str = "models/train_synth/synthesizer.pt"  # written by the train_synth stage
+    device: str = "auto"
+
+
+@dataclass
+class CutmixConfig:
+    alpha: float = 1.0  # box area ~ Beta(alpha, alpha)
+    prob: float = 0.5  # chance a training batch is mixed
+
+
+@dataclass
+class AugmentConfig:
+    """Class-balanced augmentation: one output folder per method, ``<out>/<method>``."""
+
+    seed: int = 0
+    targets: AugmentTargetsConfig = field(default_factory=AugmentTargetsConfig)
+    placement: AugmentPlacementConfig = field(default_factory=AugmentPlacementConfig)
+    copy_paste: CopyPasteConfig = field(default_factory=CopyPasteConfig)
+    syndgan: SyndganAugmentConfig = field(default_factory=SyndganAugmentConfig)
+    cutmix: CutmixConfig = field(default_factory=CutmixConfig)
+    threads: int = 1  # torch CPU threads for rendering networks; 0: torch default
+    out: str = "data/augmented"
+
+
+@dataclass
+class ClassifyTrainConfig:
+    """One classifier run. Every method gets exactly these settings (equal optimizer steps)."""
+
+    arch: str = "tf_efficientnet_lite0"  # timm name; packaged ImageNet weights exist for this one only
+    pretrained: bool = True
+    resolution: int = 64
+    batch_size: int = 16
+    steps: int | None = 120  # optimizer steps per run; or set epochs (of the real train set) instead
+    epochs: float | None = None
+    lr: float = 0.001
+    weight_decay: float = 0.0001
+    warmup_steps: int = 10
+    eval_every: int = 20  # validation every this many steps; the best checkpoint (val macro-F1) is kept
+    patience: int | None = 3  # stop after this many validations without improvement; null: never
+    imbalance: Literal["weighted_ce", "balanced_sampler", "none"] = "weighted_ce"
+    flips: bool = True  # random flips and 90-degree turns of training images
+    device: str = "auto"
+    threads: int = 1  # torch CPU threads; 0: torch default
+
+
+@dataclass
+class ClassifyConfig:
+    """EfficientNet defect classification, one run per (method, seed), compared against honest baselines."""
+
+    methods: list[str] = field(default_factory=lambda: ["none", "cutmix", "copy_paste", "syndgan"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    doses: list[int | str] = field(default_factory=lambda: ["all"])  # synthetic images per class: all | N
+    k_shot: int | None = None  # keep k train images per defect class (test unchanged); null: all
+    k_shot_seed: int = 0  # which k: the same for every method and seed
+    train: ClassifyTrainConfig = field(default_factory=ClassifyTrainConfig)
+    save_model: bool = True
+    out: str = "reports/classify"  # <out>/<method>-s<seed>/
+    plots: str = "plots/classify"  # <plots>/<method>-s<seed>/dose-<dose>.csv (confusion plots)
+    metrics: str = "metrics/classify.json"  # mean +- std over seeds per method and dose
+    table: str = "metrics/classify_table"  # <table>.md and <table>.csv
+
+
+# Registry names evaluate may compute on unpaired image sets (generic ones resolve to inception / vgg when
+# their weights are cached, else effnet; the recorded name says which).
+QUALITY_METRICS = (
+    "fid", "kid", "ic_perceptual", "ic_lpips",
+    "fid_effnet", "fid_inception", "kid_effnet", "kid_inception", "ic_perceptual_effnet", "ic_lpips_vgg",
+)  # fmt: skip
+
+
+@dataclass
+class EvaluateConfig:
+    """Synthesis quality (paper Table 1): each method's synthesized images of a class against the real TEST
+    defects of that class, per class and pooled, next to the real-vs-real baseline; plus the reconstruction
+    table (Tables 2 and 5) collected from train_synth."""
+
+    methods: list[str] = field(default_factory=lambda: ["copy_paste", "syndgan"])  # <augment.out>/<method>/
+    ablations: bool = True  # also the train_synth ablations (synthesized here when augment made none)
+    quality_metrics: list[Literal[QUALITY_METRICS]] = field(  # type: ignore[valid-type]
+        default_factory=lambda: ["fid", "kid", "ic_perceptual"]
+    )
+    max_images_per_class: int = 64  # synthesized images per class evaluated (first by rank): bounds the time
+    ablation_images_per_class: int = 32  # images per class synthesized for an ablation model
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000  # capped at the smaller set
+    ic_max_per_cluster: int = 200
+    seed: int = 0  # KID subset draws
+    batch_size: int = 16
+    threads: int = 2  # torch CPU threads; 0: torch default
+    device: str = "auto"
+    out: str = "data/evaluate"  # images synthesized for the ablations: <out>/syndgan_<ablation>/
+    metrics: str = "metrics/evaluate.json"
+    table: str = "metrics/evaluate_table"  # <table>.md (Tables 1, 2/5), <table>_synthesis.csv, _reconstruction.csv
+
+
+@dataclass
+class ReportConfig:
+    """``<out>/report.md`` and a self-contained ``<out>/report.html`` (figures in ``<out>/figures/``)."""
+
+    title: str = "SyNDGAN defect synthesis report"
+    grid_rows: int = 4  # examples per class in the image grids
+    out: str = "reports"
+
+
 SECTIONS: dict[str, type] = {
     "flows": FlowsConfig,
     "demo": DemoConfig,
     "ingest": IngestConfig,
     "rasterize": RasterizeConfig,
     "pretrain": PretrainConfig,
+    "augment": AugmentConfig,
+    "classify": ClassifyConfig,
 }
 
 
@@ -148,6 +288,8 @@ class Params:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     rasterize: RasterizeConfig = field(default_factory=RasterizeConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     flows: FlowsConfig = field(default_factory=FlowsConfig)
     path: Path = Path("params.yaml")  # where these were read from
 
@@ -262,6 +404,8 @@ def _validate(p: Params, src: Any) -> None:
         raise ConfigError(f"{src}: {key}: {msg}")
 
     _validate_pretrain(p.pretrain, bad)
+    _validate_augment(p, bad)
+    _validate_classify(p.classify, bad)
 
     f = p.flows
     if not 1 <= f.port <= 65535:
@@ -300,6 +444,117 @@ def _validate(p: Params, src: Any) -> None:
         bad("demo.parts", "must be >= 4")
     if not 0 <= p.demo.defect_fraction <= 1:
         bad("demo.defect_fraction", "must be in [0, 1]")
+
+def _validate_augment(p: Params, bad) -> None:
+    c = p.augment
+    t = c.targets
+    if t.ratio < 0:
+        bad("augment.targets.ratio", f"must be >= 0, got {t.ratio}")
+    if t.count < 0:
+        bad("augment.targets.count", f"must be >= 0, got {t.count}")
+    for name, n in t.per_class.items():
+        if p.ingest.classes and name not in p.ingest.classes:
+            bad(f"augment.targets.per_class.{name}", f"unknown class (ingest.classes: {', '.join(p.ingest.classes)})")
+        if n < 0:
+            bad(f"augment.targets.per_class.{name}", f"must be >= 0, got {n}")
+    pl = c.placement
+    if len(pl.scale) != 2 or not 0 < pl.scale[0] <= pl.scale[1]:
+        bad("augment.placement.scale", f"must be [lo, hi] with 0 < lo <= hi, got {pl.scale}")
+    if not 0 <= pl.min_context_agreement <= 1:
+        bad("augment.placement.min_context_agreement", "must be in [0, 1]")
+    if not 0 <= pl.max_rotation <= 180:
+        bad("augment.placement.max_rotation", "must be in [0, 180] degrees")
+    for key in ("tries", "max_defects"):
+        if getattr(pl, key) < 1:
+            bad(f"augment.placement.{key}", "must be >= 1")
+    if pl.appearance_top_k < 0:
+        bad("augment.placement.appearance_top_k", "must be >= 0 (0: any source)")
+    if pl.fg_window < 3:
+        bad("augment.placement.fg_window", "must be >= 3")
+    if not 0 <= pl.fg_separability <= 1:
+        bad("augment.placement.fg_separability", "must be in [0, 1]")
+    if c.copy_paste.feather < 0:
+        bad("augment.copy_paste.feather", "must be >= 0")
+    if c.threads < 0:
+        bad("augment.threads", "must be >= 0 (0: torch default)")
+    if c.cutmix.alpha <= 0:
+        bad("augment.cutmix.alpha", "must be > 0")
+    if not 0 <= c.cutmix.prob <= 1:
+        bad("augment.cutmix.prob", "must be in [0, 1]")
+
+
+def _validate_classify(c: ClassifyConfig, bad) -> None:
+    import re
+
+    if not c.methods:
+        bad("classify.methods", "must name at least one method (e.g. [none])")
+    for key in ("methods", "seeds"):
+        values = getattr(c, key)
+        if len(set(values)) != len(values):
+            bad(f"classify.{key}", f"values must be unique, got {values}")
+    for i, m in enumerate(c.methods):
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", m):
+            bad(f"classify.methods[{i}]", f"expected a method name like 'copy_paste', got {m!r}")
+    if not c.seeds:
+        bad("classify.seeds", "must list at least one seed")
+    if not c.doses:
+        bad("classify.doses", "must list at least one dose (e.g. [all])")
+    for i, d in enumerate(c.doses):
+        if not (d == "all" or (isinstance(d, int) and d >= 1)):
+            bad(f"classify.doses[{i}]", f"must be 'all' or a number of images per class >= 1, got {d!r}")
+    if len({str(d) for d in c.doses}) != len(c.doses):
+        bad("classify.doses", f"values must be unique, got {c.doses}")
+    if c.k_shot is not None and c.k_shot < 1:
+        bad("classify.k_shot", f"must be >= 1 or null (all), got {c.k_shot}")
+    t = c.train
+    if (t.steps is None) == (t.epochs is None):
+        bad("classify.train.steps", "set exactly one of classify.train.steps and classify.train.epochs (the other null)")
+    if t.steps is not None and t.steps < 1:
+        bad("classify.train.steps", "must be >= 1")
+    if t.epochs is not None and t.epochs <= 0:
+        bad("classify.train.epochs", "must be > 0")
+    if t.resolution < 32:
+        bad("classify.train.resolution", f"must be >= 32 (EfficientNet downsamples 32x), got {t.resolution}")
+    if t.batch_size < 2:
+        bad("classify.train.batch_size", "must be >= 2 (batch norm)")
+    if t.lr <= 0:
+        bad("classify.train.lr", "must be > 0")
+    if t.weight_decay < 0 or t.warmup_steps < 0 or t.threads < 0:
+        key = "weight_decay" if t.weight_decay < 0 else "warmup_steps" if t.warmup_steps < 0 else "threads"
+        bad(f"classify.train.{key}", "must be >= 0")
+    if t.eval_every < 1:
+        bad("classify.train.eval_every", "must be >= 1")
+    if t.patience is not None and t.patience < 1:
+        bad("classify.train.patience", "must be >= 1 or null (never stop early)")
+
+
+def _validate_evaluate(c: EvaluateConfig, r: ReportConfig, bad) -> None:
+    import re
+
+    for i, m in enumerate(c.methods):
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", m):
+            bad(f"evaluate.methods[{i}]", f"expected a method name like 'copy_paste', got {m!r}")
+    if len(set(c.methods)) != len(c.methods):
+        bad("evaluate.methods", f"values must be unique, got {c.methods}")
+    if not c.quality_metrics:
+        bad("evaluate.quality_metrics", "must name at least one metric (e.g. [fid, kid])")
+    if c.max_images_per_class < 2:
+        bad("evaluate.max_images_per_class", f"must be >= 2 (FID/KID need 2 images), got {c.max_images_per_class}")
+    if c.ablation_images_per_class < 0:
+        bad("evaluate.ablation_images_per_class", "must be >= 0 (0: no ablation images)")
+    if c.kid_subsets < 1:
+        bad("evaluate.kid_subsets", "must be >= 1")
+    if c.kid_subset_size < 2:
+        bad("evaluate.kid_subset_size", "must be >= 2")
+    if c.ic_max_per_cluster < 2:
+        bad("evaluate.ic_max_per_cluster", "must be >= 2")
+    if c.batch_size < 1:
+        bad("evaluate.batch_size", "must be >= 1")
+    if c.threads < 0:
+        bad("evaluate.threads", "must be >= 0")
+    if r.grid_rows < 1:
+        bad("report.grid_rows", "must be >= 1")
+
 
 def _validate_ingest(c: IngestConfig, bad) -> None:
     import re

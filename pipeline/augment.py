@@ -1,0 +1,101 @@
+"""Stage `augment` (one per method): class-balanced synthetic defect images from the train split.
+
+    python -m pipeline.augment --method copy_paste
+
+Writes ``<augment.out>/<method>/``: ``images/``, ``labelmaps/``, ``manifest.parquet`` (provenance of
+every image: normal source, mask source(s), method, seed, transform) and ``augment.json`` (targets,
+options, k-shot setting). Training-time methods (``none``, ``cutmix``) write only ``augment.json`` and
+an empty manifest, so every classifier run reads its method's folder the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+
+from pipeline.common import stage_main
+from pipeline.config import Params
+from syndgan.augment import (
+    PlacementSettings,
+    ProcessedDataset,
+    check_provenance,
+    compute_targets,
+    create_method,
+    generate_augmented,
+    targets_table,
+    train_pool,
+)
+from syndgan.augment.sources import NORMAL, empty_manifest
+from syndgan.io import atomic_dir
+
+log = logging.getLogger("syndgan.augment")
+
+
+def method_options(params: Params, method: str) -> dict:
+    """The method's params section (``augment.<method>``) as keyword arguments; {} when it has none."""
+    section = getattr(params.augment, method, None)
+    options = dataclasses.asdict(section) if dataclasses.is_dataclass(section) else {}
+    if "checkpoint" in options:
+        options["checkpoint"] = str(params.resolve(options["checkpoint"]))
+    return options
+
+
+def run(params: Params, method: str) -> dict:
+    cfg, ccfg = params.augment, params.classify
+    if cfg.threads > 0:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    m = create_method(method, **method_options(params, method))
+    out = params.resolve(cfg.out) / method
+    info: dict = {
+        "method": method,
+        "produces_images": m.produces_images,
+        "options": {k: v for k, v in m.options().items() if k != "checkpoint"},
+        "k_shot": ccfg.k_shot,
+        "k_shot_seed": ccfg.k_shot_seed,
+    }
+    with atomic_dir(out) as tmp:
+        if not m.produces_images:
+            empty_manifest().to_parquet(tmp / "manifest.parquet", index=False)
+            info["images"] = 0
+            (tmp / "augment.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+            log.info("%s works at classifier training time: no images to generate", method)
+            return info
+        dataset = ProcessedDataset.load(params.resolve(params.rasterize.out))
+        pool = train_pool(dataset, ccfg.k_shot, ccfg.k_shot_seed)
+        counts = {name: int((pool["label"] == name).sum()) for name in [NORMAL, *dataset.class_names]}
+        t = cfg.targets
+        targets = compute_targets(counts, dataset.class_names, t.mode, t.ratio, t.count, t.per_class)
+        log.info("synthetic images per class (mode %s):\n%s", t.mode, targets_table(counts, targets))
+        placement = PlacementSettings(**dataclasses.asdict(cfg.placement))
+        manifest = generate_augmented(dataset, m, targets, tmp, pool, placement, cfg.seed, progress=True)
+        check_provenance(manifest, pool, out / "manifest.parquet", dataset.index)
+        manifest.to_parquet(tmp / "manifest.parquet", index=False)
+        info.update(
+            {
+                "seed": cfg.seed,
+                "targets": targets,
+                "train_counts": counts,
+                "placement": dataclasses.asdict(cfg.placement),
+                "images": len(manifest),
+                "resolution": dataset.resolution,
+                "channels": dataset.channels,
+            }
+        )
+        (tmp / "augment.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    log.info("wrote %d %s images to %s", len(manifest), method, out)
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--method", required=True, help="augmentation method (see syndgan.augment.available_methods)")
+    known, rest = ap.parse_known_args(argv)
+    return stage_main("augment", lambda p: run(p, known.method), rest, __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""Stage `classify` (one per method x seed): EfficientNet trained on train + the method's augmentation,
+selected on val, reported on test.
+
+    python -m pipeline.classify --method copy_paste --seed 0
+
+Methods that render images are run once per ``classify.doses`` entry (synthetic images per class);
+training-time methods (``none``, ``cutmix``) once, with dose 0. Every run gets the same step budget.
+Writes ``<classify.out>/<method>-s<seed>/`` (``metrics.json``; per dose ``history.csv``,
+``confusion.csv`` and ``model.pt``) and ``<classify.plots>/<method>-s<seed>/dose-<dose>.csv``
+(id, actual, predicted: DVC's confusion template).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from pipeline.common import stage_main
+from pipeline.config import Params
+from syndgan.augment import ProcessedDataset, check_provenance, create_method, train_pool
+from syndgan.classify import (
+    ClassifierSettings,
+    classification_metrics,
+    load_real,
+    load_synthetic,
+    predict,
+    select_dose,
+    train_classifier,
+)
+from syndgan.errors import DataError
+from syndgan.io import atomic_dir
+
+log = logging.getLogger("syndgan.classify")
+
+RESUME_DIR = Path(".syndgan/resume/classify")
+
+
+def run_name(method: str, seed: int) -> str:
+    return f"{method}-s{seed}"
+
+
+def read_augment_info(aug_dir: Path, method: str, params: Params) -> dict:
+    path = aug_dir / "augment.json"
+    if not path.is_file():
+        raise DataError(path, f"not found; run `dvc repro augment@{method}` first")
+    info = json.loads(path.read_text(encoding="utf-8"))
+    if info.get("method") != method:
+        raise DataError(path, f"made by method {info.get('method')!r}, not {method!r}")
+    c = params.classify
+    if (info.get("k_shot"), info.get("k_shot_seed")) != (c.k_shot, c.k_shot_seed):
+        raise DataError(
+            path,
+            f"made for k_shot={info.get('k_shot')} (seed {info.get('k_shot_seed')}), but classify.k_shot={c.k_shot} "
+            f"(seed {c.k_shot_seed}); rerun augment@{method}",
+        )
+    return info
+
+
+def run(params: Params, method: str, seed: int) -> dict:
+    c = params.classify
+    settings = ClassifierSettings(**dataclasses.asdict(c.train))
+    if settings.threads > 0:
+        torch.set_num_threads(settings.threads)
+    aug_dir = params.resolve(params.augment.out) / method
+    info = read_augment_info(aug_dir, method, params)
+    m = create_method(method, **info.get("options", {}))
+    dataset = ProcessedDataset.load(params.resolve(params.rasterize.out))
+    manifest = pd.read_parquet(aug_dir / "manifest.parquet")
+    pool = train_pool(dataset, c.k_shot, c.k_shot_seed)
+    check_provenance(manifest, pool, aug_dir / "manifest.parquet", dataset.index)  # no val/test image, ever
+    real = load_real(dataset, settings.resolution, c.k_shot, c.k_shot_seed)
+    names = real.class_names
+    budget = settings.step_budget(len(real.train))
+    doses = list(c.doses) if m.produces_images else [0]
+    log.info(
+        "%s seed %d: %d real train images %s, val %d, test %d; %d steps of %d",
+        method,
+        seed,
+        len(real.train),
+        dict(zip(names, real.train.counts(len(names)), strict=True)),
+        len(real.val),
+        len(real.test),
+        budget,
+        settings.batch_size,
+    )
+    name = run_name(method, seed)
+    results: dict = {"method": method, "seed": seed, "k_shot": c.k_shot, "classes": names, "doses": {}}
+    out_dir, plot_dir = params.resolve(c.out) / name, params.resolve(c.plots) / name
+    with atomic_dir(out_dir) as tmp_out, atomic_dir(plot_dir) as tmp_plot:
+        for dose in doses:
+            key = str(dose)
+            train = real.train
+            if m.produces_images:
+                syn = select_dose(manifest, dose, dataset.class_names, aug_dir / "manifest.parquet")
+                train = train + load_synthetic(aug_dir, syn, names, settings.resolution)
+            resume = RESUME_DIR / f"{name}-dose-{key}.pt"
+            result = train_classifier(
+                train, real.val, names, settings, seed, budget, mix=m.mix_batch, resume_path=resume, progress=True
+            )
+            logits = predict(result.model, real.test.x, next(result.model.parameters()).device)
+            pred = logits.argmax(1).tolist()
+            metrics = classification_metrics(real.test.y.tolist(), pred, names)
+            metrics.update(
+                {
+                    "train_counts": dict(zip(names, train.counts(len(names)), strict=True)),
+                    "synthetic_per_class": dict(
+                        zip(names, (train.y[train.synthetic]).bincount(minlength=len(names)).tolist(), strict=True)
+                    ),
+                    "best_step": result.best_step,
+                    "steps_run": result.steps_run,
+                    "steps_budget": result.steps_budget,
+                    "train_seconds": round(result.seconds, 1),
+                }
+            )
+            results["doses"][key] = metrics
+            d = tmp_out / f"dose-{key}"
+            d.mkdir()
+            pd.DataFrame(result.history).to_csv(d / "history.csv", index=False)
+            pd.DataFrame(metrics["confusion"], index=names, columns=names).rename_axis("actual").to_csv(
+                d / "confusion.csv"
+            )
+            if c.save_model:
+                torch.save(
+                    {
+                        "model": result.model.state_dict(),
+                        "arch": settings.arch,
+                        "classes": names,
+                        "resolution": settings.resolution,
+                        "method": method,
+                        "seed": seed,
+                        "dose": key,
+                    },
+                    d / "model.pt",
+                )
+            pd.DataFrame(
+                {
+                    "id": real.test.ids,
+                    "actual": [names[i] for i in real.test.y.tolist()],
+                    "predicted": [names[i] for i in pred],
+                }
+            ).to_csv(tmp_plot / f"dose-{key}.csv", index=False)
+            log.info(
+                "%s seed %d dose %s: test accuracy %.1f %%, macro-F1 %.1f, defect recall %s (best step %d of %d run)",
+                method,
+                seed,
+                key,
+                100 * metrics["total_accuracy"],
+                100 * metrics["macro_f1"],
+                "-" if metrics["defect_recall"] is None else f"{100 * metrics['defect_recall']:.1f} %",
+                result.best_step,
+                result.steps_run,
+            )
+            resume.unlink(missing_ok=True)
+        (tmp_out / "metrics.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--method", required=True)
+    ap.add_argument("--seed", required=True, type=int)
+    known, rest = ap.parse_known_args(argv)
+    return stage_main("classify", lambda p: run(p, known.method, known.seed), rest, __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

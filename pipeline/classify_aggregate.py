@@ -1,0 +1,59 @@
+"""Stage `classify_aggregate`: mean +- std over ``classify.seeds`` per method and dose.
+
+Reads ``<classify.out>/<method>-s<seed>/metrics.json`` for the configured methods and seeds and writes
+``classify.metrics`` (DVC metrics, JSON) and ``<classify.table>.md`` / ``.csv`` (the comparison table).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pandas as pd
+
+from pipeline.classify import run_name
+from pipeline.common import stage_main
+from pipeline.config import Params
+from syndgan.classify import aggregate_runs, markdown_table, table_rows
+from syndgan.errors import DataError
+from syndgan.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger("syndgan.classify")
+
+
+def collect_runs(params: Params) -> list[dict]:
+    c = params.classify
+    wanted = {str(d) for d in c.doses} | {"0"}  # "0": training-time methods add no images
+    runs = []
+    for method in c.methods:
+        for seed in c.seeds:
+            path = params.resolve(c.out) / run_name(method, seed) / "metrics.json"
+            if not path.is_file():
+                raise DataError(path, f"not found; run `dvc repro classify@{method}-{seed}` first")
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            for dose, m in doc["doses"].items():
+                if dose in wanted:
+                    runs.append({"method": method, "seed": seed, "dose": dose, **m})
+    return runs
+
+
+def run(params: Params) -> dict:
+    c = params.classify
+    agg = aggregate_runs(collect_runs(params))
+    k = f", k_shot={c.k_shot}" if c.k_shot is not None else ""
+    title = f"Test classification (% , mean ± std over seeds {c.seeds}{k})"
+    table = markdown_table(agg, title)
+    atomic_write_json(params.resolve(c.metrics), agg)
+    stem = str(params.resolve(c.table))
+    atomic_write_text(f"{stem}.md", table)
+    atomic_write_text(f"{stem}.csv", pd.DataFrame(table_rows(agg)).to_csv(index=False))
+    log.info("\n%s", table)
+    return agg
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main("classify_aggregate", run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

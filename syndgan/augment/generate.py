@@ -1,0 +1,186 @@
+"""Generate a class-balanced synthetic set with one method: pair train normals with real train defect
+masks, place the masks, render, write images + label maps, and return the provenance manifest.
+
+Pairing and placement depend only on (seed, class, image number), never on the method, so image
+``k`` of class ``c`` has the same normal image, mask source and transform for ``copy_paste``,
+``syndgan`` or any other method: methods differ only in how the defect pixels are rendered.
+Normal images are used round-robin (in a per-class shuffled order); the mask source of each image is
+drawn among the ``appearance_top_k`` train defects that look most like that normal image (same
+illumination / exposure), so a dark-field defect is not pasted onto a bright-field part.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from syndgan.augment.base import AugmentMethod
+from syndgan.augment.foreground import foreground_mask
+from syndgan.augment.placement import (
+    DefectSource,
+    PlacementSettings,
+    appearance,
+    compose_labelmap,
+    nearest_sources,
+    place_defect,
+    target_edges,
+)
+from syndgan.augment.sources import MANIFEST_COLUMNS, NORMAL, ProcessedDataset, has_class
+from syndgan.errors import DataError, SyndganError
+
+log = logging.getLogger("syndgan.augment")
+
+MAX_NORMAL_ATTEMPTS = 20  # normal images tried for one synthetic image before giving up
+
+
+class _Target:
+    """A train normal image with what placement needs, computed once."""
+
+    def __init__(self, row, dataset: ProcessedDataset, s: PlacementSettings):
+        self.id, self.group = row.id, row.group
+        self.image = dataset.read_image(row.image)
+        self.fg = foreground_mask(self.image, s.fg_window, s.fg_separability)
+        self.edges = target_edges(self.fg)
+        self.appearance = appearance(self.image, self.fg)
+
+
+def load_sources(dataset: ProcessedDataset, pool: pd.DataFrame, name: str, s: PlacementSettings) -> list[DefectSource]:
+    """Every pool image containing class ``name``, with that class's mask and the image's foreground."""
+    cid = dataset.class_ids[name]
+    out = []
+    for row in pool.sort_values("id").itertuples(index=False):
+        if not has_class(row.labels, name):
+            continue
+        mask = dataset.read_labelmap(row.labelmap) == cid
+        if not mask.any():  # the class was annotated but vanished at this resolution: nothing to take
+            log.warning("%s: no %r pixels in its label map; not used as a mask source", row.id, name)
+            continue
+        image = dataset.read_image(row.image)
+        out.append(DefectSource(row.id, cid, image, mask, foreground_mask(image, s.fg_window, s.fg_separability)))
+    return out
+
+
+def generate_augmented(
+    dataset: ProcessedDataset,
+    method: AugmentMethod,
+    targets: Mapping[str, int],
+    out_dir: str | Path,
+    pool: pd.DataFrame,
+    settings: PlacementSettings | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Write ``targets[c]`` synthetic images per class into ``out_dir/{images,labelmaps}``; return the manifest.
+
+    ``pool``: the images that may be used (train split, after k-shot); nothing else is ever read.
+    """
+    s = settings or PlacementSettings()
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "labelmaps").mkdir(parents=True, exist_ok=True)
+    index_path = dataset.root / "index.parquet"
+    if not method.produces_images:
+        raise SyndganError(f"augmentation method {method.name!r} works at training time and renders no images")
+    total = sum(int(n) for n in targets.values())
+    normals_df = pool[pool["label"] == NORMAL].sort_values("id")
+    if total and normals_df.empty:
+        raise DataError(index_path, "no normal train images to place defects on")
+    normals = [_Target(r, dataset, s) for r in normals_df.itertuples(index=False)] if total else []
+    normal_app = np.stack([t.appearance for t in normals]) if normals else np.zeros((0, 0))
+    method.prepare(dataset.class_names)
+
+    bar = None
+    if progress and total:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=f"augment {method.name}", unit="img")
+    rows: list[dict] = []
+    for name in dataset.class_names:
+        n = int(targets.get(name, 0))
+        if n <= 0:
+            continue
+        cid = dataset.class_ids[name]
+        sources = load_sources(dataset, pool, name, s)
+        if not sources:
+            raise DataError(index_path, f"no train image with a {name!r} defect to take masks from")
+        src_app = np.stack([appearance(src.image, src.fg) for src in sources])
+        order = np.random.default_rng(np.random.SeedSequence([seed, cid])).permutation(len(normals))
+        # for every normal image, the sources that look most like it
+        near = nearest_sources_all(normal_app, src_app, s.appearance_top_k)
+        for i in range(n):
+            rng = np.random.default_rng(np.random.SeedSequence([seed, cid, i]))
+            placed = None
+            for attempt in range(min(len(normals), MAX_NORMAL_ATTEMPTS)):
+                t = order[(i + attempt) % len(normals)]
+                placed = _place_all(normals[t], sources, near[t], rng, s)
+                if placed:
+                    break
+            if not placed:
+                raise SyndganError(
+                    f"augment: could not place a {name!r} defect on {min(len(normals), MAX_NORMAL_ATTEMPTS)} train "
+                    f"normal images (min_context_agreement={s.min_context_agreement}, tries={s.tries}); lower "
+                    "augment.placement.min_context_agreement or widen scale/rotation"
+                )
+            target = normals[t]
+            labels = compose_labelmap(target.image.shape[:2], placed)
+            image = method.render(target.image, labels, placed, int(rng.integers(2**31 - 1)))
+            rows.append(_write(out, method.name, name, i, image, labels, dataset.mode, target, placed, seed))
+            if bar is not None:
+                bar.update()
+    if bar is not None:
+        bar.close()
+    manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    return manifest.astype(MANIFEST_COLUMNS)
+
+
+def nearest_sources_all(normal_app: np.ndarray, src_app: np.ndarray, k: int) -> list[np.ndarray]:
+    return [nearest_sources(a, src_app, k) for a in normal_app]
+
+
+def _place_all(target: _Target, sources, candidates: np.ndarray, rng: np.random.Generator, s: PlacementSettings):
+    """1..max_defects placements of distinct sources on ``target``; [] when the first one fails."""
+    n_defects = int(rng.integers(1, s.max_defects + 1))
+    placed = []
+    occupied = np.zeros(target.fg.shape, bool)
+    available = list(candidates)
+    for _ in range(n_defects):
+        if not available:
+            break
+        src = sources[available.pop(int(rng.integers(len(available))))]
+        p = place_defect(src, target.fg, rng, s, occupied, target.edges)
+        if p is None:
+            break
+        placed.append(p)
+        occupied[p.slices] |= p.mask
+    return placed
+
+
+def _write(out: Path, method: str, name: str, i: int, image, labels, mode: str, target: _Target, placed, seed: int):
+    image_id = f"{method}/{name}/{i:05d}"
+    stem = image_id.replace("/", "__")
+    image = np.asarray(image)
+    Image.fromarray(image[..., 0] if image.ndim == 3 and mode == "L" else image, mode).save(
+        out / "images" / f"{stem}.png"
+    )
+    Image.fromarray(labels, "L").save(out / "labelmaps" / f"{stem}.png")
+    return {
+        "id": image_id,
+        "label": name,
+        "labels": name,
+        "split": "train",
+        "group": str(target.group),
+        "image": f"images/{stem}.png",
+        "labelmap": f"labelmaps/{stem}.png",
+        "normal_source": target.id,
+        "mask_source": "|".join(p.source_id for p in placed),
+        "method": method,
+        "seed": int(seed),
+        "rank": int(i),
+        "transform": json.dumps([p.record() for p in placed]),
+    }

@@ -279,6 +279,8 @@ SECTIONS: dict[str, type] = {
     "pretrain": PretrainConfig,
     "augment": AugmentConfig,
     "classify": ClassifyConfig,
+    "evaluate": EvaluateConfig,
+    "report": ReportConfig,
 }
 
 
@@ -290,6 +292,8 @@ class Params:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     flows: FlowsConfig = field(default_factory=FlowsConfig)
     path: Path = Path("params.yaml")  # where these were read from
 
@@ -406,6 +410,7 @@ def _validate(p: Params, src: Any) -> None:
     _validate_pretrain(p.pretrain, bad)
     _validate_augment(p, bad)
     _validate_classify(p.classify, bad)
+    _validate_evaluate(p.evaluate, p.report, bad)
 
     f = p.flows
     if not 1 <= f.port <= 65535:

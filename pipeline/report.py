@@ -1,0 +1,415 @@
+"""Stage `report`: ``<report.out>/report.md`` and a self-contained ``<report.out>/report.html`` (figures
+embedded, opens offline), with the figures as PNGs in ``<report.out>/figures/``.
+
+    python -m pipeline.report [--params params.yaml]
+
+Sections: dataset counts before / after augmentation (paper Table 3), synthesis quality (Table 1, from
+``evaluate.metrics``), reconstruction (Tables 2 and 5), classification (Table 4, from ``classify.metrics``)
+with confusion matrices summed over seeds, image grids per class (normal | mask | each method's image |
+the real defect the mask came from), training curves (pretrain and train_synth logs), and the exact
+params file and code version (git commit, dirty flag). Every number is read from a stage output; a section
+whose inputs are missing says "Not run" and names what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from pipeline.common import stage_main
+from pipeline.config import Params
+from syndgan.errors import DataError
+from syndgan.io import atomic_dir, atomic_write_text
+from syndgan.report.document import Document, render_html, render_markdown
+from syndgan.report.figures import colorize_labelmap, confusion_figure, curves_figure, image_grid
+from syndgan.report.tables import (
+    ABLATION_PREFIX,
+    classification_table,
+    counts_table,
+    fmt,
+    reconstruction_table,
+    set_label,
+    synthesis_table,
+)
+
+log = logging.getLogger("syndgan.report")
+
+NOT_RUN = "Not run"
+
+
+class Missing(Exception):
+    """A section's input does not exist (its stage is disabled or has not run)."""
+
+
+class Figures:
+    """PNGs made for the report: kept in memory, written to ``<out>/figures/`` at the end."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.files: dict[str, bytes] = {}
+
+    def add(self, doc: Document, name: str, png: bytes, caption: str) -> None:
+        self.files[name] = png
+        doc.figure(self.folder / name, caption, png)
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise Missing(f"{what}: {_rel(path)} not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise DataError(path, f"not valid JSON: {e}") from None
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def git_version(cwd: Path | None = None) -> str:
+    """``<commit> (clean|dirty)``; tracked files only count as dirty (stage outputs are untracked)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=20, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout, or git is not installed)"
+    return f"{commit} ({'dirty: uncommitted changes to tracked files' if status.strip() else 'clean'})"
+
+
+def load_processed(params: Params) -> tuple[pd.DataFrame, dict]:
+    root = params.resolve(params.rasterize.out)
+    info = _read_json(root / "dataset.json", "rasterize")
+    index_path = root / "index.parquet"
+    if not index_path.is_file():
+        raise Missing(f"rasterize: {_rel(index_path)} not found")
+    return pd.read_parquet(index_path), info
+
+
+def image_methods(params: Params) -> dict[str, tuple[Path, pd.DataFrame]]:
+    """Augment outputs holding images ({method: (folder, manifest)}), classify.methods order first, then the
+    ablation images evaluate synthesized."""
+    root = params.resolve(params.augment.out)
+    names = list(params.classify.methods) + list(params.evaluate.methods)
+    if root.is_dir():
+        names += sorted(p.name for p in root.iterdir() if p.is_dir())
+    found: dict[str, tuple[Path, pd.DataFrame]] = {}
+    folders = [(n, root / n) for n in dict.fromkeys(names)]
+    ev = params.resolve(params.evaluate.out)
+    if ev.is_dir():
+        folders += [(p.name, p) for p in sorted(ev.iterdir()) if p.is_dir() and p.name.startswith(ABLATION_PREFIX)]
+    for name, folder in folders:
+        path = folder / "manifest.parquet"
+        if name not in found and path.is_file():
+            manifest = pd.read_parquet(path)
+            if not manifest.empty:
+                found[name] = (folder, manifest)
+    return found
+
+
+def train_pool_counts(params: Params, index: pd.DataFrame, classes: list[str]) -> dict[str, int]:
+    from syndgan.augment.sources import select_k_shot
+
+    pool = select_k_shot(index[index["split"] == "train"], params.classify.k_shot, params.classify.k_shot_seed, classes)
+    return pool["label"].value_counts().to_dict()
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def section_dataset(params: Params, doc: Document, figs: Figures) -> None:
+    doc.heading("Dataset: images per class before and after augmentation (paper Table 3)")
+    index, info = load_processed(params)
+    classes = [c["name"] for c in sorted(info["classes"], key=lambda c: c["id"])]
+    split_counts = {s: g["label"].value_counts().to_dict() for s, g in index.groupby("split")}
+    synthetic = {
+        m: manifest["label"].value_counts().to_dict()
+        for m, (folder, manifest) in image_methods(params).items()
+        if folder.parent == params.resolve(params.augment.out)
+    }
+    k = params.classify.k_shot
+    doc.paragraph(
+        f"{len(index)} images at {info.get('resolution')} px, {info.get('channels')} channel(s), from "
+        f"`{_rel(params.resolve(params.rasterize.out))}`. Train pool: the train images augmentation and "
+        f"the classifiers use ({'all of them' if k is None else f'k_shot = {k} per defect class'}). "
+        "`w/ <method>`: train pool + the synthetic images the augment stage made (every classifier dose takes "
+        "the first of them by rank)."
+    )
+    doc.table(*counts_table(split_counts, classes, train_pool_counts(params, index, classes), synthetic))
+    if not synthetic:
+        doc.paragraph(f"{NOT_RUN}: no augment output with images under `{params.augment.out}`.")
+
+
+def section_synthesis(params: Params, doc: Document, figs: Figures) -> None:
+    doc.heading("Synthesis quality (paper Table 1)")
+    ev = _read_json(params.resolve(params.evaluate.metrics), "evaluate")
+    names = ev.get("metric_names", {})
+    doc.paragraph(
+        f"Each set's images of a class against the real test defects of that class ({ev.get('reference', '')}); "
+        f"`all` pools the classes. At most {ev.get('max_images_per_class')} synthesized images per class. "
+        f"Metrics: {', '.join(f'`{names[k]}`' for k in ('fid', 'kid', 'ic') if k in names)} (names say which network measured them; "
+        "KID ×10³ as mean ± std over subsets of the size shown). The first row, Real (train vs test), scores the "
+        "real train defects the same way: with this few real images, differences smaller than its distance "
+        "are not meaningful. "
+        "IC (diversity, higher = more diverse) clusters each set on the real train defects; the real row's "
+        "IC is that of the real test defects."
+    )
+    doc.table(*synthesis_table(ev), caption="All classes pooled")
+    doc.table(*synthesis_table(ev, per_class=True), caption="Per class")
+    if ev.get("not_run"):
+        doc.paragraph(f"{NOT_RUN}: " + "; ".join(f"{set_label(k)}: {v}" for k, v in ev["not_run"].items()))
+
+
+def section_reconstruction(params: Params, doc: Document, figs: Figures) -> None:
+    doc.heading("Reconstruction (paper Tables 2 and 5)")
+    path = params.resolve(params.evaluate.metrics)
+    if path.is_file():
+        recon = _read_json(path, "evaluate").get("reconstruction", {})
+    else:
+        from pipeline.evaluate import collect_reconstruction
+
+        recon = collect_reconstruction(params)
+    if not recon.get("models"):
+        reasons = "; ".join(f"{k}: {v}" for k, v in recon.get("not_run", {}).items())
+        raise Missing(f"train_synth: no reconstruction metrics ({reasons})")
+    doc.paragraph(
+        f"Distance between real images of the `{params.train_synth.eval_split}` split and their reconstruction "
+        f"by the synthesis network given their own label map (normal, defect) or an empty one (defect, empty "
+        f"map: the paper's setting), with `{recon.get('perceptual')}`; lower is better."
+    )
+    doc.table(*reconstruction_table(recon))
+    if recon.get("not_run"):
+        doc.paragraph(f"{NOT_RUN}: " + "; ".join(f"{k}: {v}" for k, v in recon["not_run"].items()))
+    for name, folder in [("syndgan", params.train_synth.out)] + [
+        (a, str(Path(params.train_synth.ablation_out) / a)) for a in params.train_synth.ablations
+    ]:
+        png = params.resolve(folder) / "reconstructions.png"
+        if png.is_file():
+            label = "SyNDGAN" if name == "syndgan" else set_label(f"{ABLATION_PREFIX}{name}")
+            figs.add(doc, f"reconstructions_{name}.png", png.read_bytes(), f"{label}: real | input | reconstruction")
+
+
+def section_classification(params: Params, doc: Document, figs: Figures) -> None:
+    c = params.classify
+    doc.heading("Classification (paper Table 4)")
+    agg = _read_json(params.resolve(c.metrics), "classify_aggregate")
+    doc.paragraph(
+        "EfficientNet-Lite0 test accuracy per class, total accuracy, macro-F1 and defect recall (any defect "
+        "predicted as a defect), in %, mean ± std over the seeds; the same step budget for every method."
+    )
+    doc.table(*classification_table(agg, c.methods, c.doses, _class_order(params)))
+    for method in [m for m in dict.fromkeys([*c.methods, *agg]) if m in agg]:
+        summed = summed_confusion(params, method)
+        if summed is None:
+            doc.paragraph(f"{NOT_RUN}: no classify run of {method} under `{c.out}` for seeds {c.seeds}.")
+            continue
+        confusion, classes, seeds, dose = summed
+        caption = f"{set_label(method)}: test confusion matrix summed over seeds {seeds} (dose {dose})"
+        figs.add(doc, f"confusion_{method}.png", confusion_figure(confusion, classes, set_label(method)), caption)
+
+
+def summed_confusion(params: Params, method: str) -> tuple[np.ndarray, list[str], list[int], str] | None:
+    """(test confusion matrix summed over the seeds, classes, seeds found, dose) of a method's classify runs,
+    at its last configured dose (``0`` for training-time methods); None when no run exists."""
+    c = params.classify
+    confusion, classes, seeds, dose = None, [], [], ""
+    for seed in c.seeds:
+        path = params.resolve(c.out) / f"{method}-s{seed}" / "metrics.json"
+        if not path.is_file():
+            continue
+        run = _read_json(path, "classify")
+        doses = run.get("doses", {})
+        dose = next((str(d) for d in reversed(c.doses) if str(d) in doses), next(iter(doses), None))
+        if dose is None:
+            continue
+        cm = np.asarray(doses[dose]["confusion"], float)
+        if confusion is not None and cm.shape != confusion.shape:
+            raise DataError(path, f"confusion matrix {cm.shape} differs from the other seeds' {confusion.shape}")
+        confusion = cm if confusion is None else confusion + cm
+        classes = list(doses[dose].get("classes", run.get("classes", [])))
+        seeds.append(seed)
+    return None if confusion is None else (confusion, classes, seeds, dose)
+
+
+def _class_order(params: Params) -> list[str]:
+    """normal, then the defect classes in id order (dataset.json; params when it is missing)."""
+    try:
+        _, info = load_processed(params)
+        return ["normal", *(c["name"] for c in sorted(info["classes"], key=lambda c: c["id"]))]
+    except Missing:
+        return ["normal", *params.ingest.classes]
+
+
+def section_grids(params: Params, doc: Document, figs: Figures) -> None:
+    doc.heading("Synthesized examples per class")
+    index, info = load_processed(params)
+    methods = image_methods(params)
+    if not methods:
+        raise Missing(f"augment: no synthesized images under {params.augment.out}")
+    root = params.resolve(params.rasterize.out)
+    mode = "L" if int(info.get("channels", 3)) == 1 else "RGB"
+    images = index.set_index("id")["image"].to_dict()
+    colors = {int(c["id"]): c["color"] for c in info["classes"]}
+    lead_name = "syndgan" if "syndgan" in methods else next(iter(methods))
+    lead_folder, lead = methods[lead_name]
+    doc.paragraph(
+        "Rows: the first synthesized images of the class. Every method paints the same placed mask on the same "
+        "normal train image (pairing and placement depend only on the seed); the last column is the real train "
+        "defect the mask was taken from."
+    )
+    n = params.report.grid_rows
+    for c in sorted(info["classes"], key=lambda c: c["id"]):
+        rows_df = lead[lead["label"] == c["name"]].sort_values("rank").head(n)
+        if rows_df.empty:
+            doc.paragraph(f"{NOT_RUN}: no synthesized {c['name']!r} image.")
+            continue
+        columns = ["normal", "mask", *(set_label(m) for m in methods), "real (mask source)"]
+        grid = []
+        for r in rows_df.itertuples(index=False):
+            cells = [_image(root, images.get(r.normal_source), mode)]
+            cells.append(colorize_labelmap(_image(lead_folder, r.labelmap, "L"), colors))
+            for folder, manifest in methods.values():
+                match = manifest[(manifest["label"] == r.label) & (manifest["rank"] == r.rank)]
+                same = (
+                    not match.empty
+                    and match.iloc[0]["normal_source"] == r.normal_source
+                    and match.iloc[0]["mask_source"] == r.mask_source
+                )
+                cells.append(_image(folder, match.iloc[0]["image"], mode) if same else None)
+            cells.append(_image(root, images.get(str(r.mask_source).split("|")[0]), mode))
+            grid.append(cells)
+        png = image_grid(grid, columns, title=c["name"])
+        figs.add(doc, f"grid_{c['name']}.png", png, f"{c['name']}: normal | mask | synthesized | real defect")
+
+
+def _image(folder: Path, rel: str | None, mode: str) -> np.ndarray | None:
+    if rel is None or not (folder / rel).is_file():
+        return None
+    with Image.open(folder / rel) as im:
+        return np.asarray(im.convert(mode))
+
+
+def _csv(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    df = pd.read_csv(path)
+    return df if not df.empty and "step" in df.columns else None
+
+
+def section_curves(params: Params, doc: Document, figs: Figures) -> None:
+    doc.heading("Training curves")
+    pre_plots = params.resolve(params.pretrain.plots)
+    losses, fid = _csv(pre_plots / "losses.csv"), _csv(pre_plots / "fid.csv")
+    if losses is not None or fid is not None:
+        panels = []
+        if losses is not None:
+            panels.append(
+                ("pretrain losses", {k: (losses["step"], losses[k]) for k in ("loss_d", "loss_g") if k in losses})
+            )
+        if fid is not None and "fid_effnet" in fid:
+            panels.append(
+                ("pretrain fid_effnet (G_ema samples vs train)", {"fid_effnet": (fid["step"], fid["fid_effnet"])})
+            )
+        figs.add(doc, "curves_pretrain.png", curves_figure(panels), "Pretraining (ProjectedGAN): losses and fid_effnet")
+    else:
+        doc.paragraph(f"{NOT_RUN}: pretrain (no {_rel(pre_plots / 'losses.csv')}).")
+    pre_metrics = params.resolve(params.pretrain.metrics)
+    if pre_metrics.is_file():
+        m = _read_json(pre_metrics, "pretrain")
+        doc.table(
+            ["pretrain", "fid_effnet at start", "fid_effnet at end", "steps", "images/s"],
+            [["generator", fmt(m.get("fid_effnet_start")), fmt(m.get("fid_effnet")), str(m.get("steps")), fmt(m.get("images_per_s"), 1)]],
+        )  # fmt: skip
+    samples = sorted((params.resolve(params.pretrain.out) / "samples").glob("step_*.png"))
+    if samples:
+        caption = f"Pretrained generator: G_ema samples at the last logged step ({samples[-1].stem})"
+        figs.add(doc, "pretrain_samples.png", samples[-1].read_bytes(), caption)
+    ts = params.train_synth
+    logs = {"syndgan": params.resolve(ts.plots) / "losses.csv"}
+    logs.update({f"{ABLATION_PREFIX}{a}": params.resolve(ts.ablation_out) / a / "losses.csv" for a in ts.ablations})
+    tables = {name: df for name, path in logs.items() if (df := _csv(path)) is not None}
+    if tables:
+        panels = []
+        for key in ("l1", "perceptual", "adv", "inversion", "loss_d"):
+            series = {
+                set_label(n): (df["step"], df[key]) for n, df in tables.items() if key in df and df[key].notna().any()
+            }
+            if series:
+                panels.append((f"train_synth {key}", series))
+        figs.add(doc, "curves_train_synth.png", curves_figure(panels), "SyNDGAN training (and ablations): losses")
+    else:
+        doc.paragraph(f"{NOT_RUN}: train_synth (no {_rel(logs['syndgan'])}).")
+
+
+def section_provenance(params: Params, doc: Document, figs: Figures) -> None:
+    doc.heading("Parameters and code version")
+    doc.paragraph(f"Code version: `{git_version()}`.")
+    doc.paragraph(f"Parameters: `{params.path}`, as used:")
+    path = Path(params.path)
+    doc.code(path.read_text(encoding="utf-8") if path.is_file() else f"({path} not found)", "yaml")
+
+
+SECTIONS: list[Callable[[Params, Document, Figures], None]] = [
+    section_dataset,
+    section_synthesis,
+    section_reconstruction,
+    section_classification,
+    section_grids,
+    section_curves,
+    section_provenance,
+]
+
+
+def build(params: Params) -> tuple[Document, Figures]:
+    out = params.resolve(params.report.out)
+    doc = Document(params.report.title)
+    doc.paragraph(f"Generated by `python -m pipeline.report` from the pipeline's outputs; code `{git_version()}`.")
+    figs = Figures(out / "figures")
+    for section in SECTIONS:
+        mark, made = len(doc.blocks), set(figs.files)
+        try:
+            section(params, doc, figs)
+        except Missing as e:
+            del doc.blocks[mark + 1 :]  # keep the heading, drop a half-built section
+            for name in set(figs.files) - made:
+                del figs.files[name]
+            doc.paragraph(f"{NOT_RUN}: {e}.")
+            log.info("report section %s: not run (%s)", section.__name__, e)
+    return doc, figs
+
+
+def run(params: Params) -> Path:
+    out = params.resolve(params.report.out)
+    doc, figs = build(params)
+    with atomic_dir(out / "figures") as tmp:
+        for name, png in figs.files.items():
+            (tmp / name).write_bytes(png)
+    atomic_write_text(out / "report.md", render_markdown(doc, out))
+    atomic_write_text(out / "report.html", render_html(doc))
+    log.info("wrote %s and %s (%d figures)", out / "report.md", out / "report.html", len(figs.files))
+    return out / "report.html"
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main("report", run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -99,14 +99,17 @@ class FlowsConfig:
 class PretrainConfig:
     """ProjectedGAN pretraining of the generator SyNDGAN later decodes with (paper III.B-2, III.C-1, IV.A)."""
 
-    generator: Literal["stylegan2", "fastgan"] = "fastgan"  # fastgan: measured faster on CPU (bench_pretrain)
+    # Defaults: the paper's generator and optimiser (IV.A) with CPU-sized networks. For a 5-minute CPU run
+    # (demo, 64 px, 1200 steps) use lr_g 2e-3, lr_d 2e-4, betas [0, 0.99]: stylegan2 has an equalized learning
+    # rate (StyleGAN2's own lr is 2e-3); at lr_g 2e-4 it was still colour noise after 800 steps.
+    generator: Literal["stylegan2", "fastgan"] = "stylegan2"
     z_dim: int = 128
     w_dim: int = 128
     resolution: int | None = None  # None: rasterize.resolution
     data_mode: Literal["resize", "patch"] = "resize"  # patch: native-resolution windows of the original images
     patch_size: int = 128  # window size in native pixels (patch mode); resized to `resolution`
     defect_patch_prob: float = 0.5  # patch mode: chance a window is centred on an annotated defect
-    g_channel_base: int = 4096  # generator channels at resolution r: min(g_channel_max, g_channel_base // r)
+    g_channel_base: int = 1024  # generator channels at resolution r: min(g_channel_max, g_channel_base // r)
     g_channel_max: int = 128
     d_resize: int | None = None  # None: feature network at native size; 224: ProjectedGAN's upsampling
     d_scales: list[int] = field(default_factory=lambda: [0, 1, 2, 3])  # [3]: single-scale discriminator
@@ -116,17 +119,17 @@ class PretrainConfig:
     diffaug: str = "color,translation,cutout"
     loss: Literal["hinge", "logistic"] = "hinge"
     batch_size: int = 8
-    steps: int = 500
+    steps: int = 1200
     lr_g: float = 2e-4  # paper IV.A
     lr_d: float = 1e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # paper; ProjectedGAN uses [0, 0.99]
     ema: float = 2000.0  # G_ema half-life, in images
-    checkpoint_every: int = 100  # steps
-    sample_every: int = 100
-    fid_every: int = 100  # 0: fid_effnet only at start and end
+    checkpoint_every: int = 200  # steps
+    sample_every: int = 400
+    fid_every: int = 400  # 0: fid_effnet only at start and end
     fid_samples: int = 128  # G_ema samples (and real images) per fid_effnet; 0 disables it
     seed: int = 0
-    threads: int = 0  # torch CPU threads; 0: torch default
+    threads: int = 1  # torch CPU threads (0: torch default); 1 stays fast when other jobs share the cores
     device: str = "auto"  # auto: CUDA when present (bf16 autocast), else CPU
     out: str = "models/pretrain"
     metrics: str = "metrics/pretrain.json"

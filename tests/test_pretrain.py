@@ -26,6 +26,15 @@ CLASSES = [{"name": "bump", "id": 1, "color": [255, 64, 64]}, {"name": "dust", "
 RES = 32
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny convolutions: one thread is fastest, and 2 threads on 2 shared cores were ~10x slower here."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _texture(rng: np.random.Generator, h: int, w: int, channels: int) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w]
     base = 100 + 60 * np.sin(xx / rng.uniform(2, 6)) + 40 * (yy > rng.uniform(0, h))
@@ -200,7 +209,7 @@ def test_same_seed_same_parameters_on_cpu(processed, tmp_path):
     c_dir = tmp_path / "c"
     train_pretrain(tiny_settings(steps=2, seed=1), ds, c_dir)
     c = _state(c_dir / CHECKPOINT)
-    assert not torch.equal(a["G"]["synthesis.to_img.weight"], c["G"]["synthesis.to_img.weight"])
+    assert any(not torch.equal(a["G"][k], c["G"][k]) for k in a["G"])  # another seed, another run
 
 
 @pytest.mark.parametrize("generator", ["fastgan", "stylegan2"])
@@ -305,3 +314,39 @@ def test_pretrain_params_validation():
         parse_params({"pretrain": {"lr_gg": 1.0}})
     p = parse_params({"pretrain": {"generator": "stylegan2", "data_mode": "patch"}})
     assert p.pretrain.generator == "stylegan2" and dataclasses.is_dataclass(p.pretrain)
+
+
+MT_ROOT = __import__("pathlib").Path("/work/shared/datasets/magnetic-tile")
+
+
+@pytest.mark.skipif(not (MT_ROOT / "MT_Blowhole").is_dir(), reason="Magnetic Tile not present")
+def test_patch_dataset_on_magnetic_tile_native_grayscale(tmp_path):
+    """Real grayscale images of varying size: windows stay inside, defect-centred ones hit the mask."""
+    rows, ann = [], []
+    for cls in ("Blowhole", "Free"):
+        for jpg in sorted((MT_ROOT / f"MT_{cls}" / "Imgs").glob("*.jpg"))[:3]:
+            with Image.open(jpg) as im:
+                w, h = im.size
+            label = "normal" if cls == "Free" else "bump"
+            rows.append({"id": f"mt/{jpg.stem}", "path": str(jpg), "width": w, "height": h, "label": label,
+                         "split": "train"})  # fmt: skip
+            if label != "normal":
+                mask = np.asarray(Image.open(jpg.with_suffix(".png")).convert("L")) > 127
+                ys, xs = np.nonzero(mask)
+                ann.append({"image_id": f"mt/{jpg.stem}", "label": label, "x0": xs.min(), "y0": ys.min(),
+                            "x1": xs.max() + 1, "y1": ys.max() + 1})  # fmt: skip
+    pd.DataFrame(rows).to_parquet(tmp_path / "manifest.parquet", index=False)
+    pd.DataFrame(ann).to_parquet(tmp_path / "annotations.parquet", index=False)
+    ds = PatchDataset(tmp_path / "manifest.parquet", tmp_path / "annotations.parquet", CLASSES, patch_size=128,
+                      resolution=64, channels=1, defect_patch_prob=1.0)  # fmt: skip
+    torch.manual_seed(0)
+    for i in range(len(ds)):
+        item = ds[i]
+        x0, y0, size = item["window"].tolist()
+        row = rows[i]
+        assert item["image"].shape == (1, 64, 64) and torch.isfinite(item["image"]).all()
+        assert 0 <= x0 and x0 + size <= row["width"] + 1 and 0 <= y0 and y0 + size <= row["height"] + 1
+        if row["label"] != "normal":
+            box = next(a for a in ann if a["image_id"] == row["id"])
+            assert item["label"] == 1
+            assert x0 < box["x1"] and x0 + size > box["x0"] and y0 < box["y1"] and y0 + size > box["y0"]

@@ -177,9 +177,16 @@ class ProjectedDiscriminator(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, return_classes: bool = False, augment: bool = True):
+        return self.logits(self.features(x, augment), return_classes)
+
+    def features(self, x: torch.Tensor, augment: bool = True) -> list[torch.Tensor]:
+        """Augmented, projected feature maps (frozen path). Reusable across D and G updates of one step."""
         if augment:
             x = self.augment(x)
-        feats = self.projection(self.feature_network(x))
+        return self.projection(self.feature_network(x))
+
+    def logits(self, feats: list[torch.Tensor], return_classes: bool = False):
+        """Per-scale heads on ``features(x)``: (B, N) logits, plus class logits when ``return_classes``."""
         logits, classes = [], []
         for s in self.scales:
             adv, cls = self.heads[str(s)](feats[s])

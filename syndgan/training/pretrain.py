@@ -61,12 +61,12 @@ GENERATOR = "generator.pt"
 @dataclass
 class PretrainSettings:
     # generator
-    generator: str = "fastgan"  # "stylegan2" | "fastgan"
+    generator: str = "stylegan2"  # "stylegan2" (paper) | "fastgan"
     z_dim: int = 128
     w_dim: int = 128
     resolution: int = 64
     channels: int = 3
-    g_channel_base: int = 4096  # channels at resolution r: min(g_channel_max, g_channel_base // r)
+    g_channel_base: int = 1024  # channels at resolution r: min(g_channel_max, g_channel_base // r)
     g_channel_max: int = 128
     # discriminator
     d_resize: int | None = None  # None: feature network at native size; 224: ProjectedGAN's upsampling
@@ -80,7 +80,7 @@ class PretrainSettings:
     loss: str = "hinge"
     # optimisation
     batch_size: int = 8
-    steps: int = 500
+    steps: int = 1200
     lr_g: float = 2e-4
     lr_d: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
@@ -88,9 +88,9 @@ class PretrainSettings:
     ema_rampup: float | None = 0.05
     seed: int = 0
     # bookkeeping
-    checkpoint_every: int = 100
-    sample_every: int = 100
-    fid_every: int = 100  # 0: only at start and end
+    checkpoint_every: int = 200
+    sample_every: int = 400
+    fid_every: int = 400  # 0: only at start and end
     fid_samples: int = 128
     fid_resize: int = 224
     log_every: int = 10
@@ -199,22 +199,25 @@ def train_step(
     device: torch.device = torch.device("cpu"),
     dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
-    """One D update then one G update on the same fakes (one G forward per step). Returns scalar stats."""
+    """One D update then one G update on the same fakes, sharing their frozen features.
+
+    The feature network and projections are fixed, so the fakes' projected features are computed once
+    (with the graph back to G) and used detached for the D update, then through the updated heads for G.
+    """
     loss_d_fn, loss_g_fn, aux_fn = losses
-    # D step on reals and detached fakes: no gradient reaches the frozen feature network.
     with autocast(device, dtype):
         fake = G(z, update_emas=True)
-        logits_real, cls_real = D(real, return_classes=True)
-        logits_fake = D(fake.detach())
+        feats_fake = D.features(fake)
+        logits_real, cls_real = D.logits(D.features(real), return_classes=True)
+        logits_fake = D.logits([f.detach() for f in feats_fake])
         loss_d = loss_d_fn(logits_real, logits_fake)
         if aux_weight > 0:
             loss_d = loss_d + aux_weight * aux_fn(cls_real, labels)
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
-    # G step through the updated D.
     with autocast(device, dtype):
-        loss_g = loss_g_fn(D(fake))
+        loss_g = loss_g_fn(D.logits(feats_fake))
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()

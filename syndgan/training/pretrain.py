@@ -306,7 +306,9 @@ def train_pretrain(
     gen = torch.Generator().manual_seed(derive_seed(s.seed, "eval") % 2**63)
     z_grid = torch.randn(min(64, max(16, s.batch_size)), s.z_dim, generator=gen)
     fid = None
-    if s.fid_samples >= 2:
+    if s.fid_samples >= 2 and len(dataset) < 2:
+        log.warning("fid_effnet off: it needs at least 2 training images, the dataset has %d", len(dataset))
+    if s.fid_samples >= 2 and len(dataset) >= 2:
         n = min(s.fid_samples, len(dataset))
         idx = torch.randperm(len(dataset), generator=gen)[:n]
         seed_everything(derive_seed(s.seed, "fid-reals"))  # patch datasets draw windows from global RNG

@@ -77,6 +77,7 @@ def settings_from_config(cfg: TrainSynthConfig, ablation: str | None = None) -> 
         lr_d=cfg.lr_d,
         betas=(float(cfg.betas[0]), float(cfg.betas[1])),
         defect_fraction=cfg.defect_fraction,
+        grad_clip=cfg.grad_clip,
         ema_halflife_images=cfg.ema,
         seed=cfg.seed,
         checkpoint_every=cfg.checkpoint_every,

@@ -217,7 +217,10 @@ class Synthesizer:
     ):
         from syndgan.training.common import select_device
 
-        self.device = select_device("auto" if device is None else str(device))
+        try:
+            self.device = select_device("auto" if device is None else str(device))
+        except RuntimeError as e:  # e.g. "cuda" asked for on a machine without a GPU
+            raise SynthesisInputError(f"{source}: {e}") from None
         self.network = network.to(self.device).eval().requires_grad_(False)
         self.classes = [dict(c) for c in classes]
         self.data = dict(data or {"mode": "resize"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from syndgan.models.generators import create_generator, generator_spec
@@ -112,3 +113,12 @@ def write_synthesizer(path: Path, data: dict | None = None, generator: str = "fa
         torch.nn.init.normal_(conv.weight, std=0.1)
     pre = {"generator": generator_spec(generator, **GEN_KW)}
     return save_synthesizer(path, U.eval(), pre, s, CLASSES, data or {"mode": "resize"}, {"steps": 0})
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread: on a shared 2-core machine, OpenMP threads waiting on each other cost 10-100x."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -1,5 +1,6 @@
 """The ``syndgan`` command: synthesize round trip (in-process and the installed console script), errors."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -8,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from synth_helpers import write_synthesizer
+from synth_helpers import one_thread, write_synthesizer  # noqa: F401 (fixture)
 
 from pipeline.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +70,9 @@ def test_console_script(files):
         "--mask",
         str(d / "mask.png"),
     ]
-    r = subprocess.run([*cmd, "--out", str(out), "--device", "cpu"], capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [*cmd, "--out", str(out), "--device", "cpu"], capture_output=True, text=True, timeout=120, env=env
+    )
     assert r.returncode == 0, r.stderr
     assert Image.open(out).size == (50, 40)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from synth_helpers import CLASSES, write_synthesizer
+from synth_helpers import CLASSES, one_thread, write_synthesizer  # noqa: F401 (fixture)
 
 from syndgan.errors import DataError
 from syndgan.synthesis import (
@@ -16,6 +16,8 @@ from syndgan.synthesis import (
     feather_alpha,
     mask_to_labelmap,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,13 @@
 
 import pytest
 import torch
-from synth_helpers import CLASSES, GEN_KW
+from synth_helpers import CLASSES, GEN_KW, one_thread  # noqa: F401 (fixture)
 
 from syndgan.models.generators import create_generator
 from syndgan.models.sft import SFTLayer
 from syndgan.models.syndgan import SyNDGAN, dilate
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_sft_zero_map_is_a_per_channel_affine():

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from synth_helpers import CLASSES, TinyDataset, tiny_settings, write_pretrained
+from synth_helpers import CLASSES, TinyDataset, one_thread, tiny_settings, write_pretrained  # noqa: F401 (fixture)
 
 from syndgan.errors import DataError
 from syndgan.training.common import load_checkpoint
@@ -20,6 +20,8 @@ from syndgan.training.synth import (
     train_step,
     train_synth,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

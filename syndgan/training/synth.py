@@ -105,6 +105,7 @@ class SynthSettings:
     lr_d: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
     defect_fraction: float = 0.5  # share of defect images in a batch (defects are rare)
+    grad_clip: float = 1.0  # max gradient norm of U's step (0: off)
     ema_halflife_images: float = 500.0
     ema_rampup: float | None = 0.05
     seed: int = 0
@@ -142,7 +143,7 @@ class SynthSettings:
             bad("defect_fraction", "must be in [0, 1]")
         if self.perceptual not in ("auto", "vgg", "effnet"):
             bad("perceptual", f"must be auto, vgg or effnet, got {self.perceptual!r}")
-        for k in ("checkpoint_every", "sample_every", "log_every", "erase_dilate"):
+        for k in ("checkpoint_every", "sample_every", "log_every", "erase_dilate", "grad_clip"):
             if getattr(self, k) < 0:
                 bad(k, "must be >= 0")
 
@@ -332,7 +333,11 @@ def train_step(
     opt_g.zero_grad(set_to_none=True)
     D.requires_grad_(False)
     loss_g.backward()
-    opt_g.step()
+    params = [p for group in opt_g.param_groups for p in group["params"]]
+    # A bounded step: the encoder's latent head can otherwise blow up the inversion term in one step.
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, s.grad_clip) if s.grad_clip > 0 else None
+    if torch.isfinite(loss_g.detach()) and (grad_norm is None or torch.isfinite(grad_norm)):
+        opt_g.step()
     for n, p in D.named_parameters():  # trainable heads only: the feature network and projections stay frozen
         p.requires_grad_(not n.startswith(("feature_network.", "projection.")))
 

@@ -136,6 +136,61 @@ class PretrainConfig:
     plots: str = "plots/pretrain"
 
 
+# SyNDGAN ablations (paper Table 5) runnable as `train_synth_ablation` stages; pipeline/train_synth.py maps
+# each name onto settings.
+SYNTH_ABLATIONS = ("no_pretrain", "no_pretrained_decoder", "no_inversion", "single_scale_d", "aux_classifier_d")
+
+
+@dataclass
+class TrainSynthConfig:
+    """SyNDGAN synthesis network (paper III.B-3, III.C-2): SFT encoder + pretrained decoder, losses of eq. 2."""
+
+    data_mode: Literal["resize", "patch"] = "resize"  # patch: native-resolution windows around the defects
+    patch_size: int = 128  # patch mode: window size in native pixels (resized to the decoder's resolution)
+    defect_patch_prob: float = 0.9  # patch mode: chance a defect image's window is centred on a defect
+    seg_encoding: Literal["onehot", "color", "both"] = "both"  # class map fed to the encoder and SFT layers
+    latent: Literal["w", "w+"] = "w+"  # encoder output: one W code or per-layer W+ codes
+    n_blocks: int = 7  # SFT residual blocks (paper: 7)
+    enc_channel_base: int = 2048  # encoder channels at resolution r: min(enc_channel_max, base // r)
+    enc_channel_max: int = 128
+    sft_hidden: int = 16  # channels of the SFT conv branches
+    skip_min_res: int = 8  # encoder features are injected into the decoder at resolutions >= this
+    erase_dilate: int = 1  # px (working resolution) blanked around the mask in the input
+    pretrained_decoder: bool = True  # false: random decoder (ablation "w/o Pretrained")
+    pretrained_discriminator: bool = True  # false: random discriminator heads
+    freeze_decoder: bool = False  # true: only the encoder (and skips) learn
+    decoder_lr_mult: float = 0.2  # decoder learning rate = lr_g * this (2e-4: the paper's generator rate)
+    d_scales: list[int] | None = None  # null: the pretrained discriminator's scales; [3]: single scale
+    aux_classifier: bool = False  # auxiliary-classifier discriminator head (Table 5)
+    aux_weight: float = 1.0
+    w_l1: float = 1.0  # eq. 3
+    w_adv: float = 0.05  # eq. 4
+    w_perceptual: float = 1.0  # eq. 5 (LPIPS-VGG, or the EfficientNet distance without VGG weights)
+    w_inversion: float = 1.0  # eq. 6 (in-domain inversion)
+    perceptual: Literal["auto", "vgg", "effnet"] = "auto"  # auto: vgg when its weights are in the torch cache
+    loss: Literal["hinge", "logistic"] = "hinge"
+    batch_size: int = 8
+    steps: int = 300
+    lr_g: float = 1e-3  # encoder + skips: a few hundred CPU steps, not the paper's days (2e-4) on a GPU
+    lr_d: float = 1e-4  # paper IV.A
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    defect_fraction: float = 0.5  # share of defect images in each batch
+    grad_clip: float = 1.0  # max gradient norm of the network's step (0: off)
+    ema: float = 500.0  # half-life of the network's EMA, in images
+    checkpoint_every: int = 100
+    sample_every: int = 400
+    seed: int = 0
+    threads: int = 1  # torch CPU threads (0: torch default); 1 stays fast when other jobs share the cores
+    device: str = "auto"
+    eval_split: Literal["train", "val", "test"] = "test"  # reconstruction metrics on this split
+    ablations: list[Literal[SYNTH_ABLATIONS]] = field(default_factory=lambda: ["no_pretrain"])  # type: ignore[valid-type]
+    out: str = "models/train_synth"
+    metrics: str = "metrics/train_synth.json"
+    plots: str = "plots/train_synth"
+    ablation_out: str = "models/train_synth_ablations"  # <ablation_out>/<name>/
+    ablation_metrics: str = "metrics/train_synth_ablations"  # <ablation_metrics>/<name>.json
+
+
 @dataclass
 class AugmentTargetsConfig:
     """Synthetic images added per defect class (counts of the train split, after classify.k_shot)."""
@@ -280,6 +335,7 @@ SECTIONS: dict[str, type] = {
     "ingest": IngestConfig,
     "rasterize": RasterizeConfig,
     "pretrain": PretrainConfig,
+    "train_synth": TrainSynthConfig,
     "augment": AugmentConfig,
     "classify": ClassifyConfig,
     "evaluate": EvaluateConfig,
@@ -293,6 +349,7 @@ class Params:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     rasterize: RasterizeConfig = field(default_factory=RasterizeConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    train_synth: TrainSynthConfig = field(default_factory=TrainSynthConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
@@ -411,6 +468,7 @@ def _validate(p: Params, src: Any) -> None:
         raise ConfigError(f"{src}: {key}: {msg}")
 
     _validate_pretrain(p.pretrain, bad)
+    _validate_train_synth(p.train_synth, bad)
     _validate_augment(p, bad)
     _validate_classify(p.classify, bad)
     _validate_evaluate(p.evaluate, p.report, bad)
@@ -452,6 +510,67 @@ def _validate(p: Params, src: Any) -> None:
         bad("demo.parts", "must be >= 4")
     if not 0 <= p.demo.defect_fraction <= 1:
         bad("demo.defect_fraction", "must be in [0, 1]")
+
+
+def _validate_pretrain(c: PretrainConfig, bad) -> None:
+    res = c.resolution
+    if res is not None and (res < 8 or res > 1024 or res & (res - 1)):
+        bad("pretrain.resolution", f"must be a power of 2 in 8..1024 (or null for rasterize.resolution), got {res}")
+    if c.patch_size < 8:
+        bad("pretrain.patch_size", f"must be >= 8, got {c.patch_size}")
+    if not 0 <= c.defect_patch_prob <= 1:
+        bad("pretrain.defect_patch_prob", "must be in [0, 1]")
+    if c.batch_size < 2:
+        bad("pretrain.batch_size", "must be >= 2")
+    if c.steps < 1:
+        bad("pretrain.steps", "must be >= 1")
+    for key in ("lr_g", "lr_d", "ema", "z_dim", "w_dim", "g_channel_base", "g_channel_max", "d_channel_base"):
+        if getattr(c, key) <= 0:
+            bad(f"pretrain.{key}", "must be > 0")
+    if len(c.betas) != 2 or not all(0 <= b < 1 for b in c.betas):
+        bad("pretrain.betas", f"must be two values in [0, 1), got {c.betas}")
+    if not c.d_scales or any(sc not in (0, 1, 2, 3) for sc in c.d_scales):
+        bad("pretrain.d_scales", f"must be a non-empty subset of [0, 1, 2, 3], got {c.d_scales}")
+    if c.d_resize is not None and c.d_resize < 32:
+        bad("pretrain.d_resize", f"must be >= 32 (or null), got {c.d_resize}")
+    ops = [o.strip() for o in c.diffaug.split(",") if o.strip()]
+    if any(o not in ("color", "translation", "cutout") for o in ops):
+        bad("pretrain.diffaug", f"comma-separated subset of color, translation, cutout; got {c.diffaug!r}")
+    for key in ("checkpoint_every", "sample_every", "fid_every", "threads"):
+        if getattr(c, key) < 0:
+            bad(f"pretrain.{key}", "must be >= 0")
+    if c.fid_samples == 1 or c.fid_samples < 0:
+        bad("pretrain.fid_samples", "must be 0 (off) or >= 2")
+
+
+def _validate_train_synth(c: TrainSynthConfig, bad) -> None:
+    if c.patch_size < 8:
+        bad("train_synth.patch_size", f"must be >= 8, got {c.patch_size}")
+    for key in ("defect_patch_prob", "defect_fraction"):
+        if not 0 <= getattr(c, key) <= 1:
+            bad(f"train_synth.{key}", "must be in [0, 1]")
+    for key in ("n_blocks", "enc_channel_base", "enc_channel_max", "sft_hidden", "steps", "lr_g", "lr_d", "ema"):
+        if getattr(c, key) <= 0:
+            bad(f"train_synth.{key}", "must be > 0")
+    if c.batch_size < 2:
+        bad("train_synth.batch_size", "must be >= 2")
+    if c.skip_min_res < 4 or c.skip_min_res & (c.skip_min_res - 1):
+        bad("train_synth.skip_min_res", f"must be a power of 2 >= 4, got {c.skip_min_res}")
+    for key in ("w_l1", "w_adv", "w_perceptual", "w_inversion", "aux_weight", "decoder_lr_mult"):
+        if getattr(c, key) < 0:
+            bad(f"train_synth.{key}", "must be >= 0")
+    for key in ("erase_dilate", "checkpoint_every", "sample_every", "threads", "grad_clip"):
+        if getattr(c, key) < 0:
+            bad(f"train_synth.{key}", "must be >= 0")
+    if len(c.betas) != 2 or not all(0 <= b < 1 for b in c.betas):
+        bad("train_synth.betas", f"must be two values in [0, 1), got {c.betas}")
+    if c.d_scales is not None and (not c.d_scales or any(sc not in (0, 1, 2, 3) for sc in c.d_scales)):
+        bad("train_synth.d_scales", f"must be null or a non-empty subset of [0, 1, 2, 3], got {c.d_scales}")
+    if c.freeze_decoder and not c.pretrained_decoder:
+        bad("train_synth.freeze_decoder", "a randomly initialised decoder (pretrained_decoder: false) must be trained")
+    if len(set(c.ablations)) != len(c.ablations):
+        bad("train_synth.ablations", f"names must be unique, got {c.ablations}")
+
 
 def _validate_augment(p: Params, bad) -> None:
     c = p.augment
@@ -591,34 +710,3 @@ def _validate_ingest(c: IngestConfig, bad) -> None:
         for label, target in src_cfg.label_map.items():
             if target != "normal" and target not in c.classes:
                 bad(f"{key}.label_map.{label}", f"{target!r} is not in ingest.classes (nor 'normal')")
-
-
-def _validate_pretrain(c: PretrainConfig, bad) -> None:
-    res = c.resolution
-    if res is not None and (res < 8 or res > 1024 or res & (res - 1)):
-        bad("pretrain.resolution", f"must be a power of 2 in 8..1024 (or null for rasterize.resolution), got {res}")
-    if c.patch_size < 8:
-        bad("pretrain.patch_size", f"must be >= 8, got {c.patch_size}")
-    if not 0 <= c.defect_patch_prob <= 1:
-        bad("pretrain.defect_patch_prob", "must be in [0, 1]")
-    if c.batch_size < 2:
-        bad("pretrain.batch_size", "must be >= 2")
-    if c.steps < 1:
-        bad("pretrain.steps", "must be >= 1")
-    for key in ("lr_g", "lr_d", "ema", "z_dim", "w_dim", "g_channel_base", "g_channel_max", "d_channel_base"):
-        if getattr(c, key) <= 0:
-            bad(f"pretrain.{key}", "must be > 0")
-    if len(c.betas) != 2 or not all(0 <= b < 1 for b in c.betas):
-        bad("pretrain.betas", f"must be two values in [0, 1), got {c.betas}")
-    if not c.d_scales or any(sc not in (0, 1, 2, 3) for sc in c.d_scales):
-        bad("pretrain.d_scales", f"must be a non-empty subset of [0, 1, 2, 3], got {c.d_scales}")
-    if c.d_resize is not None and c.d_resize < 32:
-        bad("pretrain.d_resize", f"must be >= 32 (or null), got {c.d_resize}")
-    ops = [o.strip() for o in c.diffaug.split(",") if o.strip()]
-    if any(o not in ("color", "translation", "cutout") for o in ops):
-        bad("pretrain.diffaug", f"comma-separated subset of color, translation, cutout; got {c.diffaug!r}")
-    for key in ("checkpoint_every", "sample_every", "fid_every", "threads"):
-        if getattr(c, key) < 0:
-            bad(f"pretrain.{key}", "must be >= 0")
-    if c.fid_samples == 1 or c.fid_samples < 0:
-        bad("pretrain.fid_samples", "must be 0 (off) or >= 2")

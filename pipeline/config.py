@@ -170,7 +170,7 @@ class TrainSynthConfig:
     perceptual: Literal["auto", "vgg", "effnet"] = "auto"  # auto: vgg when its weights are in the torch cache
     loss: Literal["hinge", "logistic"] = "hinge"
     batch_size: int = 8
-    steps: int = 300
+    steps: int = 200
     lr_g: float = 1e-3  # encoder + skips: a few hundred CPU steps, not the paper's days (2e-4) on a GPU
     lr_d: float = 1e-4  # paper IV.A
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])

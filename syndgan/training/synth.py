@@ -100,7 +100,7 @@ class SynthSettings:
     loss: str = "hinge"
     # optimisation
     batch_size: int = 8
-    steps: int = 300
+    steps: int = 200
     lr_g: float = 1e-3  # encoder and skips
     lr_d: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)

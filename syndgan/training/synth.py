@@ -653,6 +653,9 @@ def train_synth(
         summary["eval_seconds"] = time.perf_counter() - t0
         summary["perceptual"] = perceptual.name
     save_reconstruction_grid(U_ema, show_x, show_m, out / "reconstructions.png", device)
+    final_sample = out / "samples" / f"step_{s.steps:07d}.png"
+    if not final_sample.exists():  # resumed at the last step (or DVC cleared samples/): keep the final grid
+        save_reconstruction_grid(U_ema, show_x, show_m, final_sample, device)
     save_synthesizer(out / SYNTHESIZER, U_ema, pre, s, classes, data or {"mode": "resize"}, summary)
     atomic_write_json(out / "summary.json", summary)
     return summary

@@ -42,6 +42,7 @@ from syndgan.report.tables import (
 log = logging.getLogger("syndgan.report")
 
 NOT_RUN = "Not run"
+RAW_GRID_SCALE = 2.0  # training sample grids are small (working-resolution tiles): shown enlarged in HTML
 
 
 class Missing(Exception):
@@ -55,9 +56,9 @@ class Figures:
         self.folder = folder
         self.files: dict[str, bytes] = {}
 
-    def add(self, doc: Document, name: str, png: bytes, caption: str) -> None:
+    def add(self, doc: Document, name: str, png: bytes, caption: str, scale: float = 1.0) -> None:
         self.files[name] = png
-        doc.figure(self.folder / name, caption, png)
+        doc.figure(self.folder / name, caption, png, scale)
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -167,7 +168,8 @@ def section_synthesis(params: Params, doc: Document, figs: Figures) -> None:
         f"Metrics: {', '.join(f'`{names[k]}`' for k in ('fid', 'kid', 'ic') if k in names)} (names say which network measured them; "
         "KID ×10³ as mean ± std over subsets of the size shown). The first row, Real (train vs test), scores the "
         "real train defects the same way: with this few real images, differences smaller than its distance "
-        "are not meaningful. "
+        "are not meaningful. KID is unbiased in the set sizes; FID is not (fewer images, larger FID), so "
+        "compare FID only between rows with similar image counts. "
         "IC (diversity, higher = more diverse) clusters each set on the real train defects; the real row's "
         "IC is that of the real test defects."
     )
@@ -203,7 +205,8 @@ def section_reconstruction(params: Params, doc: Document, figs: Figures) -> None
         png = params.resolve(folder) / "reconstructions.png"
         if png.is_file():
             label = "SyNDGAN" if name == "syndgan" else set_label(f"{ABLATION_PREFIX}{name}")
-            figs.add(doc, f"reconstructions_{name}.png", png.read_bytes(), f"{label}: real | input | reconstruction")
+            caption = f"{label}: real | input | reconstruction"
+            figs.add(doc, f"reconstructions_{name}.png", png.read_bytes(), caption, scale=RAW_GRID_SCALE)
 
 
 def section_classification(params: Params, doc: Document, figs: Figures) -> None:
@@ -215,14 +218,18 @@ def section_classification(params: Params, doc: Document, figs: Figures) -> None
         "predicted as a defect), in %, mean ± std over the seeds; the same step budget for every method."
     )
     doc.table(*classification_table(agg, c.methods, c.doses, _class_order(params)))
+    panels, used = [], []
     for method in [m for m in dict.fromkeys([*c.methods, *agg]) if m in agg]:
         summed = summed_confusion(params, method)
         if summed is None:
             doc.paragraph(f"{NOT_RUN}: no classify run of {method} under `{c.out}` for seeds {c.seeds}.")
             continue
         confusion, classes, seeds, dose = summed
-        caption = f"{set_label(method)}: test confusion matrix summed over seeds {seeds} (dose {dose})"
-        figs.add(doc, f"confusion_{method}.png", confusion_figure(confusion, classes, set_label(method)), caption)
+        panels.append((f"{set_label(method)} (dose {dose})", confusion, classes))
+        used.append(f"{set_label(method)}: seeds {seeds}")
+    if panels:
+        caption = "Test confusion matrices summed over the seeds (" + "; ".join(used) + ")"
+        figs.add(doc, "confusion.png", confusion_figure(panels), caption)
 
 
 def summed_confusion(params: Params, method: str) -> tuple[np.ndarray, list[str], list[int], str] | None:
@@ -340,7 +347,7 @@ def section_curves(params: Params, doc: Document, figs: Figures) -> None:
     samples = sorted((params.resolve(params.pretrain.out) / "samples").glob("step_*.png"))
     if samples:
         caption = f"Pretrained generator: G_ema samples at the last logged step ({samples[-1].stem})"
-        figs.add(doc, "pretrain_samples.png", samples[-1].read_bytes(), caption)
+        figs.add(doc, "pretrain_samples.png", samples[-1].read_bytes(), caption, scale=RAW_GRID_SCALE)
     ts = params.train_synth
     logs = {"syndgan": params.resolve(ts.plots) / "losses.csv"}
     logs.update({f"{ABLATION_PREFIX}{a}": params.resolve(ts.ablation_out) / a / "losses.csv" for a in ts.ablations})

@@ -34,6 +34,7 @@ class Figure:
     path: Path  # where the PNG is (or will be) on disk: Markdown links it relative to the report
     caption: str = ""
     png: bytes | None = None  # what HTML embeds; None: read from ``path``
+    scale: float = 1.0  # HTML display width / pixel width (small raw image grids: 2)
 
 
 @dataclass
@@ -56,8 +57,8 @@ class Document:
     def table(self, header: list[str], rows: list[list[str]], caption: str = "") -> None:
         self.blocks.append(Table(list(header), [list(r) for r in rows], caption))
 
-    def figure(self, path: str | Path, caption: str = "", png: bytes | None = None) -> None:
-        self.blocks.append(Figure(Path(path), caption, png))
+    def figure(self, path: str | Path, caption: str = "", png: bytes | None = None, scale: float = 1.0) -> None:
+        self.blocks.append(Figure(Path(path), caption, png, scale))
 
     def code(self, text: str, language: str = "") -> None:
         self.blocks.append(Code(text, language))
@@ -109,7 +110,7 @@ table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
 th,td{border:1px solid #bbb;padding:.25em .6em;text-align:right}th{background:#eee}
 td:first-child,th:first-child,td.l{text-align:left}
 caption{caption-side:top;text-align:left;font-style:italic;padding-bottom:.3em}
-figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-style:italic;font-size:.9em}
+figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #ddd}figcaption{font-style:italic;font-size:.9em}
 pre{background:#f6f6f6;border:1px solid #ddd;padding:.8em;overflow-x:auto;font-size:.85em}
 code{background:#f2f2f2;padding:0 .2em}.notrun{color:#a40}
 """.strip()
@@ -123,6 +124,13 @@ def _inline(text: str) -> str:
         esc = html.escape(p)
         out.append(f"<code>{esc}</code>" if i % 2 and i < len(parts) - 1 else ("`" + esc if i % 2 else esc))
     return "".join(out)
+
+
+def _png_width(png: bytes) -> int | None:
+    """Width from a PNG's IHDR chunk (None when the bytes are no PNG)."""
+    if len(png) < 24 or png[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    return int.from_bytes(png[16:20], "big")
 
 
 _NUMERIC = re.compile(r"[-+0-9.,%±() /]*|n/a")
@@ -154,10 +162,14 @@ def render_html(doc: Document) -> str:
             rows.append("</table>")
             body.append("\n".join(rows))
         elif isinstance(b, Figure):
-            data = base64.b64encode(b.png if b.png is not None else b.path.read_bytes()).decode("ascii")
+            png = b.png if b.png is not None else b.path.read_bytes()
+            data = base64.b64encode(png).decode("ascii")
             alt = html.escape(b.caption or b.path.name)
             cap = f"<figcaption>{_inline(b.caption)}</figcaption>" if b.caption else ""
-            body.append(f'<figure><img alt="{alt}" src="data:image/png;base64,{data}">{cap}</figure>')
+            width = _png_width(png)
+            scaled = width is not None and b.scale != 1.0  # enlarged pixel art stays sharp
+            size = f' width="{round(b.scale * width)}" style="image-rendering:pixelated"' if scaled else ""
+            body.append(f'<figure><img alt="{alt}"{size} src="data:image/png;base64,{data}">{cap}</figure>')
         elif isinstance(b, Code):
             body.append(f"<pre><code>{html.escape(b.text)}</code></pre>")
     return (

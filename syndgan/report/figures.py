@@ -69,25 +69,34 @@ def image_grid(
     return _png(fig)
 
 
-def confusion_figure(matrix: Sequence[Sequence[float]], classes: Sequence[str], title: str = "") -> bytes:
-    """Confusion matrix (rows: actual, columns: predicted) with counts and row-normalized shading."""
+def confusion_figure(panels: Sequence[tuple[str, Sequence[Sequence[float]], Sequence[str]]], columns: int = 4) -> bytes:
+    """Confusion matrices side by side, one per ``(title, matrix, classes)`` (rows: actual, columns:
+    predicted), with counts and row-normalized shading."""
     plt = _pyplot()
-    cm = np.asarray(matrix, float)
-    rows = cm.sum(axis=1, keepdims=True)
-    frac = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
-    k = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * k, 0.8 + 0.7 * k), dpi=100)
-    ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
-    for i in range(k):
-        for j in range(k):
-            value = cm[i, j]
-            text = f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=9, color="white" if frac[i, j] > 0.5 else "black")
-    ax.set_xticks(range(k), classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(k), classes, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual")
-    if title:
+    n = max(len(panels), 1)
+    cols = min(n, columns)
+    n_rows = -(-n // cols)
+    k_max = max((len(c) for _, _, c in panels), default=1)
+    side = 1.0 + 0.6 * k_max
+    fig, axes = plt.subplots(n_rows, cols, figsize=(side * cols, (side + 0.3) * n_rows), dpi=100, squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (title, matrix, classes) in zip(axes.flat, panels, strict=False):
+        cm = np.asarray(matrix, float)
+        totals = cm.sum(axis=1, keepdims=True)
+        frac = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
+        k = len(classes)
+        ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+        for i in range(k):
+            for j in range(k):
+                value = cm[i, j]
+                text = f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+                color = "white" if frac[i, j] > 0.5 else "black"
+                ax.text(j, i, text, ha="center", va="center", fontsize=8, color=color)
+        ax.set_xticks(range(k), classes, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(k), classes, fontsize=8)
+        ax.set_xlabel("predicted", fontsize=9)
+        ax.set_ylabel("actual", fontsize=9)
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return _png(fig)

@@ -1,6 +1,6 @@
 """``params.yaml`` parsed once into typed, validated configs.
 
-Every section is a dataclass; unknown keys and wrong types fail with the key's dotted name, e.g.
+Every section is a dataclass field of ``Params``; unknown keys and wrong types fail with the key's dotted name, e.g.
 ``ConfigError: params.yaml: ingest.split.train: expected float, got str 'a lot'``.
 Stage name = module name = params section.
 """
@@ -327,20 +327,6 @@ class ReportConfig:
     title: str = "SyNDGAN defect synthesis report"
     grid_rows: int = 4  # examples per class in the image grids
     out: str = "reports"
-
-
-SECTIONS: dict[str, type] = {
-    "flows": FlowsConfig,
-    "demo": DemoConfig,
-    "ingest": IngestConfig,
-    "rasterize": RasterizeConfig,
-    "pretrain": PretrainConfig,
-    "train_synth": TrainSynthConfig,
-    "augment": AugmentConfig,
-    "classify": ClassifyConfig,
-    "evaluate": EvaluateConfig,
-    "report": ReportConfig,
-}
 
 
 @dataclass

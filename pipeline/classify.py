@@ -13,15 +13,17 @@ Writes ``<classify.out>/<method>-s<seed>/`` (``metrics.json``; per dose ``histor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from pipeline.common import stage_main
+from pipeline.common import is_writer, stage_main
 from pipeline.config import Params
 from syndgan.augment import ProcessedDataset, check_provenance, create_method, train_pool
 from syndgan.classify import (
@@ -92,7 +94,13 @@ def run(params: Params, method: str, seed: int) -> dict:
     name = run_name(method, seed)
     results: dict = {"method": method, "seed": seed, "k_shot": c.k_shot, "classes": names, "doses": {}}
     out_dir, plot_dir = params.resolve(c.out) / name, params.resolve(c.plots) / name
-    with atomic_dir(out_dir) as tmp_out, atomic_dir(plot_dir) as tmp_plot:
+    with contextlib.ExitStack() as stack:
+        if is_writer():
+            tmp_out, tmp_plot = stack.enter_context(atomic_dir(out_dir)), stack.enter_context(atomic_dir(plot_dir))
+        else:  # torchrun ranks > 0 train alongside rank 0; what they would write goes to a scratch folder
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="syndgan-rank-")))
+            tmp_out, tmp_plot = scratch / "out", scratch / "plots"
+            tmp_out.mkdir(), tmp_plot.mkdir()
         for dose in doses:
             key = str(dose)
             train = real.train
@@ -156,7 +164,8 @@ def run(params: Params, method: str, seed: int) -> dict:
                 result.best_step,
                 result.steps_run,
             )
-            resume.unlink(missing_ok=True)
+            if is_writer():
+                resume.unlink(missing_ok=True)
         (tmp_out / "metrics.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     return results
 

@@ -1,15 +1,17 @@
-"""Shared plumbing for stage modules: argument parsing, logging, one-line errors, CPU threads."""
+"""Shared plumbing for stage modules: argument parsing, logging, one-line errors, torchrun process groups."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.config import Params, load_params
 from syndgan.errors import SyndganError
+from syndgan.training import distributed
 
 
 def stage_main(name: str, run: Callable[[Params], object], argv: list[str] | None = None, doc: str = "") -> int:
@@ -18,14 +20,23 @@ def stage_main(name: str, run: Callable[[Params], object], argv: list[str] | Non
     parser.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
+    rank = os.environ.get("RANK") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)s " + (f"[rank {rank}] " if rank else "") + "%(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
     try:
+        distributed.init_from_env()  # under torchrun: join the process group (rank 0 writes the outputs)
         run(load_params(args.params))
     except SyndganError as e:
         print(f"{name}: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        distributed.shutdown()
     return 0
+
+
+def is_writer() -> bool:
+    """False on the ranks > 0 of a torchrun launch: only rank 0 writes stage outputs."""
+    return distributed.current().main

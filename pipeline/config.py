@@ -621,7 +621,9 @@ def _validate_classify(c: ClassifyConfig, bad) -> None:
         bad("classify.k_shot", f"must be >= 1 or null (all), got {c.k_shot}")
     t = c.train
     if (t.steps is None) == (t.epochs is None):
-        bad("classify.train.steps", "set exactly one of classify.train.steps and classify.train.epochs (the other null)")
+        bad(
+            "classify.train.steps", "set exactly one of classify.train.steps and classify.train.epochs (the other null)"
+        )
     if t.steps is not None and t.steps < 1:
         bad("classify.train.steps", "must be >= 1")
     if t.epochs is not None and t.epochs <= 0:

@@ -1,5 +1,6 @@
 """Stage `ingest`: the configured datasets (or the demo) -> ``manifest.parquet``, ``annotations.parquet``,
 ``ingest_report.json`` and ``extracted/`` (decoded masks, embedded images) in ``ingest.out``.
+File paths in them are relative to the working directory (the project folder under DVC).
 
 Nothing is written until every image was checked; then all artifacts are swapped in together, so a
 failed run leaves the previous ones intact.
@@ -43,6 +44,24 @@ def sources_from_params(params: Params) -> list[Source]:
             )
         )
     return out
+
+
+def portable(result: IngestResult, base: Path | None = None) -> IngestResult:
+    """Store file paths relative to ``base`` (the stage's working directory, i.e. the project folder).
+
+    Absolute paths would tie the DVC-cached manifest to the checkout that made it: its hash would differ
+    between clones and a ``dvc pull`` elsewhere would point into someone else's folder.
+    """
+    base = Path(base or os.getcwd())
+
+    def rel(p: str) -> str:
+        return os.path.relpath(p, base) if p and os.path.isabs(p) else p
+
+    result.manifest["path"] = result.manifest["path"].map(rel)
+    result.annotations["mask_path"] = result.annotations["mask_path"].map(rel)
+    for s in result.report["skipped"]:
+        s["path"] = rel(s["path"])
+    return result
 
 
 def write_outputs(result: IngestResult, out: Path, extract_dir: Path) -> None:
@@ -93,7 +112,7 @@ def run(params: Params) -> IngestResult:
         extract_dir=extract_dir,
         progress=True,
     )
-    write_outputs(result, out, extract_dir)
+    write_outputs(portable(result), out, extract_dir)
     log_counts(result, classes)
     for s in result.report["skipped"]:
         log.warning("skipped %s: %s", s["path"], s["problem"])

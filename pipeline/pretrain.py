@@ -12,7 +12,7 @@ import logging
 
 import torch
 
-from pipeline.common import stage_main
+from pipeline.common import is_writer, stage_main
 from pipeline.config import Params, PretrainConfig
 from pipeline.data import PatchDataset, ProcessedDataset, read_dataset_info
 from syndgan.io import atomic_write_json
@@ -85,6 +85,8 @@ def run(params: Params) -> dict:
         cfg.generator, resolution, channels, cfg.data_mode, len(dataset), cfg.steps, cfg.batch_size,
     )  # fmt: skip
     summary = train_pretrain(settings, dataset, params.resolve(cfg.out), log_dir=params.resolve(cfg.plots))
+    if not is_writer():
+        return summary
     metrics = {
         k: summary[k]
         for k in ("fid_effnet", "fid_effnet_start", "fid_samples", "steps", "images", "images_per_s", "train_seconds")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +26,11 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from pipeline.config import SYNTH_ABLATIONS, Params, TrainSynthConfig, load_params
+from pipeline.common import is_writer, stage_main
+from pipeline.config import SYNTH_ABLATIONS, Params, TrainSynthConfig
 from pipeline.data import PatchDataset, ProcessedDataset, read_dataset_info, to_unit_tensor
 from syndgan.data.rasterize import Region, rasterize_labelmap
-from syndgan.errors import DataError, SyndganError
+from syndgan.errors import DataError
 from syndgan.io import atomic_write_json
 from syndgan.synthesis import downsample_labels
 from syndgan.training.synth import SynthSettings, read_pretrained, train_synth
@@ -205,6 +205,8 @@ def run(params: Params, ablation: str | None = None) -> dict:
         data=data,
         log_dir=params.resolve(plots),
     )
+    if not is_writer():
+        return summary
     metrics = {k: v for k, v in summary.items() if k.startswith("recon_")}
     metrics.update(
         perceptual=summary["perceptual"],
@@ -229,22 +231,10 @@ def run(params: Params, ablation: str | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.train_synth", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
-    parser.add_argument("--ablation", choices=SYNTH_ABLATIONS, help="train this Table 5 variant instead")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    try:
-        run(load_params(args.params), args.ablation)
-    except SyndganError as e:
-        print(f"train_synth: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--ablation", choices=SYNTH_ABLATIONS, help="train this Table 5 variant instead")
+    known, rest = ap.parse_known_args(argv)
+    return stage_main("train_synth", lambda p: run(p, known.ablation), rest, __doc__)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -51,7 +52,9 @@ def test_stage_writes_artifacts_and_round_trips_dtypes(tmp_path, monkeypatch, in
     assert set(m.loc[m["label"] == "scratch", "group"]) == {"lm/part1"}
     assert len(a) == 2 and set(a["image_id"]) == {"lm/part1_a", "lm/part1_b"}
     embedded = m.set_index("id").loc["lm/embedded"]
-    assert embedded["path"] == str(out / "extracted" / "images" / "lm__embedded.png")
+    # paths are relative to the working directory, so the cached manifest is the same in every clone
+    assert embedded["path"] == "interim/extracted/images/lm__embedded.png"
+    assert not any(Path(p).is_absolute() for p in m["path"]) and all(Path(p).is_file() for p in m["path"])
     assert (out / "extracted" / "images" / "lm__embedded.png").read_bytes() == buf.getvalue()
     report = json.loads((out / "ingest_report.json").read_text())
     assert report["counts"]["images"] == 7 and report["counts"]["by_label"]["scratch"] == 2

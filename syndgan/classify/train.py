@@ -10,6 +10,8 @@ Fair comparison rules, identical for every augmentation method:
   result; ``patience`` validations without improvement stop the run early.
 Batches are drawn at random each step from a seeded generator, so a run resumed from its checkpoint
 continues exactly as if it had not been interrupted.
+Under ``torchrun`` the model is wrapped in ``DistributedDataParallel``: every rank draws the same global
+batch and trains on its share; rank 0 validates, decides early stopping for all and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from syndgan.classify.data import ImageSet
 from syndgan.classify.metrics import classification_metrics
 from syndgan.errors import ConfigError
 from syndgan.io import atomic_torch_save
+from syndgan.training import distributed
 
 log = logging.getLogger("syndgan.classify")
 
@@ -184,7 +187,8 @@ def train_classifier(
     """
     t0 = time.time()
     k = len(class_names)
-    device = select_device(settings.device)
+    dist = distributed.current()  # rank 0 of 1 unless launched by torchrun
+    device = distributed.device_for(select_device(settings.device))
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = create_classifier(settings.arch, k, settings.pretrained).to(device)
@@ -213,12 +217,19 @@ def train_classifier(
             log.info("resumed from step %d (%s)", resumed, resume_path)
         else:
             log.info("ignoring %s: it belongs to another run", resume_path)
+    net = model
+    if dist.active:
+        distributed.barrier()  # every rank has read the resume checkpoint before rank 0 may replace it
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        bs_local = dist.local_batch(min(settings.batch_size, len(train)), "classify.train.batch_size")
 
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=budget, initial=state["step"], desc="classify", unit="step")
+        bar = tqdm(total=budget, initial=state["step"], desc="classify", unit="step", disable=not dist.main)
     n = len(train)
     bs = min(settings.batch_size, n)
     running = []
@@ -230,6 +241,9 @@ def train_classifier(
             idx = torch.multinomial(sample_p, bs, replacement=True, generator=gen)
         else:
             idx = torch.randperm(n, generator=gen)[:bs]
+        if dist.active:  # the same global batch on every rank: keep this rank's share
+            idx = dist.shard(idx)
+            assert len(idx) == bs_local
         x = train.x[idx]
         if settings.flips:
             x = random_dihedral(x, gen)
@@ -239,7 +253,7 @@ def train_classifier(
             x, y = mix(x, y, gen)
         for g in opt.param_groups:
             g["lr"] = _lr(step, budget, settings)
-        loss = soft_cross_entropy(model(x.to(device)), y.to(device), loss_weight)
+        loss = soft_cross_entropy(net(x.to(device)), y.to(device), loss_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -248,7 +262,9 @@ def train_classifier(
         if bar is not None:
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        if step % settings.eval_every == 0 or step == budget:
+        if (step % settings.eval_every == 0 or step == budget) and not dist.main:
+            stopped = distributed.broadcast_object(None)  # rank 0's decision
+        elif step % settings.eval_every == 0 or step == budget:
             v = evaluate(model, val, class_names, device, loss_weight.cpu() if loss_weight is not None else None)
             record = {"step": step, "train_loss": sum(running) / len(running), **{f"val_{a}": b for a, b in v.items()}}
             running = []
@@ -260,6 +276,7 @@ def train_classifier(
             else:
                 state["bad"] += 1
                 stopped = settings.patience is not None and state["bad"] >= settings.patience
+            stopped = distributed.broadcast_object(stopped)
             log.debug("step %d: %s", step, record)
             if resume_path is not None and step < budget and not stopped:
                 atomic_torch_save(
@@ -277,6 +294,8 @@ def train_classifier(
                 )
     if bar is not None:
         bar.close()
+    if dist.active:
+        log.info("rank %d: final classifier weights %s", dist.rank, distributed.weights_digest(model))
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(

@@ -48,7 +48,7 @@ def _check_features(real: torch.Tensor, fake: torch.Tensor, what: str, minimum: 
 def fid_from_features(real: torch.Tensor, fake: torch.Tensor) -> float:
     """Frechet distance between Gaussians fitted to two feature sets (N, D), N >= 2 each."""
     _check_features(real, fake, "FID")
-    metric = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]))
+    metric = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]), sync_on_compute=False)  # local sets
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)
     return float(metric.compute())
@@ -72,7 +72,9 @@ def kid_from_features(
     size = min(subset_size, len(real), len(fake))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-        metric = KernelInceptionDistance(feature=_Precomputed(real.shape[1]), subsets=subsets, subset_size=size)
+        metric = KernelInceptionDistance(
+            feature=_Precomputed(real.shape[1]), subsets=subsets, subset_size=size, sync_on_compute=False
+        )
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)
     with torch.random.fork_rng(devices=[]):  # torchmetrics draws subsets with the global CPU generator

@@ -219,8 +219,10 @@ class CsvLog:
     was written past the checkpoint before a kill.
     """
 
-    def __init__(self, path: str | Path, columns: list[str], rows: list[dict[str, str]] | None = None):
-        self.path, self.columns = Path(path), list(columns)
+    def __init__(
+        self, path: str | Path, columns: list[str], rows: list[dict[str, str]] | None = None, write: bool = True
+    ):
+        self.path, self.columns, self.write = Path(path), list(columns), write  # write=False: rows only (rank > 0)
         self.rows: list[dict[str, str]] = [dict(r) for r in rows or []]
         self._write()
 
@@ -229,6 +231,8 @@ class CsvLog:
         self._write()
 
     def _write(self) -> None:
+        if not self.write:
+            return
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n")
         writer.writeheader()

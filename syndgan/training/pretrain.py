@@ -31,6 +31,7 @@ from syndgan.io import atomic_write_json
 from syndgan.losses import AuxClassifierLoss, create_adversarial_losses
 from syndgan.models.discriminator import ProjectedDiscriminator
 from syndgan.models.generators import create_generator, generator_spec
+from syndgan.training import distributed
 from syndgan.training.common import (
     CsvLog,
     ModelEMA,
@@ -170,7 +171,10 @@ class FidEffnet:
 
         self.device, self.batch = device, batch
         extractor = PooledFeatures(pretrained=True, weights_path=weights_path, resize=resize)
-        self.metric = FrechetInceptionDistance(feature=extractor, reset_real_features=False).to(device)
+        # sync_on_compute=False: only rank 0 evaluates under torchrun; a cross-rank sync would wait forever
+        self.metric = FrechetInceptionDistance(feature=extractor, reset_real_features=False, sync_on_compute=False).to(
+            device
+        )
         with torch.no_grad():
             for i in range(0, reals.shape[0], batch):
                 self.metric.update(self._unit(reals[i : i + batch]), real=True)
@@ -215,11 +219,13 @@ def train_step(
             loss_d = loss_d + aux_weight * aux_fn(cls_real, labels)
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
+    distributed.average_gradients(D.parameters())  # no-op in a single process
     opt_d.step()
     with autocast(device, dtype):
         loss_g = loss_g_fn(D.logits(feats_fake))
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
+    distributed.average_gradients(G.parameters())
     opt_g.step()
     return {
         "loss_d": loss_d.item(),
@@ -266,7 +272,9 @@ def train_pretrain(
     s.validate()
     _check_dataset(dataset, s)
     out = Path(out_dir)
-    device = select_device(s.device)
+    dist = distributed.current()  # rank 0 of 1 unless launched by torchrun
+    local_batch = dist.local_batch(s.batch_size, "pretrain.batch_size")
+    device = distributed.device_for(select_device(s.device))
     configure_determinism(device)
     dtype = amp_dtype(device, s.amp)
     seed_everything(s.seed)
@@ -300,6 +308,9 @@ def train_pretrain(
         restore_rng_state(ck["rng"])
         start, history = int(ck["step"]), dict(ck["history"])
         log.info("resuming from %s at step %d", ckpt_path, start)
+    distributed.broadcast_module(G)  # identical start on every rank
+    distributed.broadcast_module(D)
+    distributed.broadcast_module(ema.module)
     G_ema = ema.module.to(device)
 
     # Fixed latents for samples and FID, independent of the training RNG stream.
@@ -308,7 +319,7 @@ def train_pretrain(
     fid = None
     if s.fid_samples >= 2 and len(dataset) < 2:
         log.warning("fid_effnet off: it needs at least 2 training images, the dataset has %d", len(dataset))
-    if s.fid_samples >= 2 and len(dataset) >= 2:
+    if s.fid_samples >= 2 and len(dataset) >= 2 and dist.main:
         n = min(s.fid_samples, len(dataset))
         idx = torch.randperm(len(dataset), generator=gen)[:n]
         seed_everything(derive_seed(s.seed, "fid-reals"))  # patch datasets draw windows from global RNG
@@ -318,8 +329,8 @@ def train_pretrain(
 
     logs = ck["logs"] if ck is not None else {}
     log_dir = Path(log_dir) if log_dir is not None else out
-    loss_log = CsvLog(log_dir / "losses.csv", LOSS_COLUMNS, logs.get("losses"))
-    fid_log = CsvLog(log_dir / "fid.csv", ["step", "fid_effnet"], logs.get("fid"))
+    loss_log = CsvLog(log_dir / "losses.csv", LOSS_COLUMNS, logs.get("losses"), write=dist.main)
+    fid_log = CsvLog(log_dir / "fid.csv", ["step", "fid_effnet"], logs.get("fid"), write=dist.main)
 
     def evaluate(step: int) -> float | None:
         if fid is None:
@@ -330,6 +341,8 @@ def train_pretrain(
         return value
 
     def checkpoint(step: int) -> None:
+        if not dist.main:
+            return
         save_checkpoint(
             ckpt_path,
             {
@@ -351,14 +364,24 @@ def train_pretrain(
 
     end = s.steps if max_steps is None else min(s.steps, max_steps)
     window_s, window_n = 0.0, 0  # training time only: evaluation and checkpoints stay out of images_per_s
-    bar = tqdm(range(start, end), initial=start, total=s.steps, desc="pretrain", disable=not s.progress, unit="step")
+    bar = tqdm(
+        range(start, end),
+        initial=start,
+        total=s.steps,
+        desc="pretrain",
+        disable=not (s.progress and dist.main),
+        unit="step",
+    )
     for step in bar:
         t0 = time.perf_counter()
         seed_step(s.seed, step)
         idx = torch.randint(len(dataset), (s.batch_size,))
+        if dist.active:  # every rank drew the same global batch: keep its share, then its own RNG stream
+            idx = dist.shard(idx)
+            seed_step(distributed.rank_seed(s.seed), step)
         real, labels = _batch(dataset, idx)
         real, labels = real.to(device), labels.to(device)
-        z = torch.randn(s.batch_size, s.z_dim, device=device)
+        z = torch.randn(local_batch, s.z_dim, device=device)
 
         stats = train_step(G, D, opt_g, opt_d, real, labels, z, losses, s.aux_weight, device, dtype)
         images_seen = (step + 1) * s.batch_size
@@ -372,10 +395,10 @@ def train_pretrain(
         if s.log_every and (done % s.log_every == 0 or done == s.steps):
             ips = window_n / max(window_s, 1e-9)
             window_s, window_n = 0.0, 0
-            row = {"step": done, **stats, "images_per_s": ips}
+            row = {"step": done, **distributed.mean_over_ranks(stats), "images_per_s": ips}
             loss_log.append(row)
             bar.set_postfix(d=f"{row['loss_d']:.3f}", g=f"{row['loss_g']:.3f}", ips=f"{ips:.1f}")
-        if s.sample_every and (done % s.sample_every == 0 or done == s.steps):
+        if dist.main and s.sample_every and (done % s.sample_every == 0 or done == s.steps):
             with torch.no_grad():
                 save_image_grid(G_ema(z_grid.to(device), noise_mode="const"), out / "samples" / f"step_{done:07d}.png")
         if done == s.steps or (s.fid_every and done % s.fid_every == 0):
@@ -388,6 +411,8 @@ def train_pretrain(
 
     if end < s.steps:  # stopped early on purpose: the checkpoint is written, nothing final yet
         return {"step": end, "finished": False}
+    if dist.active:
+        log.info("rank %d: final G weights %s", dist.rank, distributed.weights_digest(G))
 
     summary = {
         "finished": True,
@@ -403,6 +428,12 @@ def train_pretrain(
         "resolution": s.resolution,
         "channels": s.channels,
     }
+    if not dist.main:
+        return summary
+    final_sample = out / "samples" / f"step_{s.steps:07d}.png"
+    if s.sample_every and not final_sample.exists():  # resumed at the last step: keep the final grid
+        with torch.no_grad():
+            save_image_grid(G_ema(z_grid.to(device), noise_mode="const"), final_sample)
     spec = generator_spec(s.generator, **s.generator_kwargs())
     save_checkpoint(
         out / GENERATOR,

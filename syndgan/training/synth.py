@@ -44,6 +44,7 @@ from syndgan.losses import AuxClassifierLoss, create_adversarial_losses
 from syndgan.models.discriminator import ProjectedDiscriminator
 from syndgan.models.generators import create_generator, generator_spec
 from syndgan.models.syndgan import LATENTS, SEG_ENCODINGS, SyNDGAN
+from syndgan.training import distributed
 from syndgan.training.common import (
     CsvLog,
     ModelEMA,
@@ -334,9 +335,13 @@ def train_step(
     D.requires_grad_(False)
     loss_g.backward()
     params = [p for group in opt_g.param_groups for p in group["params"]]
+    distributed.average_gradients(params)  # no-op in a single process
+    finite = bool(torch.isfinite(loss_g.detach()))
+    if distributed.current().active:  # every rank must take (or skip) the same step
+        finite = distributed.mean_over_ranks({"finite": float(finite)})["finite"] == 1.0
     # A bounded step: the encoder's latent head can otherwise blow up the inversion term in one step.
     grad_norm = torch.nn.utils.clip_grad_norm_(params, s.grad_clip) if s.grad_clip > 0 else None
-    if torch.isfinite(loss_g.detach()) and (grad_norm is None or torch.isfinite(grad_norm)):
+    if finite and (grad_norm is None or torch.isfinite(grad_norm)):
         opt_g.step()
     for n, p in D.named_parameters():  # trainable heads only: the feature network and projections stay frozen
         p.requires_grad_(not n.startswith(("feature_network.", "projection.")))
@@ -347,6 +352,7 @@ def train_step(
             loss_d, _, _ = losses.discriminator_loss(D, real, fake, labels)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
+        distributed.average_gradients(D.parameters())
         opt_d.step()
     out = {k: float(v.detach()) for k, v in terms.items()}
     out.update(loss_g=float(loss_g.detach()), loss_d=float(loss_d.detach()))
@@ -506,7 +512,9 @@ def train_synth(
     if [int(c["id"]) for c in classes] != list(range(1, len(classes) + 1)):
         raise ConfigError(f"classes must have ids 1..K in order, got {[c['id'] for c in classes]}")
     out = Path(out_dir)
-    device = select_device(s.device)
+    dist = distributed.current()  # rank 0 of 1 unless launched by torchrun
+    dist.local_batch(s.batch_size, "train_synth.batch_size")  # the global batch must split evenly
+    device = distributed.device_for(select_device(s.device))
     configure_determinism(device)
     dtype = amp_dtype(device, s.amp)
     seed_everything(s.seed)
@@ -565,6 +573,9 @@ def train_synth(
         restore_rng_state(ck["rng"])
         start, history = int(ck["step"]), dict(ck["history"])
         log.info("resuming from %s at step %d", ckpt_path, start)
+    distributed.broadcast_module(U)  # identical start on every rank
+    distributed.broadcast_module(D)
+    distributed.broadcast_module(ema.module)
     U_ema = ema.module.to(device)
 
     # Fixed display images (test images when given): independent of the training RNG stream.
@@ -577,9 +588,11 @@ def train_synth(
     show_x, show_m, _ = collate(show_set, show_idx)
 
     log_dir = Path(log_dir) if log_dir is not None else out
-    loss_log = CsvLog(log_dir / "losses.csv", LOSS_COLUMNS, (ck or {}).get("logs"))
+    loss_log = CsvLog(log_dir / "losses.csv", LOSS_COLUMNS, (ck or {}).get("logs"), write=dist.main)
 
     def checkpoint(step: int) -> None:
+        if not dist.main:
+            return
         save_checkpoint(
             ckpt_path,
             {
@@ -599,12 +612,23 @@ def train_synth(
 
     end = s.steps if max_steps is None else min(s.steps, max_steps)
     window_t, window_n = time.perf_counter(), 0
-    bar = tqdm(range(start, end), initial=start, total=s.steps, desc="train_synth", disable=not s.progress, unit="step")
+    bar = tqdm(
+        range(start, end),
+        initial=start,
+        total=s.steps,
+        desc="train_synth",
+        disable=not (s.progress and dist.main),
+        unit="step",
+    )
     for step in bar:
         t0 = time.perf_counter()
         seed_step(s.seed, step)
         set_train_mode(U, D, s)
-        real, labelmap, lab = collate(dataset, sample_batch(labels, s.batch_size, s.defect_fraction))
+        picked = sample_batch(labels, s.batch_size, s.defect_fraction)
+        if dist.active:  # every rank drew the same global batch: keep its share, then its own RNG stream
+            picked = dist.shard(picked)
+            seed_step(distributed.rank_seed(s.seed), step)
+        real, labelmap, lab = collate(dataset, picked)
         vals = train_step(
             U, D, opt_g, opt_d, losses, real.to(device), labelmap.to(device), lab.to(device), device, dtype
         )
@@ -616,9 +640,10 @@ def train_synth(
         if s.log_every and (done % s.log_every == 0 or done == s.steps):
             ips = window_n / max(time.perf_counter() - window_t, 1e-9)
             window_t, window_n = time.perf_counter(), 0
+            vals = distributed.mean_over_ranks(vals)
             loss_log.append({"step": done, **vals, "images_per_s": ips})
             bar.set_postfix(l1=f"{vals['l1']:.3f}", perc=f"{vals['perceptual']:.3f}", ips=f"{ips:.1f}")
-        if s.sample_every and (done % s.sample_every == 0 or done == s.steps):
+        if dist.main and s.sample_every and (done % s.sample_every == 0 or done == s.steps):
             save_reconstruction_grid(U_ema, show_x, show_m, out / "samples" / f"step_{done:07d}.png", device)
         if (s.checkpoint_every and done % s.checkpoint_every == 0) or done == end:
             checkpoint(done)
@@ -628,6 +653,10 @@ def train_synth(
 
     if end < s.steps:
         return {"step": end, "finished": False}
+    if dist.active:
+        log.info("rank %d: final U weights %s", dist.rank, distributed.weights_digest(U))
+        if not dist.main:  # rank 0 evaluates and writes
+            return {"finished": True, "steps": s.steps, "rank": dist.rank}
 
     summary: dict[str, Any] = {
         "finished": True,

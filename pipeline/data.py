@@ -65,11 +65,29 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     return df
 
 
-def _select_split(df: pd.DataFrame, split: str | list[str] | None) -> pd.DataFrame:
+def _select_split(df: pd.DataFrame, split: str | list[str] | None, keep_ids=None) -> pd.DataFrame:
+    if keep_ids is not None:  # the k-shot scarcity setting: only these images exist for training
+        df = df[df["id"].isin(set(keep_ids))]
     if split is None:
         return df.reset_index(drop=True)
     splits = [split] if isinstance(split, str) else list(split)
     return df[df["split"].isin(splits)].reset_index(drop=True)
+
+
+def k_shot_train_ids(processed: str | Path, k_shot: int | None, seed: int = 0) -> set[str] | None:
+    """Ids of the train images kept by ``classify.k_shot`` (every normal, k per defect class); None: all.
+
+    The scarcity setting holds for every stage that learns from train images (pretrain, train_synth,
+    augment, classify), so nothing downstream has seen the defect images it leaves out.
+    """
+    if k_shot is None:
+        return None
+    from syndgan.augment.sources import select_k_shot
+
+    processed = Path(processed)
+    index = _read_table(processed / "index.parquet", INDEX_COLUMNS)
+    names = [c["name"] for c in sorted(read_dataset_info(processed)["classes"], key=lambda c: c["id"])]
+    return set(select_k_shot(index[index["split"] == "train"], k_shot, seed, names)["id"])
 
 
 def _label_id(ids: dict[str, int], label: str, where: Path) -> int:
@@ -106,6 +124,7 @@ class ProcessedDataset(Dataset):
         resolution: int | None = None,
         with_maps: bool = False,
         cache: bool = True,
+        keep_ids=None,
     ):
         self.root = Path(root)
         self.source = self.root / "index.parquet"
@@ -115,7 +134,7 @@ class ProcessedDataset(Dataset):
         self.resolution = resolution or int(self.info["resolution"])
         self.with_maps = with_maps
         self.ids = class_ids(self.info["classes"])
-        self.index = _select_split(_read_table(self.source, INDEX_COLUMNS), split)
+        self.index = _select_split(_read_table(self.source, INDEX_COLUMNS), split, keep_ids)
         self.labels = [_label_id(self.ids, lab, self.source) for lab in self.index["label"]]
         self._cache: dict[int, dict] | None = {} if cache else None
 
@@ -168,6 +187,7 @@ class PatchDataset(Dataset):
         channels: int = 3,
         defect_patch_prob: float = 0.5,
         cache: bool = True,
+        keep_ids=None,
     ):
         if patch_size < 8:
             raise ValueError(f"patch_size must be >= 8, got {patch_size}")
@@ -178,7 +198,7 @@ class PatchDataset(Dataset):
         self.channels, self.mode = channels, "L" if channels == 1 else "RGB"
         self.defect_patch_prob = defect_patch_prob
         self.ids = class_ids(classes)
-        self.manifest = _select_split(_read_table(self.source, MANIFEST_COLUMNS), split)
+        self.manifest = _select_split(_read_table(self.source, MANIFEST_COLUMNS), split, keep_ids)
         self.labels = [_label_id(self.ids, lab, self.source) for lab in self.manifest["label"]]
         ann = _read_table(Path(annotations), BBOX_COLUMNS)
         ann = ann[ann["image_id"].isin(set(self.manifest["id"]))]

@@ -28,7 +28,7 @@ from PIL import Image
 
 from pipeline.common import is_writer, stage_main
 from pipeline.config import SYNTH_ABLATIONS, Params, TrainSynthConfig
-from pipeline.data import PatchDataset, ProcessedDataset, read_dataset_info, to_unit_tensor
+from pipeline.data import PatchDataset, ProcessedDataset, k_shot_train_ids, read_dataset_info, to_unit_tensor
 from syndgan.data.rasterize import Region, rasterize_labelmap
 from syndgan.errors import DataError
 from syndgan.io import atomic_write_json
@@ -147,15 +147,16 @@ class SynthPatchDataset(PatchDataset):
 
 def build_datasets(params: Params, resolution: int, channels: int, classes: list[dict]):
     cfg = params.train_synth
+    processed = params.resolve(params.rasterize.out)
+    keep = k_shot_train_ids(processed, params.classify.k_shot, params.classify.k_shot_seed)  # scarcity setting
     if cfg.data_mode == "patch":
         interim = params.resolve(params.ingest.out)
         kw = dict(patch_size=cfg.patch_size, resolution=resolution, channels=channels)
         args = (interim / "manifest.parquet", interim / "annotations.parquet", classes)
-        train = SynthPatchDataset(*args, split="train", defect_patch_prob=cfg.defect_patch_prob, **kw)
+        train = SynthPatchDataset(*args, split="train", defect_patch_prob=cfg.defect_patch_prob, keep_ids=keep, **kw)
         test = SynthPatchDataset(*args, split=cfg.eval_split, defect_patch_prob=1.0, **kw)
         return train, test
-    processed = params.resolve(params.rasterize.out)
-    train = ProcessedDataset(processed, split="train", resolution=resolution, with_maps=True)
+    train = ProcessedDataset(processed, split="train", resolution=resolution, with_maps=True, keep_ids=keep)
     test = ProcessedDataset(processed, split=cfg.eval_split, resolution=resolution, with_maps=True)
     return train, test
 

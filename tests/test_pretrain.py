@@ -134,6 +134,23 @@ def test_processed_dataset_follows_the_contract(processed):
     assert it["labelmap"].dtype == torch.int64 and set(it["labelmap"].unique().tolist()) == {0, 2}
 
 
+def test_k_shot_keeps_every_normal_and_k_defects_per_class(processed):
+    from pipeline.data import k_shot_train_ids
+
+    assert k_shot_train_ids(processed, None) is None
+    keep = k_shot_train_ids(processed, 1, seed=0)
+    ds = ProcessedDataset(processed, split="train", keep_ids=keep)
+    labels = sorted(ds.index["label"])
+    assert labels == ["bump", "dust"] + ["normal"] * 6  # train holds 6 normal, 2 bump, 2 dust
+    assert keep == k_shot_train_ids(processed, 1, seed=0) and set(ds.index["split"]) == {"train"}
+    # the scarcity setting reaches the training stages: pretrain's dataset is the k-shot pool
+    from pipeline.config import parse_params
+    from pipeline.pretrain import build_dataset
+
+    params = parse_params({"rasterize": {"out": str(processed)}, "classify": {"k_shot": 1}})
+    assert sorted(build_dataset(params, RES, 1, CLASSES).index["id"]) == sorted(keep)
+
+
 def test_processed_dataset_errors_name_the_file(tmp_path, processed):
     with pytest.raises(DataError, match="dataset.json: not found"):
         ProcessedDataset(tmp_path)

@@ -264,5 +264,12 @@ def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = N
     return atomic_save_image(path, img)
 
 
+def step_bar(start: int, end: int, total: int, desc: str, enabled: bool):
+    """tqdm over training steps ``start..end-1`` of ``total`` (off when not ``enabled``: tests, ranks > 0)."""
+    from tqdm import tqdm
+
+    return tqdm(range(start, end), initial=start, total=total, desc=desc, disable=not enabled, unit="step")
+
+
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

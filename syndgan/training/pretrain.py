@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from syndgan.errors import ConfigError, DataError
 from syndgan.io import atomic_write_json
@@ -49,6 +48,7 @@ from syndgan.training.common import (
     seed_everything,
     seed_step,
     select_device,
+    step_bar,
     to_plain,
 )
 
@@ -364,14 +364,7 @@ def train_pretrain(
 
     end = s.steps if max_steps is None else min(s.steps, max_steps)
     window_s, window_n = 0.0, 0  # training time only: evaluation and checkpoints stay out of images_per_s
-    bar = tqdm(
-        range(start, end),
-        initial=start,
-        total=s.steps,
-        desc="pretrain",
-        disable=not (s.progress and dist.main),
-        unit="step",
-    )
+    bar = step_bar(start, end, s.steps, "pretrain", s.progress and dist.main)
     for step in bar:
         t0 = time.perf_counter()
         seed_step(s.seed, step)

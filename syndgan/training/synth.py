@@ -36,7 +36,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from syndgan.errors import ConfigError, DataError
 from syndgan.io import atomic_write_json
@@ -62,6 +61,7 @@ from syndgan.training.common import (
     seed_everything,
     seed_step,
     select_device,
+    step_bar,
     to_plain,
 )
 
@@ -612,14 +612,7 @@ def train_synth(
 
     end = s.steps if max_steps is None else min(s.steps, max_steps)
     window_t, window_n = time.perf_counter(), 0
-    bar = tqdm(
-        range(start, end),
-        initial=start,
-        total=s.steps,
-        desc="train_synth",
-        disable=not (s.progress and dist.main),
-        unit="step",
-    )
+    bar = step_bar(start, end, s.steps, "train_synth", s.progress and dist.main)
     for step in bar:
         t0 = time.perf_counter()
         seed_step(s.seed, step)

@@ -19,8 +19,9 @@ from pipeline.config import parse_params
 from pipeline.data import PatchDataset, ProcessedDataset
 from syndgan.errors import ConfigError, DataError
 from syndgan.models.generators import load_generator
-from syndgan.training.common import load_checkpoint
+from syndgan.training.common import load_checkpoint, source_digest
 from syndgan.training.pretrain import CHECKPOINT, PretrainSettings, train_pretrain
+from syndgan.training.pretrain import CODE as PRETRAIN_CODE
 
 CLASSES = [{"name": "bump", "id": 1, "color": [255, 64, 64]}, {"name": "dust", "id": 2, "color": [64, 128, 255]}]
 RES = 32
@@ -255,6 +256,15 @@ def test_changed_settings_do_not_resume(processed, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         train_pretrain(tiny_settings(steps=2, lr_g=1e-3), ds, tmp_path / "run")
     assert "settings changed: lr_g" in caplog.text
+    # a checkpoint written by other model/training code is not resumed either (dvc repro after a code edit)
+    ck = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)
+    assert ck["code"] == source_digest(*PRETRAIN_CODE) and len(ck["code"]) == 64
+    ck["code"] = "0" * 64
+    torch.save(ck, tmp_path / "run" / CHECKPOINT)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        train_pretrain(tiny_settings(steps=2, lr_g=1e-3), ds, tmp_path / "run")
+    assert "settings changed: model/training code" in caplog.text and "resuming from" not in caplog.text
     train_pretrain(tiny_settings(steps=2, lr_g=1e-3), ds, tmp_path / "fresh")
     _assert_same(_state(tmp_path / "run" / CHECKPOINT)["G"], _state(tmp_path / "fresh" / CHECKPOINT)["G"])
 

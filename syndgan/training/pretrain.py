@@ -48,6 +48,7 @@ from syndgan.training.common import (
     seed_everything,
     seed_step,
     select_device,
+    source_digest,
     step_bar,
     to_plain,
 )
@@ -286,10 +287,13 @@ def train_pretrain(
     losses = (*create_adversarial_losses(s.loss), AuxClassifierLoss())
 
     ckpt_path = out / CHECKPOINT
+    code = source_digest(*CODE)
     start, history = 0, {"fid_start": None, "fid_end": None, "train_seconds": 0.0, "train_images": 0}
     ck = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
     if ck is not None:
         changed = resume_conflicts(ck.get("settings", {}), to_plain(s))
+        if ck.get("code") != code:
+            changed.append("model/training code")
         if changed or int(ck["step"]) > s.steps:
             log.warning(
                 "%s: not resuming (settings changed: %s); training from scratch",
@@ -354,6 +358,7 @@ def train_pretrain(
                 "opt_d": opt_d.state_dict(),
                 "rng": capture_rng_state(),
                 "settings": to_plain(s),
+                "code": code,
                 "history": history,
                 "logs": {"losses": loss_log.rows, "fid": fid_log.rows},
             },
@@ -435,6 +440,15 @@ def train_pretrain(
     atomic_write_json(out / "summary.json", summary)
     return summary
 
+
+# The code a checkpoint depends on (``source_digest``): changed code means a fresh run, not a resume.
+CODE = (
+    "syndgan.models",
+    "syndgan.losses",
+    "syndgan.training.common",
+    "syndgan.training.distributed",
+    "syndgan.training.pretrain",
+)
 
 # Settings that change bookkeeping, not the trained weights: a checkpoint stays resumable across them.
 RESUME_NEUTRAL = frozenset(

@@ -61,6 +61,7 @@ from syndgan.training.common import (
     seed_everything,
     seed_step,
     select_device,
+    source_digest,
     step_bar,
     to_plain,
 )
@@ -477,6 +478,17 @@ def save_reconstruction_grid(
 
 # --------------------------------------------------------------------------- training
 
+# The code a checkpoint depends on (``source_digest``): changed code means a fresh run, not a resume.
+CODE = (
+    "syndgan.models",
+    "syndgan.losses",
+    "syndgan.metrics.perceptual",
+    "syndgan.synthesis",
+    "syndgan.training.common",
+    "syndgan.training.distributed",
+    "syndgan.training.synth",
+)
+
 # Settings that change bookkeeping, not the trained weights: a checkpoint stays resumable across them.
 RESUME_NEUTRAL = frozenset({"steps", "checkpoint_every", "sample_every", "log_every", "progress", "device", "amp"})
 
@@ -548,6 +560,7 @@ def train_synth(
     )
 
     init_digest = file_digest(generator_checkpoint)
+    code = source_digest(*CODE)
     ckpt_path = out / CHECKPOINT
     start, history = 0, {"train_seconds": 0.0, "train_images": 0}
     ck = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
@@ -555,6 +568,8 @@ def train_synth(
         changed = resume_conflicts(ck.get("settings", {}), to_plain(s))
         if ck.get("init_digest") != init_digest:
             changed.append("pretrained decoder file")
+        if ck.get("code") != code:
+            changed.append("model/training code")
         if changed or int(ck["step"]) > s.steps:
             log.warning(
                 "%s: not resuming (%s); training from scratch",
@@ -605,6 +620,7 @@ def train_synth(
                 "rng": capture_rng_state(),
                 "settings": to_plain(s),
                 "init_digest": init_digest,
+                "code": code,
                 "history": history,
                 "logs": loss_log.rows,
             },

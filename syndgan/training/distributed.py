@@ -16,6 +16,7 @@ Conventions shared by the trainers:
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import logging
 import os
@@ -77,7 +78,8 @@ def init_from_env(device: str = "auto") -> DistInfo:
     use_cuda = torch.cuda.is_available() and device in ("auto", "cuda") or device.startswith("cuda")
     if use_cuda:
         torch.cuda.set_device(local_rank)
-    tdist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    # Rank 0 evaluates (FID, validation) while the others wait in their next collective: allow it time.
+    tdist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=datetime.timedelta(hours=2))
     info = current()
     log.info("distributed: rank %d of %d (%s)", info.rank, info.world_size, tdist.get_backend())
     return info

@@ -92,6 +92,15 @@ def test_pretrain_then_train_synth_under_torchrun(project):
         f"step_{i:07d}.png" for i in (1, 2, 3)
     ]
 
+    # a longer budget resumes the 3-step checkpoint on every rank (here: the process count could differ too)
+    params["pretrain"]["steps"] = 4
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    log = _torchrun("pipeline.pretrain", project)
+    assert log.count("at step 3") == 2 and "resuming from" in log  # both ranks resumed
+    d = _digests(log, "G")
+    assert set(d) == {0, 1} and d[0] == d[1], log[-3000:]
+    assert json.loads((project / "metrics" / "pretrain.json").read_text())["steps"] == 4
+
     log = _torchrun("pipeline.train_synth", project)
     d = _digests(log, "U")
     assert set(d) == {0, 1} and d[0] == d[1], log[-3000:]

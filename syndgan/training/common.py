@@ -185,6 +185,32 @@ def source_digest(*modules: str) -> str:
     return h.hexdigest()
 
 
+def load_resumable(
+    path: str | Path,
+    settings: dict[str, Any],
+    steps: int,
+    neutral: frozenset[str],
+    identity: dict[str, tuple[Any, str]],
+) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` when this run may continue it, else None (with a warning saying why).
+
+    It must match every setting outside ``neutral`` (bookkeeping such as ``steps``), every ``identity`` entry
+    (checkpoint key -> (expected value, what to call it), e.g. the code digest) and not be past ``steps``.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    ck = load_checkpoint(path)
+    saved = ck.get("settings", {})
+    changed = sorted(k for k in (set(saved) | set(settings)) - neutral if saved.get(k) != settings.get(k))
+    changed += [label for key, (value, label) in identity.items() if ck.get(key) != value]
+    if changed or int(ck["step"]) > steps:
+        why = ", ".join(changed) or f"steps {steps} < checkpoint step {ck['step']}"
+        log.warning("%s: not resuming (settings changed: %s); training from scratch", path, why)
+        return None
+    return ck
+
+
 def optimizer_state_to(opt: torch.optim.Optimizer, device: torch.device) -> None:
     """Move optimizer moments to ``device`` after loading a CPU-mapped checkpoint."""
     for st in opt.state.values():

@@ -40,7 +40,7 @@ from syndgan.training.common import (
     configure_determinism,
     cpu_state,
     derive_seed,
-    load_checkpoint,
+    load_resumable,
     optimizer_state_to,
     restore_rng_state,
     save_checkpoint,
@@ -289,18 +289,7 @@ def train_pretrain(
     ckpt_path = out / CHECKPOINT
     code = source_digest(*CODE)
     start, history = 0, {"fid_start": None, "fid_end": None, "train_seconds": 0.0, "train_images": 0}
-    ck = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
-    if ck is not None:
-        changed = resume_conflicts(ck.get("settings", {}), to_plain(s))
-        if ck.get("code") != code:
-            changed.append("model/training code")
-        if changed or int(ck["step"]) > s.steps:
-            log.warning(
-                "%s: not resuming (settings changed: %s); training from scratch",
-                ckpt_path,
-                ", ".join(changed) or f"steps {s.steps} < checkpoint step {ck['step']}",
-            )
-            ck = None
+    ck = load_resumable(ckpt_path, to_plain(s), s.steps, RESUME_NEUTRAL, {"code": (code, "model/training code")})
     if ck is not None:
         G.load_state_dict(ck["G"])
         ema.load_state_dict(ck["G_ema"])
@@ -465,11 +454,6 @@ RESUME_NEUTRAL = frozenset(
         "amp",
     }
 )
-
-
-def resume_conflicts(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    keys = (set(saved) | set(current)) - RESUME_NEUTRAL
-    return sorted(k for k in keys if saved.get(k) != current.get(k))
 
 
 def finite_or_none(x: float | None) -> float | None:

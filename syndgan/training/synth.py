@@ -54,6 +54,7 @@ from syndgan.training.common import (
     cpu_state,
     derive_seed,
     load_checkpoint,
+    load_resumable,
     optimizer_state_to,
     restore_rng_state,
     save_checkpoint,
@@ -493,11 +494,6 @@ CODE = (
 RESUME_NEUTRAL = frozenset({"steps", "checkpoint_every", "sample_every", "log_every", "progress", "device", "amp"})
 
 
-def resume_conflicts(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    keys = (set(saved) | set(current)) - RESUME_NEUTRAL
-    return sorted(k for k in keys if saved.get(k) != current.get(k))
-
-
 def train_synth(
     settings: SynthSettings,
     dataset,
@@ -563,20 +559,8 @@ def train_synth(
     code = source_digest(*CODE)
     ckpt_path = out / CHECKPOINT
     start, history = 0, {"train_seconds": 0.0, "train_images": 0}
-    ck = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
-    if ck is not None:
-        changed = resume_conflicts(ck.get("settings", {}), to_plain(s))
-        if ck.get("init_digest") != init_digest:
-            changed.append("pretrained decoder file")
-        if ck.get("code") != code:
-            changed.append("model/training code")
-        if changed or int(ck["step"]) > s.steps:
-            log.warning(
-                "%s: not resuming (%s); training from scratch",
-                ckpt_path,
-                ", ".join(changed) or f"steps {s.steps} < checkpoint step {ck['step']}",
-            )
-            ck = None
+    identity = {"init_digest": (init_digest, "pretrained decoder file"), "code": (code, "model/training code")}
+    ck = load_resumable(ckpt_path, to_plain(s), s.steps, RESUME_NEUTRAL, identity)
     if ck is not None:
         U.load_state_dict(ck["U"])
         ema.load_state_dict(ck["U_ema"])

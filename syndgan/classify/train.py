@@ -35,6 +35,7 @@ from syndgan.classify.metrics import classification_metrics
 from syndgan.errors import ConfigError
 from syndgan.io import atomic_torch_save
 from syndgan.training import distributed
+from syndgan.training.common import select_device
 
 log = logging.getLogger("syndgan.classify")
 
@@ -81,12 +82,6 @@ class TrainResult:
     steps_budget: int = 0
     seconds: float = 0.0
     resumed_from: int = 0
-
-
-def select_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def create_classifier(arch: str, num_classes: int, pretrained: bool = True) -> nn.Module:
@@ -262,9 +257,11 @@ def train_classifier(
         if bar is not None:
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        if (step % settings.eval_every == 0 or step == budget) and not dist.main:
-            stopped = distributed.broadcast_object(None)  # rank 0's decision
-        elif step % settings.eval_every == 0 or step == budget:
+        if not (step % settings.eval_every == 0 or step == budget):
+            continue
+        if not dist.main:
+            stopped = distributed.broadcast_object(None)  # rank 0 validates and decides for every rank
+        else:
             v = evaluate(model, val, class_names, device, loss_weight.cpu() if loss_weight is not None else None)
             record = {"step": step, "train_loss": sum(running) / len(running), **{f"val_{a}": b for a, b in v.items()}}
             running = []

@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test bench lint clean-venv serve ui ui-check deploy
+.PHONY: setup repro test bench benchmark lint clean-venv serve ui ui-check deploy
 
 setup: $(STAMP)
 
@@ -32,6 +32,12 @@ test: setup
 ## make bench: throughput numbers (ingest + rasterize on Magnetic Tile when present, GAN training, metrics)
 bench: setup
 	python -m pipeline.bench
+
+## make benchmark [BENCH="data/configs/magnetic-tile.yaml data/configs/scarcity-magnetic-tile.yaml"]: the scarcity
+## benchmark (k defect images per class x methods x seeds, each k through DVC in runs/scarcity-<dataset>/)
+BENCH ?= data/configs/scarcity-demo.yaml
+benchmark: setup
+	python -m pipeline.scarcity --params $(BENCH)
 
 # Address comes from params.yaml `flows.host` / `flows.port` (default 127.0.0.1:4200); `make serve PORT=4300`
 # overrides it for one run (then use the same PORT for `make ui` / `make ui-check`).

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import logging
 import tempfile
@@ -27,7 +26,6 @@ from pipeline.common import is_writer, stage_main
 from pipeline.config import Params
 from syndgan.augment import ProcessedDataset, check_provenance, create_method, train_pool
 from syndgan.classify import (
-    ClassifierSettings,
     classification_metrics,
     load_real,
     load_synthetic,
@@ -64,9 +62,18 @@ def read_augment_info(aug_dir: Path, method: str, params: Params) -> dict:
     return info
 
 
+def native_paths(params: Params) -> dict[str, str]:
+    """Image id -> source file (relative to the working directory, as ingest stores it)."""
+    path = params.resolve(params.ingest.out) / "manifest.parquet"
+    if not path.is_file():
+        raise DataError(path, "not found; classify.train.input: native reads the source images it lists")
+    manifest = pd.read_parquet(path, columns=["id", "path"])
+    return dict(zip(manifest["id"], manifest["path"], strict=True))
+
+
 def run(params: Params, method: str, seed: int) -> dict:
     c = params.classify
-    settings = ClassifierSettings(**dataclasses.asdict(c.train))
+    settings = c.train
     if settings.threads > 0:
         torch.set_num_threads(settings.threads)
     aug_dir = params.resolve(params.augment.out) / method
@@ -76,7 +83,8 @@ def run(params: Params, method: str, seed: int) -> dict:
     manifest = pd.read_parquet(aug_dir / "manifest.parquet")
     pool = train_pool(dataset, c.k_shot, c.k_shot_seed)
     check_provenance(manifest, pool, aug_dir / "manifest.parquet", dataset.index)  # no val/test image, ever
-    real = load_real(dataset, settings.resolution, c.k_shot, c.k_shot_seed)
+    native = native_paths(params) if settings.input == "native" else None
+    real = load_real(dataset, settings.resolution, c.k_shot, c.k_shot_seed, native)
     names = real.class_names
     budget = settings.step_budget(len(real.train))
     doses = list(c.doses) if m.produces_images else [0]
@@ -111,6 +119,7 @@ def run(params: Params, method: str, seed: int) -> dict:
             result = train_classifier(
                 train, real.val, names, settings, seed, budget, mix=m.mix_batch, resume_path=resume, progress=True
             )
+            best = next(h for h in result.history if h["step"] == result.best_step)
             logits = predict(result.model, real.test.x, next(result.model.parameters()).device)
             pred = logits.argmax(1).tolist()
             metrics = classification_metrics(real.test.y.tolist(), pred, names)
@@ -120,6 +129,8 @@ def run(params: Params, method: str, seed: int) -> dict:
                     "synthetic_per_class": dict(
                         zip(names, (train.y[train.synthetic]).bincount(minlength=len(names)).tolist(), strict=True)
                     ),
+                    "val_macro_f1": best["val_macro_f1"],  # what classify.select_on: val ranks doses by
+                    "val_accuracy": best["val_accuracy"],
                     "best_step": result.best_step,
                     "steps_run": result.steps_run,
                     "steps_budget": result.steps_budget,

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from syndgan.classify.settings import ClassifierSettings
 from syndgan.errors import ConfigError
 
 # --------------------------------------------------------------------------- sections
@@ -250,27 +251,6 @@ class AugmentConfig:
 
 
 @dataclass
-class ClassifyTrainConfig:
-    """One classifier run. Every method gets exactly these settings (equal optimizer steps)."""
-
-    arch: str = "tf_efficientnet_lite0"  # timm name; packaged ImageNet weights exist for this one only
-    pretrained: bool = True
-    resolution: int = 64
-    batch_size: int = 16
-    steps: int | None = 120  # optimizer steps per run; or set epochs (of the real train set) instead
-    epochs: float | None = None
-    lr: float = 0.001
-    weight_decay: float = 0.0001
-    warmup_steps: int = 10
-    eval_every: int = 20  # validation every this many steps; the best checkpoint (val macro-F1) is kept
-    patience: int | None = 3  # stop after this many validations without improvement; null: never
-    imbalance: Literal["weighted_ce", "balanced_sampler", "none"] = "weighted_ce"
-    flips: bool = True  # random flips and 90-degree turns of training images
-    device: str = "auto"
-    threads: int = 1  # torch CPU threads; 0: torch default
-
-
-@dataclass
 class ClassifyConfig:
     """EfficientNet defect classification, one run per (method, seed), compared against honest baselines."""
 
@@ -279,7 +259,8 @@ class ClassifyConfig:
     doses: list[int | str] = field(default_factory=lambda: ["all"])  # synthetic images per class: all | N
     k_shot: int | None = None  # keep k train images per defect class (test unchanged); null: all
     k_shot_seed: int = 0  # which k: the same for every method and seed
-    train: ClassifyTrainConfig = field(default_factory=ClassifyTrainConfig)
+    select_on: Literal["val"] = "val"  # a method's reported dose is its best val macro-F1 (test is read once)
+    train: ClassifierSettings = field(default_factory=ClassifierSettings)  # one run (syndgan/classify/settings.py)
     save_model: bool = True
     out: str = "reports/classify"  # <out>/<method>-s<seed>/
     plots: str = "plots/classify"  # <plots>/<method>-s<seed>/dose-<dose>.csv (confusion plots)
@@ -330,6 +311,20 @@ class ReportConfig:
 
 
 @dataclass
+class ScarcityConfig:
+    """The scarcity benchmark (``python -m pipeline.scarcity``, ``make benchmark``): the pipeline once per k,
+    classify.methods x classify.seeds x classify.doses each time, in a DVC project of its own."""
+
+    dataset: str = "demo"  # name recorded in every result
+    ks: list[int | str] = field(default_factory=lambda: [5, 10, 20, "all"])  # defect images per class kept
+    records: str = "metrics/scarcity.json"  # one record per (k, method, seed) at the dose chosen on val
+    summary: str = "metrics/scarcity_summary.json"  # mean +- std per (k, method): DVC metrics
+    plot: str = "plots/scarcity.csv"  # macro-F1 against k per method (DVC plots)
+    figure: str = "scarcity.png"  # the same with std bands
+    table: str = "scarcity.md"
+
+
+@dataclass
 class Params:
     demo: DemoConfig = field(default_factory=DemoConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
@@ -341,6 +336,7 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     flows: FlowsConfig = field(default_factory=FlowsConfig)
+    scarcity: ScarcityConfig = field(default_factory=ScarcityConfig)
     path: Path = Path("params.yaml")  # where these were read from
 
     def resolve(self, p: str | Path) -> Path:
@@ -419,7 +415,11 @@ def _convert(value: Any, tp: Any, key: str, src: Any) -> Any:
         ]
         if missing:
             raise ConfigError(f"{src}: {key}.{missing[0]}: required key missing")
-        return tp(**{k: _convert(v, hints[k], f"{key}.{k}", src) for k, v in value.items()})
+        kwargs = {k: _convert(v, hints[k], f"{key}.{k}", src) for k, v in value.items()}
+        try:
+            return tp(**kwargs)
+        except ConfigError as e:  # the library's settings validate themselves: "<field>: <problem>"
+            raise ConfigError(f"{src}: {key}.{e}") from None
     if origin is list:
         if not isinstance(value, list):
             fail("a list")
@@ -457,6 +457,13 @@ def _validate(p: Params, src: Any) -> None:
     _validate_train_synth(p.train_synth, bad)
     _validate_augment(p, bad)
     _validate_classify(p.classify, bad)
+    if not p.scarcity.ks:
+        bad("scarcity.ks", "must list at least one k (e.g. [10, all])")
+    for i, k in enumerate(p.scarcity.ks):
+        if not (k == "all" or (isinstance(k, int) and k >= 1)):
+            bad(f"scarcity.ks[{i}]", f"must be 'all' or a number of defect images per class >= 1, got {k!r}")
+    if len({str(k) for k in p.scarcity.ks}) != len(p.scarcity.ks):
+        bad("scarcity.ks", f"values must be unique, got {p.scarcity.ks}")
     _validate_evaluate(p.evaluate, p.report, bad)
 
     f = p.flows
@@ -619,28 +626,6 @@ def _validate_classify(c: ClassifyConfig, bad) -> None:
         bad("classify.doses", f"values must be unique, got {c.doses}")
     if c.k_shot is not None and c.k_shot < 1:
         bad("classify.k_shot", f"must be >= 1 or null (all), got {c.k_shot}")
-    t = c.train
-    if (t.steps is None) == (t.epochs is None):
-        bad(
-            "classify.train.steps", "set exactly one of classify.train.steps and classify.train.epochs (the other null)"
-        )
-    if t.steps is not None and t.steps < 1:
-        bad("classify.train.steps", "must be >= 1")
-    if t.epochs is not None and t.epochs <= 0:
-        bad("classify.train.epochs", "must be > 0")
-    if t.resolution < 32:
-        bad("classify.train.resolution", f"must be >= 32 (EfficientNet downsamples 32x), got {t.resolution}")
-    if t.batch_size < 2:
-        bad("classify.train.batch_size", "must be >= 2 (batch norm)")
-    if t.lr <= 0:
-        bad("classify.train.lr", "must be > 0")
-    if t.weight_decay < 0 or t.warmup_steps < 0 or t.threads < 0:
-        key = "weight_decay" if t.weight_decay < 0 else "warmup_steps" if t.warmup_steps < 0 else "threads"
-        bad(f"classify.train.{key}", "must be >= 0")
-    if t.eval_every < 1:
-        bad("classify.train.eval_every", "must be >= 1")
-    if t.patience is not None and t.patience < 1:
-        bad("classify.train.patience", "must be >= 1 or null (never stop early)")
 
 
 def _validate_evaluate(c: EvaluateConfig, r: ReportConfig, bad) -> None:

@@ -97,6 +97,8 @@ def make_tiny_processed(root: Path, classes=("bump", "chipping", "dust"), resolu
     table = [{"name": c, "id": i + 1, "color": COLORS[c]} for i, c in enumerate(classes)]
     out = root / "processed"
     rasterize_dataset(pd.DataFrame(man), pd.DataFrame(ann), table, out, resolution=resolution, workers=1)
+    (root / "interim").mkdir(exist_ok=True)  # as ingest leaves it: classify reads the source images it lists
+    pd.DataFrame(man).to_parquet(root / "interim" / "manifest.parquet", index=False)
     return out
 
 

@@ -54,8 +54,9 @@ def test_weighted_soft_cross_entropy_matches_torch():
 
 def test_equal_compute_budget():
     s = ClassifierSettings(steps=None, epochs=10, batch_size=32)
-    assert s.step_budget(952) == 298  # epochs count the *real* train set: the same for every method
-    assert ClassifierSettings(steps=7).step_budget(10_000) == 7
+    assert s.step_budget(952) == 300  # epochs count the *real* train set: the same for every method
+    assert s.eval_steps(952, 300) == [180, 210, 240, 270, 300]  # once per epoch from epoch 6
+    assert ClassifierSettings(steps=7, epochs=None).step_budget(10_000) == 7
     with pytest.raises(ConfigError):
         ClassifierSettings(steps=5, epochs=2.0)
     with pytest.raises(ConfigError, match="pretrained: false"):
@@ -75,7 +76,7 @@ def test_aggregate_mean_std_and_table():
     runs = []
     for seed, acc in enumerate([0.8, 0.9, 1.0]):
         m = classification_metrics([0, 1], [0, 1] if acc == 1.0 else [0, 0], names)
-        m["total_accuracy"] = acc
+        m["total_accuracy"], m["val_macro_f1"] = acc, 0.5
         runs.append({"method": "none", "seed": seed, "dose": "0", **m})
     agg = aggregate_runs(runs)
     s = agg["none"]["0"]
@@ -94,7 +95,9 @@ def test_aggregate_mean_std_and_table():
         ({"classify": {"seeds": [1, 1]}}, "classify.seeds"),
         ({"classify": {"methods": []}}, "classify.methods"),
         ({"classify": {"k_shot": 0}}, "classify.k_shot"),
-        ({"classify": {"train": {"epochs": 10}}}, "classify.train.steps"),
+        ({"classify": {"train": {"steps": 10}}}, "classify.train.steps"),
+        ({"classify": {"train": {"warmup": 1.5}}}, "classify.train.warmup"),
+        ({"scarcity": {"ks": [0]}}, "scarcity.ks[0]"),
         ({"classify": {"train": {"resolution": 16}}}, "classify.train.resolution"),
         ({"classify": {"train": {"imbalance": "oversample"}}}, "classify.train.imbalance"),
         ({"augment": {"targets": {"per_class": {"scratch": 5}}}}, "augment.targets.per_class.scratch"),
@@ -116,7 +119,7 @@ def tiny_dir(tmp_path_factory):
 
 
 def _settings(**kw):
-    base = dict(resolution=32, batch_size=4, steps=4, eval_every=2, patience=None, warmup_steps=1, device="cpu")
+    base = dict(resolution=32, batch_size=4, steps=4, epochs=None, eval_every=2, eval_from_epoch=0, device="cpu")
     base.update(kw)
     return ClassifierSettings(**base)
 
@@ -182,14 +185,14 @@ def test_end_to_end_augment_classify_aggregate(tiny_dir, tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     classes = {c["name"]: c["color"] for c in json.loads((tiny_dir / "dataset.json").read_text())["classes"]}
     params = {
-        "ingest": {"classes": classes},
         "rasterize": {"out": str(tiny_dir)},
+        "ingest": {"classes": classes, "out": str(tiny_dir.parent / "interim")},
         "augment": {"targets": {"mode": "count", "count": 3}, "out": "augmented"},
         "classify": {
             "methods": ["none", "cutmix", "copy_paste"],
             "seeds": [0],
             "doses": [2, "all"],
-            "train": {"resolution": 32, "batch_size": 4, "steps": 2, "eval_every": 1, "warmup_steps": 1},
+            "train": {"resolution": 32, "batch_size": 4, "epochs": 1},
             "save_model": False,
             "out": "reports/classify",
             "plots": "plots/classify",
@@ -205,7 +208,13 @@ def test_end_to_end_augment_classify_aggregate(tiny_dir, tmp_path, monkeypatch, 
     assert set(run["doses"]) == {"2", "all"}
     assert run["doses"]["2"]["synthetic_per_class"] == {"normal": 0, "bump": 2, "chipping": 2, "dust": 2}
     assert run["doses"]["all"]["synthetic_per_class"]["dust"] == 3
-    assert run["doses"]["2"]["steps_budget"] == run["doses"]["all"]["steps_budget"] == 2
+    budget = run["doses"]["2"]["steps_budget"]
+    assert (
+        budget
+        == run["doses"]["all"]["steps_budget"]
+        == -(-len(pd.read_parquet(tiny_dir / "index.parquet").query("split == 'train'")) // 4)
+    )
+    assert 0 <= run["doses"]["all"]["val_macro_f1"] <= 1
     none = json.loads((tmp_path / "reports/classify/none-s0/metrics.json").read_text())
     assert list(none["doses"]) == ["0"] and none["doses"]["0"]["synthetic_per_class"]["bump"] == 0
     plot = pd.read_csv(tmp_path / "plots/classify/copy_paste-s0/dose-all.csv")
@@ -230,3 +239,100 @@ def test_end_to_end_augment_classify_aggregate(tiny_dir, tmp_path, monkeypatch, 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert classify.main(["--method", "none", "--seed", "0"]) == 1
     assert "made for k_shot=None" in capsys.readouterr().err
+
+
+def test_onecycle_schedule_matches_torch():
+    from syndgan.classify.train import schedule
+
+    s = ClassifierSettings(lr=1e-3, warmup=0.1)
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    ref = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=50, pct_start=0.1)
+    for step in range(50):
+        lr, beta1 = schedule(step, 50, s)
+        assert lr == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9), step
+        assert beta1 == pytest.approx(opt.param_groups[0]["betas"][0], rel=1e-9), step
+        opt.step()
+        ref.step() if step < 49 else None
+    assert schedule(0, 50, s)[0] == pytest.approx(1e-3 / 25) and schedule(4, 50, s)[0] == pytest.approx(1e-3)
+    cos = ClassifierSettings(schedule="cosine", warmup=0.1)
+    assert schedule(4, 50, cos)[0] == pytest.approx(1e-3) and schedule(49, 50, cos)[0] < 2e-6
+
+
+def test_batches_walk_through_shuffled_epochs():
+    from syndgan.classify.train import batch_indices
+
+    n, bs = 10, 4
+    stream = torch.cat([batch_indices(step, bs, n, seed=1) for step in range(5)]).tolist()  # 2 epochs
+    assert sorted(stream[:10]) == list(range(10)) and sorted(stream[10:20]) == list(range(10))
+    assert stream[:10] != stream[10:20]  # a new shuffle each epoch
+    assert torch.equal(batch_indices(3, bs, n, 1), batch_indices(3, bs, n, 1))  # a pure function: resumable
+    assert not torch.equal(batch_indices(0, bs, n, 1), batch_indices(0, bs, n, 2))
+
+
+def test_random_flips_only_flip():
+    from syndgan.classify.train import random_flips
+
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).reshape(2, 3, 4, 4).repeat(50, 1, 1, 1)
+    y = random_flips(x, torch.Generator().manual_seed(0))
+    seen = set()
+    for a, b in zip(x, y, strict=True):
+        kind = [
+            k
+            for k, f in {"id": b, "h": b.flip(-1), "v": b.flip(-2), "hv": b.flip(-1).flip(-2)}.items()
+            if torch.equal(a, f)
+        ]
+        assert kind, "not a flip"
+        seen.add(kind[0])
+    assert seen == {"id", "h", "v", "hv"}
+
+
+def test_native_input_reads_source_files_once_resampled(tiny_dir):
+    """input: native squashes the source image straight to the classifier size (no processed intermediate)."""
+    from PIL import Image as PILImage
+
+    man = pd.read_parquet(tiny_dir.parent / "interim" / "manifest.parquet")
+    native = dict(zip(man["id"], man["path"], strict=True))
+    ds = ProcessedDataset.load(tiny_dir)
+    real = load_real(ds, 48, native=native)
+    i = 0
+    src = PILImage.open(native[real.train.ids[i]]).convert("RGB").resize((48, 48), PILImage.Resampling.BILINEAR)
+    assert torch.equal(real.train.x[i], torch.from_numpy(np.asarray(src)).permute(2, 0, 1))
+    processed = load_real(ds, 48)
+    assert not torch.equal(real.train.x, processed.train.x)  # the 32 px processed copy lost detail
+    with pytest.raises(Exception, match="no source file in the ingest manifest"):
+        load_real(ds, 48, native={k: v for k, v in list(native.items())[1:]})
+
+
+def test_dose_is_chosen_on_val_not_test():
+    names = ["normal", "bump"]
+    runs = []
+    for dose, val_f1, test_acc in (("30", 0.7, 0.99), ("all", 0.8, 0.5)):
+        for seed in (0, 1):
+            m = classification_metrics([0, 1], [0, 1], names)
+            m.update(total_accuracy=test_acc, val_macro_f1=val_f1 + 0.01 * seed)
+            runs.append({"method": "copy_paste", "seed": seed, "dose": dose, **m})
+    agg = aggregate_runs(runs)
+    assert agg["copy_paste"]["all"]["selected"] and not agg["copy_paste"]["30"]["selected"]
+    assert "all (chosen on val)" in markdown_table(agg)
+
+
+def test_scarcity_records_and_summary(tmp_path):
+    from syndgan.classify.scarcity import figure, records_from_runs, summarize
+
+    names = ["normal", "bump"]
+    runs = []
+    for seed, pred in enumerate(([0, 0, 1, 1], [0, 1, 1, 1])):
+        m = classification_metrics([0, 0, 1, 1], pred, names)
+        runs.append({"method": "copy_paste", "seed": seed, "doses": {"30": m, "all": m}})
+    recs = records_from_runs("demo", 10, runs, {"copy_paste": "30"})
+    assert recs[0] == {
+        "dataset": "demo", "k": 10, "method": "copy_paste", "dose": 30, "seed": 0,
+        "total": 100.0, "macro_f1": 100.0, "defect_recall": 100.0, "normal_recall": 100.0,
+    }  # fmt: skip
+    assert recs[1]["normal_recall"] == 50.0
+    s = summarize(recs + records_from_runs("demo", None, runs, {"copy_paste": "all"}))
+    assert list(s) == ["k=10", "k=all"]
+    assert s["k=10"]["copy_paste"]["normal_recall"] == {"mean": 75.0, "std": pytest.approx(35.36, abs=0.01)}
+    figure(s, tmp_path / "curve.png", "demo")
+    assert (tmp_path / "curve.png").stat().st_size > 1000

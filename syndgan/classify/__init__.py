@@ -1,34 +1,35 @@
-"""Defect classification for comparing augmentation methods: data, fair training, metrics, aggregation."""
+"""Defect classification for comparing augmentation methods: data, fair training, metrics, aggregation.
 
-from syndgan.classify.aggregate import aggregate_runs, markdown_table, table_rows
-from syndgan.classify.data import ImageSet, RealSplits, load_real, load_synthetic, select_dose
-from syndgan.classify.metrics import classification_metrics, confusion_matrix
-from syndgan.classify.train import (
-    ClassifierSettings,
-    TrainResult,
-    class_weights,
-    create_classifier,
-    predict,
-    soft_cross_entropy,
-    train_classifier,
-)
+Names are imported on first use, so reading the settings schema (``syndgan.classify.settings``) does
+not import torch.
+"""
 
-__all__ = [
-    "ClassifierSettings",
-    "ImageSet",
-    "RealSplits",
-    "TrainResult",
-    "aggregate_runs",
-    "class_weights",
-    "classification_metrics",
-    "confusion_matrix",
-    "create_classifier",
-    "load_real",
-    "load_synthetic",
-    "markdown_table",
-    "predict",
-    "select_dose",
-    "soft_cross_entropy",
-    "table_rows",
-    "train_classifier",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "aggregate_runs": "aggregate",
+    "markdown_table": "aggregate",
+    "table_rows": "aggregate",
+    "ImageSet": "data",
+    "RealSplits": "data",
+    "load_real": "data",
+    "load_synthetic": "data",
+    "select_dose": "data",
+    "classification_metrics": "metrics",
+    "confusion_matrix": "metrics",
+    "ClassifierSettings": "settings",
+    "TrainResult": "train",
+    "class_weights": "train",
+    "create_classifier": "train",
+    "predict": "train",
+    "soft_cross_entropy": "train",
+    "train_classifier": "train",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'syndgan.classify' has no attribute {name!r}")
+    return getattr(import_module(f"syndgan.classify.{_EXPORTS[name]}"), name)

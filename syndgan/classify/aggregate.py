@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-SCALARS = ("total_accuracy", "macro_f1", "defect_recall", "normal_false_alarm")
+SCALARS = ("total_accuracy", "macro_f1", "defect_recall", "normal_false_alarm", "val_macro_f1")
 
 
 def _stats(values: Sequence[float | None]) -> dict:
@@ -32,7 +32,25 @@ def aggregate_runs(runs: Sequence[dict]) -> dict:
         summary["per_class_accuracy"] = {c: _stats([r["per_class_accuracy"][c] for r in rs]) for c in classes}
         summary["seeds"] = len({int(r["seed"]) for r in rs})
         out.setdefault(method, {})[dose] = summary
+    for doses in out.values():
+        best = select_dose_on_val(doses)
+        for dose, summary in doses.items():
+            summary["selected"] = dose == best
     return out
+
+
+def select_dose_on_val(doses: dict[str, dict]) -> str:
+    """The dose whose seeds have the best mean val macro-F1 (ties: the smaller dose; "all" counts as the
+    largest). Test numbers play no part: they are read once, for the dose chosen here."""
+
+    def size(dose: str) -> float:
+        return float("inf") if dose == "all" else float(dose)
+
+    def val(dose: str) -> float:
+        v = doses[dose]["val_macro_f1"]["mean"]
+        return -1.0 if v is None else v
+
+    return max(sorted(doses, key=size), key=val)
 
 
 def _pm(s: dict) -> str:
@@ -48,13 +66,23 @@ def markdown_table(agg: dict, title: str = "") -> str:
         for s in doses.values():
             classes = list(s["per_class_accuracy"])
             break
-    head = ["method", "synthetic/class", "seeds", "total acc", "macro-F1", "defect recall", "false alarm"]
+    head = [
+        "method",
+        "synthetic/class",
+        "seeds",
+        "total acc",
+        "macro-F1",
+        "defect recall",
+        "false alarm",
+        "val macro-F1",
+    ]
     head += [f"acc {c}" for c in classes]
     lines = [f"### {title}", ""] if title else []
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, doses in agg.items():
         for dose, s in doses.items():
-            cells = [method, dose, str(s["seeds"])] + [_pm(s[k]) for k in SCALARS]
+            chosen = " (chosen on val)" if s["selected"] and len(doses) > 1 else ""
+            cells = [method, dose + chosen, str(s["seeds"])] + [_pm(s[k]) for k in SCALARS]
             cells += [_pm(s["per_class_accuracy"][c]) for c in classes]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -65,7 +93,7 @@ def table_rows(agg: dict) -> list[dict]:
     rows = []
     for method, doses in agg.items():
         for dose, s in doses.items():
-            row = {"method": method, "dose": dose, "seeds": s["seeds"]}
+            row = {"method": method, "dose": dose, "selected": s["selected"], "seeds": s["seeds"]}
             for k in SCALARS:
                 row[f"{k}_mean"], row[f"{k}_std"] = s[k]["mean"], s[k]["std"]
             for c, st in s["per_class_accuracy"].items():

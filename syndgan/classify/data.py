@@ -1,12 +1,14 @@
 """Classifier inputs: real train/val/test images and a dose of synthetic train images, as uint8 tensors.
 
-Images are resized once to the classifier resolution and kept in memory (N, 3, R, R); grayscale images
-are replicated to 3 channels for the ImageNet network. Class index 0 is "normal", k is defect class k.
+Images are squashed once to the classifier resolution (bilinear, anti-aliased) and kept in memory
+(N, 3, R, R); grayscale images are replicated to 3 channels for the ImageNet network. Real images come
+from their source files when ``native`` paths are given (one resampling, as a plain fine-tune would do),
+else from the processed dataset. Class index 0 is "normal", k is defect class k.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,12 +52,12 @@ class RealSplits:
 
 
 def load_images(root: Path, rel_paths: Sequence[str], resolution: int) -> torch.Tensor:
-    """uint8 (N, 3, R, R); anti-aliased resize, gray replicated to RGB."""
+    """uint8 (N, 3, R, R); squashed to R x R (bilinear, anti-aliased), gray replicated to RGB."""
     out = np.zeros((len(rel_paths), resolution, resolution, 3), np.uint8)
     for i, rel in enumerate(rel_paths):
         img = Image.fromarray(read_png(Path(root) / rel, "RGB"))
         if img.size != (resolution, resolution):
-            img = img.resize((resolution, resolution), Image.Resampling.LANCZOS, reducing_gap=3.0)
+            img = img.resize((resolution, resolution), Image.Resampling.BILINEAR)
         out[i] = np.asarray(img)
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
@@ -68,27 +70,47 @@ def label_indices(labels: Sequence[str], class_names: Sequence[str], where: str 
     return torch.tensor([lookup[v] for v in labels], dtype=torch.int64)
 
 
-def image_set(root: Path, rows: pd.DataFrame, class_names: Sequence[str], resolution: int, synthetic: bool, where):
+def image_set(
+    root: Path,
+    rows: pd.DataFrame,
+    class_names: Sequence[str],
+    resolution: int,
+    synthetic: bool,
+    where,
+    native: Mapping[str, str | Path] | None = None,
+):
     rows = rows.sort_values("id") if not synthetic else rows
+    if native is not None:
+        missing = sorted(set(rows["id"]) - set(native))
+        if missing:
+            raise DataError(where, f"image {missing[0]!r} has no source file in the ingest manifest")
+        root, paths = Path("."), [str(native[i]) for i in rows["id"]]
+    else:
+        paths = list(rows["image"])
     return ImageSet(
         list(rows["id"]),
-        load_images(root, list(rows["image"]), resolution),
+        load_images(root, paths, resolution),
         label_indices(list(rows["label"]), class_names, where),
         torch.full((len(rows),), synthetic, dtype=torch.bool),
     )
 
 
 def load_real(
-    dataset: ProcessedDataset, resolution: int, k_shot: int | None = None, k_shot_seed: int = 0
+    dataset: ProcessedDataset,
+    resolution: int,
+    k_shot: int | None = None,
+    k_shot_seed: int = 0,
+    native: Mapping[str, str | Path] | None = None,
 ) -> RealSplits:
-    """Train (after k-shot), val and test images of the processed dataset."""
+    """Train (after k-shot), val and test images of the processed dataset; ``native`` maps image ids to
+    their source files (the ingest manifest's paths) to read the originals instead of the processed copies."""
     names = [NORMAL, *dataset.class_names]
     where = dataset.root / "index.parquet"
     train = train_pool(dataset, k_shot, k_shot_seed)
     sets = {
-        "train": image_set(dataset.root, train, names, resolution, False, where),
-        "val": image_set(dataset.root, dataset.split("val"), names, resolution, False, where),
-        "test": image_set(dataset.root, dataset.split("test"), names, resolution, False, where),
+        "train": image_set(dataset.root, train, names, resolution, False, where, native),
+        "val": image_set(dataset.root, dataset.split("val"), names, resolution, False, where, native),
+        "test": image_set(dataset.root, dataset.split("test"), names, resolution, False, where, native),
     }
     for split in ("train", "test"):
         if not len(sets[split]):

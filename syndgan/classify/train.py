@@ -1,15 +1,13 @@
-"""Fine-tune an ImageNet EfficientNet on the defect classes, select on val, with a fixed step budget.
+"""Fine-tune an ImageNet EfficientNet on the defect classes with a fixed step budget; select on val.
 
-Fair comparison rules, identical for every augmentation method:
-- the same number of optimizer steps (``steps``, or ``epochs`` of the *real* train set, which does not
-  depend on the method), the same batch size, schedule and per-image augmentation (flips, 90-degree turns);
-- class imbalance handled by one rule computed on the run's actual training set (real + synthetic):
-  ``weighted_ce`` (inverse class frequency weights), ``balanced_sampler`` (batches drawn with
-  inverse-frequency probabilities) or ``none``;
-- validation every ``eval_every`` steps; the best checkpoint by val macro-F1 (ties: lower val loss) is the
-  result; ``patience`` validations without improvement stop the run early.
-Batches are drawn at random each step from a seeded generator, so a run resumed from its checkpoint
-continues exactly as if it had not been interrupted.
+Fair comparison rules, identical for every augmentation method (settings in ``syndgan.classify.settings``):
+- the same number of optimizer steps (``epochs`` of the *real* train set, or ``steps``), batch size,
+  schedule and per-image augmentation;
+- class imbalance handled by one rule computed on the run's actual training pool (real + synthetic):
+  ``weighted_ce`` (w_c = N / (C n_c)), ``balanced_sampler`` or ``none``;
+- the best checkpoint by val macro-F1 (ties: lower val loss) among the scheduled validations is the result.
+Batches walk through shuffled epochs of the pool; the shuffle of pool-epoch e and every random draw are
+functions of the seed, so a run resumed from its checkpoint continues exactly as if never interrupted.
 Under ``torchrun`` the model is wrapped in ``DistributedDataParallel``: every rank draws the same global
 batch and trains on its share; rank 0 validates, decides early stopping for all and writes checkpoints.
 """
@@ -32,45 +30,13 @@ import torch.nn.functional as F
 
 from syndgan.classify.data import ImageSet
 from syndgan.classify.metrics import classification_metrics
+from syndgan.classify.settings import ClassifierSettings
 from syndgan.errors import ConfigError
 from syndgan.io import atomic_torch_save
 from syndgan.training import distributed
 from syndgan.training.common import select_device
 
 log = logging.getLogger("syndgan.classify")
-
-IMBALANCE = ("weighted_ce", "balanced_sampler", "none")
-
-
-@dataclass
-class ClassifierSettings:
-    arch: str = "tf_efficientnet_lite0"
-    pretrained: bool = True
-    resolution: int = 64
-    batch_size: int = 16
-    steps: int | None = 120
-    epochs: float | None = None
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 10
-    eval_every: int = 20
-    patience: int | None = 3
-    imbalance: str = "weighted_ce"
-    flips: bool = True
-    device: str = "auto"
-    threads: int = 1  # used by the caller (process-wide setting)
-
-    def __post_init__(self):
-        if self.imbalance not in IMBALANCE:
-            raise ConfigError(f"imbalance must be one of {', '.join(IMBALANCE)}, got {self.imbalance!r}")
-        if (self.steps is None) == (self.epochs is None):
-            raise ConfigError("set exactly one of steps and epochs")
-
-    def step_budget(self, n_real_train: int) -> int:
-        """Optimizer steps of every run: ``steps``, or ``epochs`` over the real train set."""
-        if self.steps is not None:
-            return int(self.steps)
-        return max(1, math.ceil(self.epochs * n_real_train / self.batch_size))
 
 
 @dataclass
@@ -132,19 +98,63 @@ def random_dihedral(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return torch.stack(out)
 
 
-def _lr(step: int, budget: int, settings: ClassifierSettings) -> float:
-    """Linear warm-up, then cosine decay to zero at the end of the budget."""
-    if step < settings.warmup_steps:
-        return settings.lr * (step + 1) / settings.warmup_steps
-    span = max(1, budget - settings.warmup_steps)
-    return settings.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - settings.warmup_steps) / span)))
+def random_flips(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image flipped left-right and, independently, up-down with probability 1/2."""
+    h, v = (torch.rand(x.shape[0], generator=generator) < 0.5 for _ in range(2))
+    x = torch.where(h[:, None, None, None], x.flip(-1), x)
+    return torch.where(v[:, None, None, None], x.flip(-2), x)
+
+
+AUGMENT_FNS = {"flips": random_flips, "dihedral": random_dihedral, "none": None}
+
+
+def schedule(step: int, budget: int, s: ClassifierSettings) -> tuple[float, float]:
+    """(learning rate, Adam beta1) of optimizer step ``step`` (0-based), a pure function of the step.
+
+    ``onecycle`` follows torch's OneCycleLR defaults (start at lr/25, cosine up over ``warmup`` of the
+    budget, cosine down to lr/25e4; beta1 cycles 0.95 -> 0.85 -> 0.95); ``cosine`` is a linear warm-up
+    then cosine decay to zero at a fixed beta1 of 0.9.
+    """
+    warm = s.warmup * budget
+    if s.schedule == "cosine":
+        if step < warm:
+            return s.lr * (step + 1) / warm, 0.9
+        t = min(1.0, (step - warm) / max(1.0, budget - warm))
+        return s.lr * 0.5 * (1 + math.cos(math.pi * t)), 0.9
+
+    def anneal(start: float, end: float, t: float) -> float:
+        return end + (start - end) / 2 * (math.cos(math.pi * min(1.0, t)) + 1)
+
+    peak = warm - 1  # torch's phase boundary
+    if step <= peak:
+        t = step / peak if peak > 0 else 1.0
+        return anneal(s.lr / 25, s.lr, t), anneal(0.95, 0.85, t)
+    t = (step - peak) / max(1e-9, budget - 1 - peak)
+    return anneal(s.lr, s.lr / 25 / 1e4, t), anneal(0.85, 0.95, t)
+
+
+def batch_indices(step: int, batch_size: int, n: int, seed: int) -> torch.Tensor:
+    """Pool indices of batch ``step``: consecutive slices of a stream of seeded shuffles of the pool
+    (every image once per pool-epoch), so any step's batch is known without replaying the ones before."""
+    out: list[int] = []
+    start = step * batch_size
+    while len(out) < batch_size:
+        epoch, pos = divmod(start, n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        take = perm[pos : pos + batch_size - len(out)].tolist()
+        out += take
+        start += len(take)
+    return torch.tensor(out, dtype=torch.int64)
 
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 128) -> torch.Tensor:
     """Logits (N, K) on CPU for uint8 images (N, 3, R, R)."""
     model.eval()
-    out = [model(normalize(x[i : i + batch_size].to(device))).float().cpu() for i in range(0, len(x), batch_size)]
+    out = [
+        model(normalize(x[i : i + batch_size]).to(device, memory_format=torch.channels_last)).float().cpu()
+        for i in range(0, len(x), batch_size)
+    ]
     return torch.cat(out) if out else torch.zeros((0, 0))
 
 
@@ -169,12 +179,13 @@ def train_classifier(
     class_names: list[str],
     settings: ClassifierSettings,
     seed: int,
-    budget: int,
+    budget: int | None = None,
     mix: Callable | None = None,
     resume_path: str | Path | None = None,
     progress: bool = False,
 ) -> TrainResult:
-    """Train for ``budget`` steps (or until early stopping); return the best model by val macro-F1.
+    """Train for ``budget`` steps (default: the settings' budget for the real images in ``train``), or until
+    early stopping; return the best model by val macro-F1.
 
     ``mix(x, y_soft, generator) -> (x, y_soft)``: a training-time augmentation (CutMix) on normalized
     batches. ``resume_path``: checkpoint written at every validation and resumed from when it matches
@@ -182,11 +193,16 @@ def train_classifier(
     """
     t0 = time.time()
     k = len(class_names)
+    n_real = int((~train.synthetic).sum())
+    budget = settings.step_budget(n_real) if budget is None else budget
+    eval_at = set(settings.eval_steps(n_real, budget))
+    augment = AUGMENT_FNS[settings.augment]
     dist = distributed.current()  # rank 0 of 1 unless launched by torchrun
     device = distributed.device_for(select_device(settings.device))
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = create_classifier(settings.arch, k, settings.pretrained).to(device)
+    # channels_last: the depthwise convolutions run ~25 % faster on CPU (measured: 1.34 -> 1.00 s a step)
+    model = create_classifier(settings.arch, k, settings.pretrained).to(device, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     weight = class_weights(train.y, k) if settings.imbalance == "weighted_ce" else None
     sample_p = None
@@ -235,20 +251,21 @@ def train_classifier(
         if sample_p is not None:
             idx = torch.multinomial(sample_p, bs, replacement=True, generator=gen)
         else:
-            idx = torch.randperm(n, generator=gen)[:bs]
+            idx = batch_indices(step, bs, n, seed)
         if dist.active:  # the same global batch on every rank: keep this rank's share
             idx = dist.shard(idx)
             assert len(idx) == bs_local
         x = train.x[idx]
-        if settings.flips:
-            x = random_dihedral(x, gen)
+        if augment is not None:
+            x = augment(x, gen)
         x = normalize(x)
         y = F.one_hot(train.y[idx], k).float()
         if mix is not None:
             x, y = mix(x, y, gen)
+        lr, beta1 = schedule(step, budget, settings)
         for g in opt.param_groups:
-            g["lr"] = _lr(step, budget, settings)
-        loss = soft_cross_entropy(net(x.to(device)), y.to(device), loss_weight)
+            g["lr"], g["betas"] = lr, (beta1, g["betas"][1])
+        loss = soft_cross_entropy(net(x.to(device, memory_format=torch.channels_last)), y.to(device), loss_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -257,7 +274,7 @@ def train_classifier(
         if bar is not None:
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        if not (step % settings.eval_every == 0 or step == budget):
+        if step not in eval_at:
             continue
         if not dist.main:
             stopped = distributed.broadcast_object(None)  # rank 0 validates and decides for every rank

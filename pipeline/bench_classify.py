@@ -1,0 +1,124 @@
+"""Classifier recipe ablation: which choice of the classify stage costs or buys accuracy (no augmentation).
+
+    python -m pipeline.bench_classify --params data/configs/magnetic-tile.yaml --workdir runs/mt \
+        --k-shot all 10 --seeds 0 1 2 --variants default processed dihedral
+
+Runs in a work folder that already holds the params file's ingest + rasterize outputs. Each variant is
+``classify.train`` with a few settings changed (VARIANTS); every (k, variant, seed) result is cached as
+JSON under ``<workdir>/bench_classify/`` so a killed benchmark resumes. Prints val and test numbers: pick
+on val, read test once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+# Each is a set of changes to classify.train; "previous" is the recipe this project used before issue 16.
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "processed": {"input": "processed"},  # through the rasterized copy (e.g. 128 px) instead of the source file
+    "dihedral": {"augment": "dihedral"},  # flips + 90-degree turns
+    "cosine": {"schedule": "cosine", "warmup": 0.08},  # linear warm-up + cosine, fixed beta1
+    "early_eval": {"eval_every": 25, "eval_from_epoch": 0},  # validate every 25 steps from the start
+    "previous": {
+        "input": "processed",
+        "augment": "dihedral",
+        "schedule": "cosine",
+        "warmup": 0.08,
+        "eval_every": 25,
+        "eval_from_epoch": 0,
+    },
+}
+
+
+def _summary(values: list[float]) -> str:
+    v = np.array(values, float) * 100
+    return f"{v.mean():.1f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.1f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pipeline.bench_classify", description=__doc__.split("\n")[0])
+    ap.add_argument("--params", required=True, type=Path)
+    ap.add_argument("--workdir", required=True, type=Path)
+    ap.add_argument("--k-shot", nargs="+", default=["all"], help="defect images per class kept in train, or all")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from pipeline.classify import native_paths
+    from pipeline.config import load_params
+    from syndgan.augment import ProcessedDataset
+    from syndgan.classify import classification_metrics, load_real, predict, train_classifier
+
+    params = load_params(args.params.resolve())
+    os.environ.setdefault("SYNDGAN_ROOT", str(Path(__file__).resolve().parent.parent))
+    os.chdir(args.workdir)
+    torch.set_num_threads(max(1, params.classify.train.threads))
+    dataset = ProcessedDataset.load(params.resolve(params.rasterize.out))
+    cache = Path("bench_classify")
+    rows = []
+    for k in args.k_shot:
+        k_shot = None if k == "all" else int(k)
+        loaded: dict[str, object] = {}
+        for variant in args.variants:
+            settings = dataclasses.replace(params.classify.train, **VARIANTS[variant])
+            for seed in args.seeds:
+                out = cache / f"k{k}" / f"{variant}-s{seed}.json"
+                if not out.is_file():
+                    if settings.input not in loaded:
+                        native = native_paths(params) if settings.input == "native" else None
+                        loaded[settings.input] = load_real(
+                            dataset, settings.resolution, k_shot, params.classify.k_shot_seed, native
+                        )
+                    real = loaded[settings.input]
+                    t0 = time.time()
+                    r = train_classifier(real.train, real.val, real.class_names, settings, seed)
+                    device = next(r.model.parameters()).device
+                    m = {}
+                    for split in ("val", "test"):
+                        data = getattr(real, split)
+                        pred = predict(r.model, data.x, device).argmax(1).tolist()
+                        m[split] = classification_metrics(data.y.tolist(), pred, real.class_names)
+                    record = {
+                        "k": k,
+                        "variant": variant,
+                        "seed": seed,
+                        "best_step": r.best_step,
+                        "steps": r.steps_run,
+                        "seconds": round(time.time() - t0, 1),
+                        **{
+                            f"{split}_{key}": m[split][key]
+                            for split in m
+                            for key in ("total_accuracy", "macro_f1", "defect_recall")
+                        },
+                        "test_normal_recall": m["test"]["per_class_accuracy"]["normal"],
+                    }
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_text(json.dumps(record, indent=2) + "\n")
+                    print(json.dumps(record), flush=True)
+                rows.append(json.loads(out.read_text()))
+    print(
+        "\n| k | variant | seeds | val macro-F1 | test total | test macro-F1 | defect recall | normal recall | s/run |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for k in args.k_shot:
+        for variant in args.variants:
+            rs = [r for r in rows if r["k"] == k and r["variant"] == variant]
+            cells = [_summary([r[key] for r in rs]) for key in ("val_macro_f1", "test_total_accuracy", "test_macro_f1")]
+            cells += [_summary([r[key] for r in rs]) for key in ("test_defect_recall", "test_normal_recall")]
+            secs = np.mean([r["seconds"] for r in rs])
+            print(f"| {k} | {variant} | {len(rs)} | " + " | ".join(cells) + f" | {secs:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

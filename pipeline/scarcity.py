@@ -1,0 +1,218 @@
+"""The scarcity benchmark: how each method's classifier fares with k real defect images per class.
+
+    make benchmark                      # the demo data: data/configs/scarcity-demo.yaml
+    python -m pipeline.scarcity --params data/configs/magnetic-tile.yaml data/configs/scarcity-magnetic-tile.yaml
+
+The params files are overlays of the project's params.yaml (applied in order; the last one holds the
+``scarcity`` section). For every k in
+``scarcity.ks`` the folder ``<workdir>/k<k>/`` holds this project's own ``dvc.yaml`` and the params with
+``classify.k_shot: k``, so pretrain, train_synth, augment and classify all learn from the k kept images only,
+and classify runs ``classify.methods`` x ``classify.seeds`` x ``classify.doses`` there; each method's dose is
+chosen on val by ``classify_aggregate``. ``<workdir>`` is a DVC project of its own (``dvc init --no-scm``):
+``dvc repro`` there builds every cell, caches each finished stage and, after a kill, resumes where it stopped;
+its stage ``scarcity`` (``--aggregate``) writes the records, the DVC metrics and plots, the table and the PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from pipeline.config import Params, load_params, parse_params
+from syndgan.errors import ConfigError, DataError
+from syndgan.io import atomic_write_json, atomic_write_text
+
+ROOT = Path(__file__).resolve().parent.parent
+CODE_DIRS = ("syndgan", "pipeline", "flows")
+DVC = [sys.executable, "-m", "dvc"]
+# What one k needs: everything up to the classification table (no evaluate, report or ablations).
+STAGES = ("demo", "ingest", "rasterize", "pretrain", "train_synth", "augment", "classify", "classify_aggregate")
+
+
+def deep_merge(base: dict, overlay: dict) -> dict:
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = (
+            deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        )
+    return out
+
+
+def k_dir(k: int | str) -> str:
+    return f"k{k}"
+
+
+def _absolute_code_paths(node):
+    """Code paths (deps, foreach items) point back at this project: the benchmark folder holds data only."""
+    if isinstance(node, str) and node.split("/")[0] in CODE_DIRS:
+        return str(ROOT / node)
+    if isinstance(node, dict):
+        return {k: _absolute_code_paths(v) for k, v in node.items()}  # keys are names (augment@syndgan)
+    if isinstance(node, list):
+        return [_absolute_code_paths(v) for v in node]
+    return node
+
+
+def merged_params(files: list[Path]) -> dict:
+    merged = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    for f in files:
+        try:
+            merged = deep_merge(merged, yaml.safe_load(f.read_text(encoding="utf-8")) or {})
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"{f}: {' '.join(str(e).split())}") from None
+    return merged
+
+
+def write_project(params_files: list[Path], workdir: Path) -> Params:
+    """Lay out (or refresh) the benchmark's DVC project; returns the merged params."""
+    merged = merged_params(params_files)
+    params = parse_params(merged, " + ".join(str(f) for f in params_files))
+    workdir.mkdir(parents=True, exist_ok=True)
+    if not (workdir / ".dvc").is_dir():
+        subprocess.run([*DVC, "init", "--no-scm", "-q"], cwd=workdir, check=True)
+    pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
+    stages = {name: _absolute_code_paths(st) for name, st in pipeline["stages"].items() if name in STAGES}
+    sc = params.scarcity
+    for k in sc.ks:
+        d = workdir / k_dir(k)
+        d.mkdir(exist_ok=True)
+        (d / "data" / "raw").mkdir(parents=True, exist_ok=True)  # ingest's watched input folder
+        k_params = deep_merge(merged, {"classify": {"k_shot": None if k == "all" else k}})
+        parse_params(k_params, d / "params.yaml")  # fail now, naming the k, not inside a stage
+        _write_if_changed(d / "params.yaml", yaml.safe_dump(k_params, sort_keys=False))
+        _write_if_changed(d / "dvc.yaml", yaml.safe_dump({"stages": stages}, sort_keys=False))
+    c = params.classify
+    runs = [f"{k_dir(k)}/{c.out}/{m}-s{s}" for k in sc.ks for m in c.methods for s in c.seeds]
+    agg = {
+        "cmd": "python -m pipeline.scarcity --aggregate",
+        "deps": [f"{k_dir(k)}/{c.metrics}" for k in sc.ks] + runs + [str(ROOT / "pipeline/scarcity.py")],
+        "params": ["scarcity", "classify.methods", "classify.seeds"],
+        "outs": [{sc.records: {"cache": False}}, {sc.table: {"cache": False}}, {sc.figure: {"cache": False}}],
+        "metrics": [{sc.summary: {"cache": False}}],
+        "plots": [{sc.plot: {"x": "k_index", "y": "macro_f1", "title": "test macro-F1 against k", "cache": False}}],
+    }
+    _write_if_changed(workdir / "params.yaml", yaml.safe_dump(merged, sort_keys=False))
+    _write_if_changed(workdir / "dvc.yaml", yaml.safe_dump({"stages": {"scarcity": agg}}, sort_keys=False))
+    return params
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        atomic_write_text(path, text)
+
+
+def aggregate(params: Params) -> dict:
+    """Stage ``scarcity`` (run in the benchmark folder): records, summary, table, plot data, figure."""
+    from syndgan.classify.scarcity import figure, markdown, plot_rows, records_from_runs, summarize
+
+    sc, c = params.scarcity, params.classify
+    records = []
+    for k in sc.ks:
+        agg_path = params.resolve(k_dir(k)) / c.metrics
+        if not agg_path.is_file():
+            raise DataError(agg_path, "not found; the benchmark has not finished this k (run it again)")
+        agg = json.loads(agg_path.read_text(encoding="utf-8"))
+        selected = {m: next(d for d, s in doses.items() if s["selected"]) for m, doses in agg.items()}
+        runs = []
+        for method in c.methods:
+            for seed in c.seeds:
+                path = params.resolve(k_dir(k)) / c.out / f"{method}-s{seed}" / "metrics.json"
+                runs.append(json.loads(path.read_text(encoding="utf-8")))
+        records += records_from_runs(sc.dataset, k, runs, selected)
+    summary = summarize(records)
+    atomic_write_json(params.resolve(sc.records), records)
+    atomic_write_json(params.resolve(sc.summary), summary)
+    table = markdown(summary, sc.dataset)
+    atomic_write_text(params.resolve(sc.table), table)
+    import pandas as pd
+
+    plot_path = params.resolve(sc.plot)
+    plot_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(plot_path, pd.DataFrame(plot_rows(summary)).to_csv(index=False))
+    figure(summary, params.resolve(sc.figure), sc.dataset)
+    print(table)
+    return summary
+
+
+def _cells(params: Params) -> list[Path]:
+    c = params.classify
+    return [
+        Path(k_dir(k)) / c.out / f"{m}-s{s}" / "metrics.json"
+        for k in params.scarcity.ks
+        for m in c.methods
+        for s in c.seeds
+    ]
+
+
+def run_benchmark(params_files: list[Path], workdir: Path, log_name: str = "repro.log") -> int:
+    """Lay out the project, run ``dvc repro`` in it with a progress bar over the grid's cells."""
+    from tqdm import tqdm
+
+    params = write_project(params_files, workdir)
+    cells = _cells(params)
+    env = {**os.environ, "SYNDGAN_ROOT": str(ROOT), "DVC_NO_ANALYTICS": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # stages run this python
+    log_path = workdir / log_name
+    t0 = time.time()
+    print(f"scarcity benchmark: {len(cells)} classifier cells in {workdir} (log: {log_path})", flush=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([*DVC, "repro"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+        bar = tqdm(total=len(cells), desc="scarcity", unit="cell")
+        done = threading.Event()
+
+        def watch():
+            stage = re.compile(rb"Running stage '([^']+)'")
+            while not done.wait(2.0):
+                n = sum((workdir / p).is_file() for p in cells)
+                bar.update(n - bar.n)
+                found = stage.findall(log_path.read_bytes()[-20000:])
+                if found:
+                    bar.set_postfix_str(found[-1].decode(), refresh=True)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        rc = proc.wait()
+        done.set()
+        watcher.join()
+        bar.update(sum((workdir / p).is_file() for p in cells) - bar.n)
+        bar.close()
+    minutes = (time.time() - t0) / 60
+    if rc != 0:
+        tail = log_path.read_text(errors="replace").splitlines()[-25:]
+        print("\n".join(tail), file=sys.stderr)
+        print(f"scarcity: error: dvc repro failed after {minutes:.1f} min; see {log_path}", file=sys.stderr)
+        return 1
+    print(f"scarcity benchmark done in {minutes:.1f} min: {workdir / params.scarcity.table}", flush=True)
+    print((workdir / params.scarcity.table).read_text(encoding="utf-8"), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pipeline.scarcity", description=__doc__.split("\n")[0])
+    ap.add_argument("--params", type=Path, nargs="+", default=[Path("data/configs/scarcity-demo.yaml")])
+    ap.add_argument("--workdir", type=Path, default=None, help="default: runs/scarcity-<scarcity.dataset>")
+    ap.add_argument("--aggregate", action="store_true", help="the benchmark project's own stage (in its folder)")
+    args = ap.parse_args(argv)
+    try:
+        if args.aggregate:
+            aggregate(load_params("params.yaml"))
+            return 0
+        files = [f.resolve() for f in args.params]
+        workdir = args.workdir or Path("runs") / f"scarcity-{parse_params(merged_params(files)).scarcity.dataset}"
+        return run_benchmark(files, workdir.resolve())
+    except (ConfigError, DataError) as e:
+        print(f"scarcity: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

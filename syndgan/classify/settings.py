@@ -1,0 +1,94 @@
+"""Settings of one classifier run: the schema of ``classify.train`` in params.yaml (no torch import).
+
+The defaults are a plain ImageNet fine-tune, the instrument every augmentation method is measured with:
+real images squashed from their native size straight to ``resolution`` (bilinear), AdamW with a one-cycle
+schedule (``warmup`` of the budget rising, cosine decay after), batches that walk through shuffled epochs
+of the training pool, random horizontal and vertical flips, class-weighted cross-entropy, and the
+checkpoint with the best val macro-F1 among the validations at the end of each epoch from
+``eval_from_epoch`` on. ``epochs`` count the *real* train set, so every method gets the same compute.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from syndgan.errors import ConfigError
+
+IMBALANCE = ("weighted_ce", "balanced_sampler", "none")
+INPUTS = ("native", "processed")
+SCHEDULES = ("onecycle", "cosine")
+AUGMENTS = ("flips", "dihedral", "none")
+
+
+@dataclass
+class ClassifierSettings:
+    arch: str = "tf_efficientnet_lite0"  # timm name; packaged ImageNet weights exist for this one only
+    pretrained: bool = True
+    resolution: int = 96
+    input: Literal["native", "processed"] = "native"  # real images from their source files | rasterize output
+    batch_size: int = 32
+    epochs: float | None = 10  # of the real train set (the same for every method); or set steps instead
+    steps: int | None = None
+    lr: float = 0.001  # peak learning rate
+    weight_decay: float = 0.0001
+    schedule: Literal["onecycle", "cosine"] = "onecycle"  # cosine: linear warm-up, cosine to zero
+    warmup: float = 0.1  # share of the budget spent rising to lr
+    eval_every: int | None = None  # validate every this many steps; null: once per epoch of the real train set
+    eval_from_epoch: float = 6  # first validation at the end of this epoch (1-based): early weights never win
+    patience: int | None = None  # stop after this many validations without improvement; null: never
+    imbalance: Literal["weighted_ce", "balanced_sampler", "none"] = "weighted_ce"
+    augment: Literal["flips", "dihedral", "none"] = "flips"  # random h/v flips | + 90-degree turns | none
+    device: str = "auto"
+    threads: int = 1  # torch CPU threads (process-wide, set by the caller); 0: torch default
+
+    def __post_init__(self):
+        def bad(key: str, msg: str):
+            raise ConfigError(f"{key}: {msg}")
+
+        for key, allowed in (
+            ("imbalance", IMBALANCE),
+            ("input", INPUTS),
+            ("schedule", SCHEDULES),
+            ("augment", AUGMENTS),
+        ):
+            if getattr(self, key) not in allowed:
+                bad(key, f"must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+        if (self.steps is None) == (self.epochs is None):
+            bad("steps", "set exactly one of steps and epochs (the other null)")
+        if self.steps is not None and self.steps < 1:
+            bad("steps", "must be >= 1")
+        if self.epochs is not None and self.epochs <= 0:
+            bad("epochs", "must be > 0")
+        if self.resolution < 32:
+            bad("resolution", f"must be >= 32 (EfficientNet downsamples 32x), got {self.resolution}")
+        if self.batch_size < 2:
+            bad("batch_size", "must be >= 2 (batch norm)")
+        if self.lr <= 0:
+            bad("lr", "must be > 0")
+        if not 0 <= self.warmup < 1:
+            bad("warmup", f"must be in [0, 1), got {self.warmup}")
+        for key in ("weight_decay", "threads", "eval_from_epoch"):
+            if getattr(self, key) < 0:
+                bad(key, "must be >= 0")
+        if self.eval_every is not None and self.eval_every < 1:
+            bad("eval_every", "must be >= 1 or null (once per epoch)")
+        if self.patience is not None and self.patience < 1:
+            bad("patience", "must be >= 1 or null (never stop early)")
+
+    def steps_per_epoch(self, n_real_train: int) -> int:
+        return max(1, math.ceil(n_real_train / self.batch_size))
+
+    def step_budget(self, n_real_train: int) -> int:
+        """Optimizer steps of every run: ``steps``, or ``epochs`` over the real train set."""
+        if self.steps is not None:
+            return int(self.steps)
+        return max(1, round(self.epochs * self.steps_per_epoch(n_real_train)))
+
+    def eval_steps(self, n_real_train: int, budget: int) -> list[int]:
+        """Steps after which val is scored: every ``eval_every`` steps or epoch, from ``eval_from_epoch``; and
+        always the last step."""
+        every = self.eval_every or self.steps_per_epoch(n_real_train)
+        first = round(self.eval_from_epoch * self.steps_per_epoch(n_real_train))
+        return sorted({s for s in range(every, budget + 1, every) if s >= first} | {budget})

@@ -1,0 +1,75 @@
+"""The scarcity benchmark end to end through DVC: demo data at 32 px, two k values, one seed."""
+
+import json
+
+import pytest
+import yaml
+
+from pipeline import scarcity
+
+TINY = {
+    "demo": {"parts": 16, "resolution": 64, "defect_fraction": 0.6},
+    "rasterize": {"resolution": 32},
+    "pretrain": {
+        "resolution": 32, "steps": 2, "batch_size": 4, "z_dim": 16, "w_dim": 16, "g_channel_base": 128,
+        "g_channel_max": 32, "d_channel_base": 128, "d_channel_max": 16, "d_proj_channels": 4,
+        "fid_samples": 0, "fid_every": 0, "sample_every": 1, "checkpoint_every": 1, "device": "cpu",
+    },
+    "train_synth": {
+        "n_blocks": 2, "enc_channel_base": 128, "enc_channel_max": 16, "sft_hidden": 4, "batch_size": 4,
+        "steps": 2, "checkpoint_every": 1, "sample_every": 1, "perceptual": "effnet", "device": "cpu",
+        "ablations": [],
+    },
+    "augment": {"targets": {"mode": "count", "count": 2}},
+    "classify": {
+        "methods": ["none", "copy_paste", "syndgan"],
+        "seeds": [0],
+        "doses": [1, "all"],
+        "train": {"resolution": 32, "batch_size": 4, "epochs": 1, "eval_from_epoch": 0},
+    },
+    "scarcity": {"dataset": "tiny", "ks": [1]},
+}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path):
+    overlay = tmp_path / "tiny.yaml"
+    overlay.write_text(yaml.safe_dump(TINY))
+    work = tmp_path / "bench"
+    assert scarcity.run_benchmark([overlay], work) == 0
+    assert (work / ".dvc").is_dir() and (work / "k1" / "dvc.lock").is_file()
+    # a second k: the finished k = 1 cells are DVC-cached, only k = all runs
+    TINY["scarcity"]["ks"] = [1, "all"]
+    overlay.write_text(yaml.safe_dump(TINY))
+    assert scarcity.run_benchmark([overlay], work, log_name="second.log") == 0
+    log = (work / "second.log").read_text()
+    assert (
+        "Running stage 'k1/dvc.yaml:classify@none-0'" not in log and "Running stage 'k1/dvc.yaml:pretrain'" not in log
+    )
+    assert "Running stage 'kall/dvc.yaml:classify@none-0'" in log, log[-3000:]
+
+    records = json.loads((work / "metrics" / "scarcity.json").read_text())
+    keys = {"dataset", "k", "method", "dose", "seed", "total", "macro_f1", "defect_recall", "normal_recall"}
+    assert all(set(r) == keys for r in records) and len(records) == 2 * 3
+    assert {(r["k"], r["method"]) for r in records} == {(k, m) for k in (1, "all") for m in TINY["classify"]["methods"]}
+    for r in records:
+        assert r["dataset"] == "tiny" and 0 <= r["macro_f1"] <= 100
+        assert r["dose"] == 0 if r["method"] == "none" else r["dose"] in (1, "all")
+    # the k = 1 pipeline learned from one image per defect class: its augment provenance says so
+    aug = json.loads((work / "k1" / "data" / "augmented" / "copy_paste" / "augment.json").read_text())
+    assert aug["k_shot"] == 1
+    summary = json.loads((work / "metrics" / "scarcity_summary.json").read_text())
+    assert set(summary) == {"k=1", "k=all"} and summary["k=1"]["none"]["seeds"] == 1
+    assert (work / "scarcity.png").stat().st_size > 1000
+    assert "| 1 | copy_paste |" in (work / "scarcity.md").read_text()
+    plot = (work / "plots" / "scarcity.csv").read_text().splitlines()
+    assert plot[0] == "k_index,k,method,macro_f1,macro_f1_std" and len(plot) == 1 + 6
+
+
+def test_bad_scarcity_params_name_the_key(tmp_path, capsys):
+    overlay = tmp_path / "bad.yaml"
+    overlay.write_text(yaml.safe_dump({"scarcity": {"ks": [10, 10]}}))
+    assert scarcity.main(["--params", str(overlay), "--workdir", str(tmp_path / "w")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "scarcity.ks" in err[0]
+    assert not (tmp_path / "w").exists()

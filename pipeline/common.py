@@ -11,7 +11,6 @@ from pathlib import Path
 
 from pipeline.config import Params, load_params
 from syndgan.errors import SyndganError
-from syndgan.training import distributed
 
 
 def stage_main(name: str, run: Callable[[Params], object], argv: list[str] | None = None, doc: str = "") -> int:
@@ -20,23 +19,34 @@ def stage_main(name: str, run: Callable[[Params], object], argv: list[str] | Non
     parser.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
-    rank = os.environ.get("RANK") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = os.environ.get("RANK") if torchrun else None
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s " + (f"[rank {rank}] " if rank else "") + "%(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # torch (~1 GB, seconds to import) only under torchrun: demo, ingest, rasterize and report never need it
+    distributed = _distributed() if torchrun else None
     try:
-        distributed.init_from_env()  # under torchrun: join the process group (rank 0 writes the outputs)
+        if distributed:
+            distributed.init_from_env()  # join the process group (rank 0 writes the outputs)
         run(load_params(args.params))
     except SyndganError as e:
         print(f"{name}: error: {e}", file=sys.stderr)
         return 1
     finally:
-        distributed.shutdown()
+        if distributed:
+            distributed.shutdown()
     return 0
+
+
+def _distributed():
+    from syndgan.training import distributed
+
+    return distributed
 
 
 def is_writer() -> bool:
     """False on the ranks > 0 of a torchrun launch: only rank 0 writes stage outputs."""
-    return distributed.current().main
+    return _distributed().current().main

@@ -31,7 +31,7 @@ def stage_main(name: str, run: Callable[[Params], object], argv: list[str] | Non
     try:
         if distributed:
             distributed.init_from_env()  # join the process group (rank 0 writes the outputs)
-        run(load_params(args.params))
+        run(load_params(args.params, base=_project_params()))
     except SyndganError as e:
         print(f"{name}: error: {e}", file=sys.stderr)
         return 1
@@ -39,6 +39,12 @@ def stage_main(name: str, run: Callable[[Params], object], argv: list[str] | Non
         if distributed:
             distributed.shutdown()
     return 0
+
+
+def _project_params() -> Path | None:
+    """Another params file is an overlay of the project's ``params.yaml`` (the working directory's, as under DVC)."""
+    base = Path("params.yaml")
+    return base if base.is_file() else None
 
 
 def _distributed():

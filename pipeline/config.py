@@ -352,15 +352,49 @@ class Params:
 # --------------------------------------------------------------------------- loading
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    path = Path(path)
+def load_params(path: str | Path = "params.yaml", base: str | Path | None = None) -> Params:
+    """Typed params from ``path``; with ``base`` (the project's params.yaml), ``path`` is an overlay of it."""
+    return parse_params(load_raw(path, base), path)
+
+
+def load_raw(path: str | Path, base: str | Path | None = None) -> dict:
+    """The YAML of ``path``, merged onto ``base`` (see ``merge_params``) unless ``base`` is that same file."""
+    raw = _read_yaml(Path(path))
+    if base is None or Path(base).resolve() == Path(path).resolve():
+        return raw
+    return merge_params(_read_yaml(Path(base)), raw, path)
+
+
+def merge_params(base: dict, overlay: dict, src: str | Path = "params") -> dict:
+    """``overlay`` onto ``base``: sections merge key by key; any other value (numbers, lists, free-form maps such
+    as ``ingest.classes`` or ``label_map``) is replaced whole, so an overlay's classes are exactly its classes."""
+    return _merge(base, overlay, Params, "", src)
+
+
+def _merge(base: dict, over: dict, tp: Any, key: str, src: Any) -> dict:
+    if not isinstance(over, dict):
+        raise ConfigError(f"{src}: {key or 'top level'}: expected a mapping, got {type(over).__name__} {over!r}")
+    hints = _hints(tp)
+    out = dict(base)
+    for k, v in over.items():
+        sub = hints.get(k)
+        if dataclasses.is_dataclass(sub) and isinstance(v, dict) and isinstance(base.get(k), dict):
+            out[k] = _merge(base[k], v, sub, f"{key}.{k}" if key else k, src)
+        else:
+            out[k] = v  # unknown keys pass through: parse_params names them
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
-    return parse_params(raw, path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return raw
 
 
 def parse_params(raw: Any, path: str | Path = "params.yaml") -> Params:

@@ -6,15 +6,26 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pipeline.config import Params, load_params
 from syndgan.errors import SyndganError
+from syndgan.io import remove_stale_temps
 
 
-def stage_main(name: str, run: Callable[[Params], object], argv: list[str] | None = None, doc: str = "") -> int:
-    """Parse ``--params``, set up logging, call ``run(params)``; turn our errors into one line + exit 1."""
+def stage_main(
+    name: str,
+    run: Callable[[Params], object],
+    argv: list[str] | None = None,
+    doc: str = "",
+    outputs: Callable[[Params], Iterable[Path]] = lambda params: (),
+) -> int:
+    """Parse ``--params``, set up logging, call ``run(params)``; turn our errors into one line + exit 1.
+
+    ``outputs``: this run's own files and folders (its dvc.yaml outs); temporaries a killed earlier run left
+    there are removed first.
+    """
     parser = argparse.ArgumentParser(prog=f"python -m pipeline.{name}", description=doc)
     parser.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -31,7 +42,11 @@ def stage_main(name: str, run: Callable[[Params], object], argv: list[str] | Non
     try:
         if distributed:
             distributed.init_from_env()  # join the process group (rank 0 writes the outputs)
-        run(load_params(args.params, base=_project_params()))
+        params = load_params(args.params, base=_project_params())
+        if rank in (None, "0"):  # the writer; other ranks must not race it
+            for path in remove_stale_temps(params.resolve(p) for p in outputs(params)):
+                logging.getLogger(f"syndgan.{name}").info("removed %s, left by an interrupted run", path)
+        run(params)
     except SyndganError as e:
         print(f"{name}: error: {e}", file=sys.stderr)
         return 1

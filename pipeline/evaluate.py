@@ -243,8 +243,13 @@ def _counts(by_class: dict) -> dict:
     return {c: len(v) for c, v in by_class.items()}
 
 
+def outputs(params: Params) -> list[str]:
+    c = params.evaluate
+    return [c.out, c.metrics, *(f"{c.table}{end}" for end in (".md", "_synthesis.csv", "_reconstruction.csv"))]
+
+
 def main(argv: list[str] | None = None) -> int:
-    return stage_main("evaluate", run, argv, __doc__)
+    return stage_main("evaluate", run, argv, __doc__, outputs=outputs)
 
 
 if __name__ == "__main__":

@@ -120,8 +120,13 @@ def run(params: Params) -> IngestResult:
     return result
 
 
+def outputs(params: Params) -> list[Path]:
+    out = params.resolve(params.ingest.out)
+    return [out / "manifest.parquet", out / "annotations.parquet", out / "ingest_report.json", out / "extracted"]
+
+
 def main(argv: list[str] | None = None) -> int:
-    return stage_main("ingest", run, argv, __doc__)
+    return stage_main("ingest", run, argv, __doc__, outputs=outputs)
 
 
 if __name__ == "__main__":

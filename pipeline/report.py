@@ -414,8 +414,13 @@ def run(params: Params) -> Path:
     return out / "report.html"
 
 
+def outputs(params: Params) -> list[Path]:
+    out = Path(params.report.out)
+    return [out / "report.md", out / "report.html", out / "figures"]
+
+
 def main(argv: list[str] | None = None) -> int:
-    return stage_main("report", run, argv, __doc__)
+    return stage_main("report", run, argv, __doc__, outputs=outputs)
 
 
 if __name__ == "__main__":

@@ -29,32 +29,31 @@ tables already point there, so the caller must write them (``pipeline.ingest`` d
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import zlib
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from syndgan.data import polygons
+from syndgan.data.checks import Checked, Item, Rules, check_image
 from syndgan.data.coco import read_coco
 from syndgan.data.cvat import read_cvat
-from syndgan.data.images import decode_mask, inspect_image, load_mask, pixel_limit_disabled
+from syndgan.data.images import pixel_limit_disabled
 from syndgan.data.labelme import read_labelme
 from syndgan.data.maskfolders import read_magnetic_tile, read_mvtec
-from syndgan.data.records import NORMAL, SHAPE_MASK, SHAPE_POLYGON, ImageRecord, check_inside, handle
-from syndgan.errors import AnnotationError, ConfigError, DataError, DuplicateImageError, PathEscapeError
+from syndgan.data.records import NORMAL, ImageRecord, handle
+from syndgan.data.splitting import SPLITS, assign_splits, group_label, split_counts
+from syndgan.errors import ConfigError, DataError, DuplicateImageError, PathEscapeError
+
+__all__ = ["SPLITS", "Source", "IngestResult", "ingest", "read_source", "assign_splits", "group_label", "split_counts"]
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 FORMATS = ("labelme", "coco", "cvat", "mvtec", "magnetic_tile")
 
 MANIFEST_COLUMNS = {
@@ -126,277 +125,6 @@ def read_source(source: Source, on_error: Callable[[DataError], None] | None = N
     raise ConfigError(f"source {source.id_prefix!r}: unknown format {source.format!r} (known: {', '.join(FORMATS)})")
 
 
-# --------------------------------------------------------------------------- splitting
-
-
-def split_counts(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
-    """Groups of one stratum per split: rounded fractions; with >= 3 groups, val and test get at least
-    one each when their fraction is > 0; train always keeps at least one."""
-    _, f_val, f_test = fractions
-    n_val, n_test = int(np.floor(n * f_val + 0.5)), int(np.floor(n * f_test + 0.5))
-    if n >= 3:
-        n_val = max(n_val, 1) if f_val > 0 else 0
-        n_test = max(n_test, 1) if f_test > 0 else 0
-    while n >= 1 and n - n_val - n_test < 1:
-        if n_val >= n_test:
-            n_val -= 1
-        else:
-            n_test -= 1
-    return n - n_val - n_test, n_val, n_test
-
-
-def group_label(labels: Sequence[str], class_order: Sequence[str] = ()) -> str:
-    """Most frequent defect class among a group's images (ties: class order, then name), else normal."""
-    counts = Counter(lbl for lbl in labels if lbl != NORMAL)
-    if not counts:
-        return NORMAL
-    rank = {c: i for i, c in enumerate(class_order)}
-    return min(counts, key=lambda c: (-counts[c], rank.get(c, len(rank)), c))
-
-
-def assign_splits(
-    groups: Sequence[str],
-    labels: Sequence[str],
-    fractions: Sequence[float] = (0.7, 0.1, 0.2),
-    seed: int = 0,
-    class_order: Sequence[str] = (),
-) -> list[str]:
-    """Split per image, stratified by label and group-aware: a group's images share one split.
-
-    Groups are stratified by ``group_label``. Within a stratum the sorted group names are shuffled
-    by a generator seeded with (seed, crc32(stratum label)), so each stratum's split depends only on
-    its own groups, never on input order or on the other classes; ``split_counts`` sizes the splits.
-    """
-    if len(groups) != len(labels):
-        raise ValueError("groups and labels differ in length")
-    if seed < 0:
-        raise ConfigError(f"seed must be >= 0, got {seed}")
-    members: dict[str, list[str]] = defaultdict(list)
-    for g, lbl in zip(groups, labels, strict=True):
-        members[g].append(lbl)
-    strata: dict[str, list[str]] = defaultdict(list)
-    for g in sorted(members):
-        strata[group_label(members[g], class_order)].append(g)
-    where: dict[str, str] = {}
-    for stratum, gs in strata.items():
-        rng = np.random.default_rng([seed, zlib.crc32(stratum.encode("utf-8"))])
-        order = [gs[i] for i in rng.permutation(len(gs))]
-        n_train, n_val, _ = split_counts(len(gs), fractions)
-        for k, g in enumerate(order):
-            where[g] = "train" if k < n_train else "val" if k < n_train + n_val else "test"
-    return [where[g] for g in groups]
-
-
-# --------------------------------------------------------------------------- per-image checks
-
-
-@dataclass
-class _Item:
-    source: Source
-    root: Path
-    record: ImageRecord
-    id: str
-    rel: str  # image path relative to its root, for messages
-
-    @property
-    def stem(self) -> str:
-        return self.id.replace("/", "__")
-
-    @property
-    def shown(self) -> Path:
-        """The file a person should look at: the image, or the JSON holding an embedded image."""
-        return self.record.annotation_file if self.record.image_bytes is not None else self.record.path
-
-
-@dataclass
-class _Checked:
-    item: _Item
-    row: dict
-    regions: list[dict]
-    files: dict[str, bytes]
-    empty_defect: bool  # a defect image (stated class) without any region
-
-
-@dataclass
-class _Rules:
-    classes: list[str]
-    max_pixels: int
-    tolerance: float
-    multi_label: str
-    extract_dir: Path
-
-    def __post_init__(self):
-        self.rank = {c: i for i, c in enumerate(self.classes)}
-
-
-def _check(item: _Item, rules: _Rules) -> _Checked:
-    rec, src = item.record, item.source
-
-    def mapped(label: str) -> str:
-        return src.label_map.get(label, label)
-
-    def known(label: str) -> bool:
-        return label == NORMAL or label in rules.rank
-
-    def fail(cls, problem: str, file: Path | None = None):
-        file = Path(file or rec.annotation_file or rec.path)
-        prefix = "" if file in (rec.path, item.shown) else f"image {item.rel!r}: "
-        raise cls(file, prefix + problem)
-
-    def unknown(label: str, what: str, file: Path | None = None):
-        via = f" (mapped to {mapped(label)!r})" if mapped(label) != label else ""
-        fail(
-            AnnotationError,
-            f"{what}unknown class {label!r}{via}; classes: {', '.join(rules.classes) or '(none)'}; "
-            "add it to ingest.classes or map it with the source's label_map",
-            file,
-        )
-
-    if rec.image_bytes is None:
-        check_inside(item.root, rec.path, rec.annotation_file or rec.path)
-    info = inspect_image(rec.path if rec.image_bytes is None else item.shown, rules.max_pixels, data=rec.image_bytes)
-    w, h = info.width, info.height
-    if rec.declared_size is not None and tuple(rec.declared_size) != (w, h):
-        dw, dh = rec.declared_size
-        fail(AnnotationError, f"annotation declares a {dw}x{dh} image but the image is {w}x{h}")
-
-    stated: list[str] = []  # image-level classes stated by the source, mapped
-    if rec.label is not None:
-        if not known(mapped(rec.label)):
-            unknown(rec.label, "folder class: ", rec.path)
-        stated.append(mapped(rec.label))
-    stated += [mapped(t) for t in rec.tags if known(mapped(t))]  # other flags/tags are metadata
-
-    files: dict[str, bytes] = {}
-    regions: list[dict] = []
-    for k, ann in enumerate(rec.annotations):
-        label = mapped(ann.label)
-        what = f"{ann.where} ({ann.label!r}): " if ann.where else ""
-        if not known(label):
-            unknown(ann.label, what, ann.source_file)
-
-        def bad(problem: str, ann=ann, what=what):
-            fail(AnnotationError, what + problem, ann.source_file)
-
-        if ann.shape == SHAPE_POLYGON:
-            if label == NORMAL:
-                continue
-            region = _polygon_region(ann.points, w, h, rules.tolerance, bad)
-        elif ann.shape == SHAPE_MASK:
-            region = _mask_region(item, k, ann, label, (w, h), rules, files, bad)
-            if region is None:
-                continue
-        else:
-            bad(f"unknown shape {ann.shape!r}")
-        regions.append({"image_id": item.id, "label": label, **region})
-
-    present_order = [s for s in stated if s != NORMAL] + [r["label"] for r in regions]
-    present = set(present_order)
-    if NORMAL in stated and present:
-        fail(
-            AnnotationError,
-            f"stated normal but has {sorted(present)[0]!r} regions or tags",
-            rec.annotation_file or rec.path,
-        )
-    stated_defects = {s for s in stated if s != NORMAL}
-    if not present:
-        label = NORMAL
-    elif len(stated_defects) == 1:
-        label = next(iter(stated_defects))
-    elif rules.multi_label == "first":
-        label = present_order[0]
-    else:
-        area = Counter()
-        for r in regions:
-            area[r["label"]] += r["area"]
-        label = min(present, key=lambda c: (-area[c], rules.rank[c]))
-
-    if rec.image_bytes is not None:
-        path = str(rules.extract_dir / "images" / f"{item.stem}{info.suffix}")
-        files[path] = rec.image_bytes
-    else:
-        path = str(rec.path)
-    row = {
-        "id": item.id,
-        "source": src.id_prefix,
-        "path": path,
-        "sha256": info.sha256,
-        "width": w,
-        "height": h,
-        "mode": info.mode,
-        "label": label,
-        "labels": "|".join(sorted(present)),
-    }
-    empty_defect = label != NORMAL and not regions
-    return _Checked(item, row, regions, files, empty_defect)
-
-
-def _polygon_region(points, w: int, h: int, tol: float, fail) -> dict:
-    pts = polygons.dedupe(points)
-    if len(pts) < 3:
-        fail(f"polygon has {len(pts)} distinct points (needs >= 3)")
-    p = np.asarray(pts, dtype=np.float64)
-    if not np.isfinite(p).all():
-        fail("polygon has non-finite coordinates")
-    out = (p[:, 0] < -tol) | (p[:, 0] > w + tol) | (p[:, 1] < -tol) | (p[:, 1] > h + tol)
-    if out.any():
-        x, y = p[np.argmax(out)]
-        fail(f"polygon point ({x:g}, {y:g}) is outside the {w}x{h} image")
-    bad = polygons.self_intersection(pts)
-    if bad is not None:
-        fail(f"polygon is self-intersecting (edges {bad[0]} and {bad[1]} meet)")
-    p[:, 0] = p[:, 0].clip(0, w)
-    p[:, 1] = p[:, 1].clip(0, h)
-    area = polygons.area(p)
-    if area <= 0:
-        fail("polygon has zero area")
-    return {
-        "shape": SHAPE_POLYGON,
-        "points": json.dumps(p.tolist()),
-        "mask_path": "",
-        "mask_threshold": 0,
-        "x0": float(p[:, 0].min()),
-        "y0": float(p[:, 1].min()),
-        "x1": float(p[:, 0].max()),
-        "y1": float(p[:, 1].max()),
-        "area": area,
-    }
-
-
-def _mask_region(item: _Item, k: int, ann, label: str, size, rules: _Rules, files: dict, fail) -> dict | None:
-    """Region of a mask (file or in-memory); None when it has no foreground or is labelled normal."""
-    w, h = size
-    if ann.mask_bytes is not None:
-        # our own PNG from a reader: a wrong size is the annotation's fault, so name the annotation file
-        path = rules.extract_dir / "masks" / f"{item.stem}__{k}.png"
-        arr = decode_mask(ann.mask_bytes)
-        if arr.shape != (h, w):
-            fail(f"mask is {arr.shape[1]}x{arr.shape[0]} but the image is {w}x{h}")
-    else:
-        path = Path(ann.mask_path)
-        check_inside(item.root, path, path)
-        arr = load_mask(path, (w, h), rules.max_pixels, decode=label != NORMAL)
-    if label == NORMAL:
-        return None
-    fg = arr > ann.mask_threshold
-    rows, cols = fg.any(axis=1), fg.any(axis=0)
-    if not rows.any():
-        return None
-    if ann.mask_bytes is not None:
-        files[str(path)] = ann.mask_bytes
-    return {
-        "shape": SHAPE_MASK,
-        "points": "",
-        "mask_path": str(path),
-        "mask_threshold": int(ann.mask_threshold),
-        "x0": float(np.argmax(cols)),
-        "y0": float(np.argmax(rows)),
-        "x1": float(w - np.argmax(cols[::-1])),
-        "y1": float(h - np.argmax(rows[::-1])),
-        "area": float(np.count_nonzero(fg)),
-    }
-
-
 # --------------------------------------------------------------------------- the whole thing
 
 
@@ -434,7 +162,7 @@ def _check_arguments(sources, classes, split, on_error, multi_label, max_pixels,
                 raise ConfigError(f"source {s.id_prefix!r}: label_map.{k} -> {v!r} is not a class or 'normal'")
 
 
-def _items(source: Source, records: list[ImageRecord], collect) -> list[_Item]:
+def _items(source: Source, records: list[ImageRecord], collect) -> list[Item]:
     root = Path(os.path.abspath(source.root))
     pattern = re.compile(source.group_pattern) if source.group_pattern else None
     out = []
@@ -446,7 +174,7 @@ def _items(source: Source, records: list[ImageRecord], collect) -> list[_Item]:
             continue
         rel_posix = Path(rel).as_posix()
         image_id = f"{source.id_prefix}/{Path(rel).with_suffix('').as_posix()}"
-        item = _Item(source, root, rec, image_id, rel_posix)
+        item = Item(source, root, rec, image_id, rel_posix)
         stem = Path(base).stem
         m = pattern.search(stem) if pattern else None
         if rec.group is not None:
@@ -461,9 +189,9 @@ def _items(source: Source, records: list[ImageRecord], collect) -> list[_Item]:
     return out
 
 
-def _drop_same_ids(items: list[_Item], collect) -> list[_Item]:
+def _drop_same_ids(items: list[Item], collect) -> list[Item]:
     items = sorted(items, key=lambda it: (it.id, str(it.record.annotation_file or it.record.path)))
-    kept: list[_Item] = []
+    kept: list[Item] = []
     for it in items:
         prev = kept[-1] if kept else None
         if prev is None or prev.id != it.id:
@@ -511,7 +239,7 @@ def ingest(
         skipped.append({"path": err.path, "problem": err.problem, "error": type(err).__name__})
 
     handler = collect if on_error == "skip" else None
-    items: list[_Item] = []
+    items: list[Item] = []
     per_source: dict[str, int] = {}
     for source in sources:
         records = read_source(source, handler)
@@ -520,13 +248,13 @@ def ingest(
         items += _items(source, records, handler)
     items = _drop_same_ids(items, handler)
 
-    rules = _Rules(classes, max_pixels, tolerance, multi_label, Path(extract_dir))
-    checked: list[_Checked] = []
+    rules = Rules(classes, max_pixels, tolerance, multi_label, Path(extract_dir))
+    checked: list[Checked] = []
     n_workers = workers or min(8, os.cpu_count() or 1)
 
-    def run(item: _Item) -> _Checked | DataError:
+    def run(item: Item) -> Checked | DataError:
         try:
-            return _check(item, rules)
+            return check_image(item, rules)
         except DataError as e:
             return e
 
@@ -547,8 +275,8 @@ def ingest(
             if pool:
                 pool.shutdown(wait=True, cancel_futures=True)
 
-    by_sha: dict[str, _Checked] = {}
-    unique: list[_Checked] = []
+    by_sha: dict[str, Checked] = {}
+    unique: list[Checked] = []
     for c in checked:
         first = by_sha.get(c.row["sha256"])
         if first is not None:

@@ -44,6 +44,7 @@ class SourceConfig:
     annotations: str | None = None  # coco json / cvat xml, relative to root (required for those formats)
     group_pattern: str | None = None  # regex on the image stem; group(1) (or the match) names the group
     label_map: dict[str, str] = field(default_factory=dict)  # source label -> project class (or "normal")
+    split: Literal["pool", "source"] = "pool"  # source: keep the dataset's own train/test (mvtec); val from train
 
 
 @dataclass
@@ -732,3 +733,5 @@ def _validate_ingest(c: IngestConfig, bad) -> None:
         for label, target in src_cfg.label_map.items():
             if target != "normal" and target not in c.classes:
                 bad(f"{key}.label_map.{label}", f"{target!r} is not in ingest.classes (nor 'normal')")
+        if src_cfg.split == "source" and src_cfg.format != "mvtec":
+            bad(f"{key}.split", f"'source' needs a dataset that ships its own split (mvtec), not {src_cfg.format}")

@@ -8,7 +8,9 @@
   the image within ``tolerance`` px, not self-intersecting), mask size, known class (after the
   source's label map), files inside the dataset root (symlinks resolved);
 * refuses duplicates: two files with the same content (sha256) or the same image id;
-* labels each image, groups it, and splits groups into train/val/test (see ``assign_splits``).
+* labels each image, groups it, and splits groups into train/val/test (see ``assign_splits``), or, for a
+  source with ``split="source"`` (MVTec AD), keeps the dataset's own test images in test and divides its
+  train images into train and val in the ratio of the train and val fractions.
 
 Image label: the class the source states for the image (class folder, LabelMe flag / CVAT tag
 naming a class) when there is exactly one; otherwise the class of its regions; with several
@@ -55,6 +57,7 @@ __all__ = ["SPLITS", "Source", "IngestResult", "ingest", "read_source", "assign_
 log = logging.getLogger(__name__)
 
 FORMATS = ("labelme", "coco", "cvat", "mvtec", "magnetic_tile")
+SOURCE_SPLIT_FORMATS = ("mvtec",)  # formats that ship their own train/test split
 
 MANIFEST_COLUMNS = {
     "id": "str",
@@ -94,6 +97,7 @@ class Source:
     annotations: str | Path | None = None  # COCO JSON / CVAT XML, relative to root
     group_pattern: str | None = None  # regex searched in the image stem: group(1), else the match
     label_map: dict[str, str] = field(default_factory=dict)  # source label -> class or "normal"
+    split: str = "pool"  # "source": keep the dataset's own train/test split (mvtec)
 
     @property
     def id_prefix(self) -> str:
@@ -160,6 +164,10 @@ def _check_arguments(sources, classes, split, on_error, multi_label, max_pixels,
         for k, v in s.label_map.items():
             if v != NORMAL and v not in classes:
                 raise ConfigError(f"source {s.id_prefix!r}: label_map.{k} -> {v!r} is not a class or 'normal'")
+        if s.split not in ("pool", "source") or (s.split == "source" and s.format not in SOURCE_SPLIT_FORMATS):
+            raise ConfigError(
+                f"source {s.id_prefix!r}: split must be 'pool' or 'source' (source: mvtec), got {s.split!r}"
+            )
 
 
 def _items(source: Source, records: list[ImageRecord], collect) -> list[Item]:
@@ -289,12 +297,14 @@ def ingest(
 
     groups = [c.item.record.group for c in unique]
     labels = [c.row["label"] for c in unique]
-    splits = assign_splits(groups, labels, split, seed, classes)
+    own = [c.item.record.split if c.item.source.split == "source" else None for c in unique]
+    splits = assign_splits(groups, labels, split, seed, classes, own)
     rows = [{**c.row, "split": s, "group": g} for c, s, g in zip(unique, splits, groups, strict=True)]
     manifest = _frame(rows, MANIFEST_COLUMNS)
     annotations = _frame([r for c in unique for r in c.regions], ANNOTATION_COLUMNS)
     files = {p: b for c in unique for p, b in c.files.items()}
     report = _report(manifest, annotations, unique, skipped, per_source, classes, split, seed)
+    report["source_split"] = sorted(s.id_prefix for s in sources if s.split == "source")
     return IngestResult(manifest, annotations, report, files)
 
 

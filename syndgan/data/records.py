@@ -47,6 +47,7 @@ class ImageRecord:
     # Image-level labels the source states besides shapes (LabelMe flags set true, CVAT tags). Ingest
     # uses those that name a class or "normal" (after the label map); others are metadata and ignored.
     tags: list[str] = field(default_factory=list)
+    split: str | None = None  # the split the dataset itself ships the image in (MVTec AD: train or test)
 
 
 ErrorHandler = Callable[[DataError], None]

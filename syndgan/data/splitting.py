@@ -48,15 +48,29 @@ def assign_splits(
     fractions: Sequence[float] = (0.7, 0.1, 0.2),
     seed: int = 0,
     class_order: Sequence[str] = (),
+    fixed: Sequence[str | None] | None = None,
 ) -> list[str]:
     """Split per image, stratified by label and group-aware: a group's images share one split.
 
     Groups are stratified by ``group_label``. Within a stratum the sorted group names are shuffled
     by a generator seeded with (seed, crc32(stratum label)), so each stratum's split depends only on
     its own groups, never on input order or on the other classes; ``split_counts`` sizes the splits.
+
+    ``fixed``: per image, the split its dataset ships it in, or None. Such images keep their split, except
+    that train is divided into train and val in the ratio of the train and val fractions (val is carved
+    from train); the images without one are split as above.
     """
-    if len(groups) != len(labels):
-        raise ValueError("groups and labels differ in length")
+    if len(groups) != len(labels) or (fixed is not None and len(fixed) != len(groups)):
+        raise ValueError("groups, labels and fixed differ in length")
+    if fixed is not None and any(f is not None for f in fixed):
+        out = list(fixed)
+        f_train, f_val, _ = fractions
+        for own, fr in ((None, fractions), ("train", (f_train / (f_train + f_val), f_val / (f_train + f_val), 0.0))):
+            idx = [i for i, f in enumerate(fixed) if f == own]
+            sub = assign_splits([groups[i] for i in idx], [labels[i] for i in idx], fr, seed, class_order)
+            for i, sp in zip(idx, sub, strict=True):
+                out[i] = sp
+        return out
     if seed < 0:
         raise ConfigError(f"seed must be >= 0, got {seed}")
     members: dict[str, list[str]] = defaultdict(list)

@@ -14,6 +14,8 @@ import logging
 import os
 from pathlib import Path
 
+import pandas as pd
+
 from pipeline.common import stage_main
 from pipeline.config import Params
 from syndgan.data.ingest import SPLITS, IngestResult, Source, ingest
@@ -59,6 +61,7 @@ def portable(result: IngestResult, base: Path | None = None) -> IngestResult:
         return os.path.relpath(p, base) if p and os.path.isabs(p) else p
 
     result.manifest["path"] = result.manifest["path"].map(rel)
+    result.manifest["annotation"] = result.manifest["annotation"].map(rel)
     result.annotations["mask_path"] = result.annotations["mask_path"].map(rel)
     for s in result.report["skipped"]:
         s["path"] = rel(s["path"])
@@ -97,6 +100,17 @@ def log_counts(result: IngestResult, classes: list[str]) -> None:
     )
 
 
+def previous_manifest(path: Path) -> pd.DataFrame | None:
+    """The manifest of the last successful run: of duplicate inputs, ingest keeps the file it holds."""
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:  # unreadable: judge duplicates as on a first ingest
+        log.warning("%s: not readable (%s); duplicates are judged as on a first ingest", path, e)
+        return None
+
+
 def run(params: Params) -> IngestResult:
     cfg = params.ingest
     out = params.resolve(cfg.out)
@@ -112,6 +126,7 @@ def run(params: Params) -> IngestResult:
         multi_label=cfg.multi_label,
         extract_dir=extract_dir,
         progress=True,
+        previous=previous_manifest(out / "manifest.parquet"),
     )
     write_outputs(portable(result), out, extract_dir)
     log_counts(result, classes)

@@ -3,17 +3,90 @@ added to a folder that ingested cleanly, and MVTec AD's own train/test split."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
+import pandas as pd
 import pytest
+import yaml
 
 from pipeline.config import parse_params
+from pipeline.ingest import main
 from syndgan.data.ingest import Source, ingest
-from syndgan.errors import ConfigError
+from syndgan.errors import ConfigError, DuplicateImageError
 
 SQUARE = [(2, 2), (10, 2), (10, 8), (2, 8)]
 
 
 def _labels(result) -> dict[str, str]:
     return dict(zip(result.manifest["id"], result.manifest["label"], strict=True))
+
+
+# --------------------------------------------------------------------------- duplicates
+
+
+def _stage(tmp_path, on_error="fail"):
+    doc = {
+        "ingest": {
+            "sources": [{"format": "labelme", "root": "lm"}],
+            "classes": {"scratch": [255, 0, 0]},
+            "out": "interim",
+            "on_error": on_error,
+        }
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(doc))
+    return main([])
+
+
+def test_duplicate_added_to_an_ingested_folder_is_the_one_rejected(
+    tmp_path, monkeypatch, capsys, ingest_image, ingest_labelme
+):
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "lm"
+    for stem in ("m", "n"):
+        ingest_image(root / f"{stem}.png")
+        ingest_labelme(root / f"{stem}.json", shapes=[("scratch", SQUARE)] if stem == "m" else [])
+    assert _stage(tmp_path) == 0
+    before = pd.read_parquet("interim/manifest.parquet")
+
+    # newcomers that sort before the ingested files: another JSON for m.png, a byte copy of n.png
+    ingest_labelme(root / "a_second_look.json", image_path="m.png")
+    shutil.copy(root / "n.png", root / "a_copy.png")
+    ingest_labelme(root / "a_copy.json")
+    capsys.readouterr()
+    assert _stage(tmp_path) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (
+        f"ingest: error: {root / 'a_second_look.json'}: annotates the same image 'm.png' as {root / 'm.json'}, "
+        "which is kept (already ingested)"
+    )
+    assert pd.read_parquet("interim/manifest.parquet").equals(before)  # a failed run changes nothing
+
+    assert _stage(tmp_path, on_error="skip") == 0
+    after = pd.read_parquet("interim/manifest.parquet")
+    assert after.set_index("id")["annotation"].to_dict() == {"lm/m": "lm/m.json", "lm/n": "lm/n.json"}
+    skipped = json.loads((tmp_path / "interim" / "ingest_report.json").read_text())["skipped"]
+    assert [(s["path"], s["problem"]) for s in skipped] == [
+        (
+            "lm/a_second_look.json",
+            f"annotates the same image 'm.png' as {root / 'm.json'}, which is kept (already ingested)",
+        ),
+        ("lm/a_copy.png", f"same image as {root / 'n.png'} (identical sha256), which is kept (already ingested)"),
+    ]
+
+
+def test_first_ingest_keeps_the_first_by_image_id_and_names_both(tmp_path, ingest_image, ingest_labelme):
+    root = tmp_path / "lm"
+    ingest_image(root / "n.png")
+    ingest_labelme(root / "n.json")
+    shutil.copy(root / "n.png", root / "a_copy.png")
+    ingest_labelme(root / "a_copy.json")
+    with pytest.raises(DuplicateImageError) as e:
+        ingest([Source("labelme", root)], [])
+    assert str(e.value) == (
+        f"{root / 'n.png'}: same image as {root / 'a_copy.png'} (identical sha256), "
+        "which is kept (first by image id, then annotation file)"
+    )
 
 
 # --------------------------------------------------------------------------- MVTec's own split

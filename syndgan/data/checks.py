@@ -152,6 +152,7 @@ def check_image(item: Item, rules: Rules) -> Checked:
         "id": item.id,
         "source": src.id_prefix,
         "path": path,
+        "annotation": str(rec.annotation_file or ""),
         "sha256": info.sha256,
         "width": w,
         "height": h,

@@ -7,7 +7,8 @@
 * checks every annotation against its image: declared size, polygons (>= 3 distinct points, inside
   the image within ``tolerance`` px, not self-intersecting), mask size, known class (after the
   source's label map), files inside the dataset root (symlinks resolved);
-* refuses duplicates: two files with the same content (sha256) or the same image id;
+* refuses duplicates: two files with the same content (sha256) or the same image id, keeping the one
+  the previous manifest holds (see ``syndgan.data.duplicates``);
 * labels each image, groups it, and splits groups into train/val/test (see ``assign_splits``), or, for a
   source with ``split="source"`` (MVTec AD), keeps the dataset's own test images in test and divides its
   train images into train and val in the ratio of the train and val fractions.
@@ -45,12 +46,13 @@ import pandas as pd
 from syndgan.data.checks import Checked, Item, Rules, check_image
 from syndgan.data.coco import read_coco
 from syndgan.data.cvat import read_cvat
+from syndgan.data.duplicates import drop_same_bytes, drop_same_ids, ingested
 from syndgan.data.images import pixel_limit_disabled
 from syndgan.data.labelme import read_labelme
 from syndgan.data.maskfolders import read_magnetic_tile, read_mvtec
 from syndgan.data.records import NORMAL, ImageRecord, handle
 from syndgan.data.splitting import SPLITS, assign_splits, group_label, split_counts
-from syndgan.errors import ConfigError, DataError, DuplicateImageError, PathEscapeError
+from syndgan.errors import ConfigError, DataError, PathEscapeError
 
 __all__ = ["SPLITS", "Source", "IngestResult", "ingest", "read_source", "assign_splits", "group_label", "split_counts"]
 
@@ -63,6 +65,7 @@ MANIFEST_COLUMNS = {
     "id": "str",
     "source": "str",
     "path": "str",
+    "annotation": "str",  # the annotation file ("" for class-folder datasets): what duplicates are judged by
     "sha256": "str",
     "width": "int64",
     "height": "int64",
@@ -197,26 +200,6 @@ def _items(source: Source, records: list[ImageRecord], collect) -> list[Item]:
     return out
 
 
-def _drop_same_ids(items: list[Item], collect) -> list[Item]:
-    items = sorted(items, key=lambda it: (it.id, str(it.record.annotation_file or it.record.path)))
-    kept: list[Item] = []
-    for it in items:
-        prev = kept[-1] if kept else None
-        if prev is None or prev.id != it.id:
-            kept.append(it)
-        elif prev.record.path == it.record.path:
-            handle(
-                DuplicateImageError(
-                    it.record.annotation_file or it.record.path,
-                    f"annotates the same image {it.rel!r} as {prev.record.annotation_file}",
-                ),
-                collect,
-            )
-        else:
-            handle(DuplicateImageError(it.shown, f"same image id {it.id!r} as {prev.shown}; rename one"), collect)
-    return kept
-
-
 def ingest(
     sources: Sequence[Source],
     classes: Sequence[str],
@@ -230,6 +213,7 @@ def ingest(
     tolerance: float = 1.0,
     workers: int | None = None,
     progress: bool = False,
+    previous: pd.DataFrame | None = None,
 ) -> IngestResult:
     """Read, verify, label, group and split ``sources``; see the module docstring for the rules.
 
@@ -237,6 +221,8 @@ def ingest(
     ``extract_dir``: where in-memory masks / embedded images will be written (absolute, normally).
     ``tolerance``: how far (px) polygon points may lie outside the image; they are clipped to it.
     ``workers``: threads decoding images (default: up to 8, one per CPU).
+    ``previous``: the last manifest of this output (paths absolute or relative to the working directory):
+    of duplicates, the file it holds is kept.
     """
     classes = list(classes)
     _check_arguments(sources, classes, split, on_error, multi_label, max_pixels, seed)
@@ -254,7 +240,8 @@ def ingest(
         per_source[source.id_prefix] = len(records)
         log.info("%s (%s, %s): %d images", source.id_prefix, source.format, source.root, len(records))
         items += _items(source, records, handler)
-    items = _drop_same_ids(items, handler)
+    known = ingested(previous)
+    items = drop_same_ids(items, known, handler)
 
     rules = Rules(classes, max_pixels, tolerance, multi_label, Path(extract_dir))
     checked: list[Checked] = []
@@ -283,15 +270,7 @@ def ingest(
             if pool:
                 pool.shutdown(wait=True, cancel_futures=True)
 
-    by_sha: dict[str, Checked] = {}
-    unique: list[Checked] = []
-    for c in checked:
-        first = by_sha.get(c.row["sha256"])
-        if first is not None:
-            handle(DuplicateImageError(c.item.shown, f"same image as {first.item.shown} (identical sha256)"), handler)
-            continue
-        by_sha[c.row["sha256"]] = c
-        unique.append(c)
+    unique = drop_same_bytes(checked, known, handler)
     if not unique:
         raise DataError(", ".join(str(s.root) for s in sources), "no usable images")
 

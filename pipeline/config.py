@@ -44,6 +44,8 @@ class SourceConfig:
     annotations: str | None = None  # coco json / cvat xml, relative to root (required for those formats)
     group_pattern: str | None = None  # regex on the image stem; group(1) (or the match) names the group
     label_map: dict[str, str] = field(default_factory=dict)  # source label -> project class (or "normal")
+    images: str | None = None  # image folder apart from the annotations (labelme, coco, cvat); paths as root
+    unlabelled: Literal["normal", "ignore"] = "normal"  # images without any annotation: normal images, or left out
     split: Literal["pool", "source"] = "pool"  # source: keep the dataset's own train/test (mvtec); val from train
 
 
@@ -733,5 +735,7 @@ def _validate_ingest(c: IngestConfig, bad) -> None:
         for label, target in src_cfg.label_map.items():
             if target != "normal" and target not in c.classes:
                 bad(f"{key}.label_map.{label}", f"{target!r} is not in ingest.classes (nor 'normal')")
+        if src_cfg.images is not None and src_cfg.format not in ("labelme", "coco", "cvat"):
+            bad(f"{key}.images", f"only for labelme, coco and cvat sources ({src_cfg.format} has its own layout)")
         if src_cfg.split == "source" and src_cfg.format != "mvtec":
             bad(f"{key}.split", f"'source' needs a dataset that ships its own split (mvtec), not {src_cfg.format}")

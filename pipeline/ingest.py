@@ -43,6 +43,8 @@ def sources_from_params(params: Params) -> list[Source]:
                 annotations=s.annotations,
                 group_pattern=s.group_pattern,
                 label_map=dict(s.label_map),
+                images=os.path.abspath(params.resolve(s.images)) if s.images is not None else None,
+                unlabelled=s.unlabelled,
                 split=s.split,
             )
         )
@@ -98,6 +100,9 @@ def log_counts(result: IngestResult, classes: list[str]) -> None:
         counts["regions"],
         counts["skipped"],
     )
+    unlabelled = counts["unlabelled"]
+    if unlabelled["normal"] or unlabelled["ignored"]:
+        log.info("unlabelled images: %d taken as normal, %d ignored", unlabelled["normal"], unlabelled["ignored"])
 
 
 def previous_manifest(path: Path) -> pd.DataFrame | None:

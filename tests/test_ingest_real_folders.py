@@ -13,13 +13,121 @@ import yaml
 from pipeline.config import parse_params
 from pipeline.ingest import main
 from syndgan.data.ingest import Source, ingest
-from syndgan.errors import ConfigError, DuplicateImageError
+from syndgan.errors import ConfigError, DuplicateImageError, PathEscapeError
 
 SQUARE = [(2, 2), (10, 2), (10, 8), (2, 8)]
 
 
 def _labels(result) -> dict[str, str]:
     return dict(zip(result.manifest["id"], result.manifest["label"], strict=True))
+
+
+# --------------------------------------------------------------------------- unlabelled images
+
+
+def test_labelme_images_without_json_are_normal_or_ignored(tmp_path, ingest_image, ingest_labelme):
+    root = tmp_path / "lm"
+    ingest_image(root / "a.png")
+    ingest_labelme(root / "a.json", shapes=[("scratch", SQUARE)])
+    ingest_image(root / "b.png")
+    ingest_labelme(root / "b.json")  # an explicit empty annotation: normal, not unlabelled
+    for name in ("n1.png", "n2.jpg", "sub/n3.bmp"):
+        ingest_image(root / name)
+    ingest_image(root / ".thumbs" / "t.png")  # hidden folders are not data
+
+    res = ingest([Source("labelme", root)], ["scratch"])
+    assert _labels(res) == {
+        "lm/a": "scratch",
+        "lm/b": "normal",
+        "lm/n1": "normal",
+        "lm/n2": "normal",
+        "lm/sub/n3": "normal",
+    }
+    assert res.report["counts"]["unlabelled"] == {"normal": 3, "ignored": 0}
+    assert set(res.manifest.loc[res.manifest["id"] == "lm/n1", "annotation"]) == {""}
+
+    res = ingest([Source("labelme", root, unlabelled="ignore")], ["scratch"])
+    assert _labels(res) == {"lm/a": "scratch", "lm/b": "normal"}
+    assert res.report["counts"]["unlabelled"] == {"normal": 0, "ignored": 3}
+
+
+def test_image_of_a_broken_json_is_not_taken_as_normal(tmp_path, ingest_image, ingest_labelme):
+    root = tmp_path / "lm"
+    ingest_image(root / "a.png")
+    ingest_labelme(root / "a.json", shapes=[("scratch", SQUARE)])
+    ingest_image(root / "broken.png")
+    (root / "broken.json").write_text("{ not json")
+    res = ingest([Source("labelme", root)], ["scratch"], on_error="skip")
+    assert _labels(res) == {"lm/a": "scratch"}
+    assert [s["path"] for s in res.report["skipped"]] == [str(root / "broken.json")]
+
+
+def test_labelme_images_in_a_sibling_folder(tmp_path, ingest_image, ingest_labelme):
+    ann, images = tmp_path / "line1" / "annotations", tmp_path / "line1" / "images"
+    ingest_image(images / "a.png")
+    ingest_labelme(ann / "a.json", image_path="..\\images\\a.png", shapes=[("scratch", SQUARE)])  # Windows LabelMe
+    ingest_image(images / "c.png")
+    ingest_labelme(ann / "c.json", image_path="C:\\Users\\qa\\line1\\c.png", shapes=[("scratch", SQUARE)])  # by name
+    ingest_image(images / "b.png")
+    ingest_image(images / "d.png")
+
+    res = ingest([Source("labelme", ann, name="line1", images=images)], ["scratch"])
+    assert _labels(res) == {"line1/a": "scratch", "line1/b": "normal", "line1/c": "scratch", "line1/d": "normal"}
+    assert res.manifest.set_index("id").loc["line1/c", "path"] == str(images / "c.png")
+    assert res.report["counts"]["unlabelled"]["normal"] == 2
+
+    with pytest.raises(PathEscapeError, match="leads outside the dataset root"):  # without images: refused, as before
+        ingest([Source("labelme", ann, name="line1")], ["scratch"])
+
+
+def test_stage_takes_unlabelled_images_from_params(tmp_path, monkeypatch, ingest_image, ingest_labelme):
+    monkeypatch.chdir(tmp_path)
+    ingest_image(tmp_path / "imgs" / "a.png")
+    ingest_labelme(tmp_path / "ann" / "a.json", image_path="a.png", shapes=[("scratch", SQUARE)])
+    for k in range(3):
+        ingest_image(tmp_path / "imgs" / f"n{k}.png")
+    source = {"format": "labelme", "root": "ann", "images": "imgs", "unlabelled": "normal"}
+    doc = {"ingest": {"sources": [source], "classes": {"scratch": [255, 0, 0]}, "out": "interim"}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(doc))
+    assert main([]) == 0
+    report = json.loads((tmp_path / "interim" / "ingest_report.json").read_text())
+    assert report["counts"]["by_label"] == {"normal": 3, "scratch": 1}
+    assert report["counts"]["unlabelled"] == {"normal": 3, "ignored": 0}
+
+
+def test_coco_and_cvat_images_without_annotations_follow_the_same_rule(tmp_path, ingest_image):
+    root = tmp_path / "ds"
+    for name in ("a.png", "b.png", "c.png"):
+        ingest_image(root / name)
+    coco = {
+        "images": [{"id": i, "file_name": n} for i, n in enumerate(("a.png", "b.png"))],
+        "categories": [{"id": 1, "name": "scratch"}],
+        "annotations": [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5]}],
+    }
+    (root / "coco.json").write_text(json.dumps(coco))
+    (root / "cvat.xml").write_text(
+        '<annotations><image name="a.png"><box label="scratch" xtl="1" ytl="1" xbr="6" ybr="6"/></image>'
+        '<image name="b.png"/><image name="c.png"><tag label="normal"/></image></annotations>'
+    )
+    for unlabelled, expected in (("normal", {"ds/a": "scratch", "ds/b": "normal"}), ("ignore", {"ds/a": "scratch"})):
+        res = ingest([Source("coco", root, annotations="coco.json", unlabelled=unlabelled)], ["scratch"])
+        assert _labels(res) == expected
+        res = ingest([Source("cvat", root, annotations="cvat.xml", unlabelled=unlabelled)], ["scratch"])
+        assert _labels(res) == {**expected, "ds/c": "normal"}  # a tag is a label: c is stated normal
+
+
+def test_coco_images_in_their_own_folder(tmp_path, ingest_image):
+    ann, images = tmp_path / "export", tmp_path / "pictures"
+    for name in ("a.png", "sub/b.png"):
+        ingest_image(images / name)
+    coco = {"images": [{"id": 0, "file_name": "a.png"}, {"id": 1, "file_name": "sub/b.png"}], "categories": []}
+    ann.mkdir()
+    (ann / "coco.json").write_text(json.dumps(coco))
+    res = ingest([Source("coco", ann, name="c", annotations="coco.json", images=images)], [])
+    assert dict(zip(res.manifest["id"], res.manifest["path"], strict=True)) == {
+        "c/a": str(images / "a.png"),
+        "c/sub/b": str(images / "sub" / "b.png"),
+    }
 
 
 # --------------------------------------------------------------------------- duplicates
@@ -122,6 +230,8 @@ def test_split_source_keeps_mvtec_test_images_in_test(tmp_path, ingest_image, in
     "source, key",
     [
         ({"format": "labelme", "root": "x", "split": "source"}, "ingest.sources[0].split"),
+        ({"format": "mvtec", "root": "x", "images": "y"}, "ingest.sources[0].images"),
+        ({"format": "labelme", "root": "x", "unlabelled": "skip"}, "ingest.sources[0].unlabelled"),
     ],
 )
 def test_source_options_are_validated(source, key):

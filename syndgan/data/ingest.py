@@ -13,6 +13,10 @@
   source with ``split="source"`` (MVTec AD), keeps the dataset's own test images in test and divides its
   train images into train and val in the ratio of the train and val fractions.
 
+Unlabelled images (no annotation at all: an image without a LabelMe JSON, a COCO image without
+annotations, a CVAT image without shapes or tags) are normal images with ``unlabelled="normal"``, and
+left out with ``"ignore"``; the report counts both.
+
 Image label: the class the source states for the image (class folder, LabelMe flag / CVAT tag
 naming a class) when there is exactly one; otherwise the class of its regions; with several
 classes, ``multi_label="largest_area"`` takes the class with the largest total region area (ties:
@@ -59,6 +63,7 @@ __all__ = ["SPLITS", "Source", "IngestResult", "ingest", "read_source", "assign_
 log = logging.getLogger(__name__)
 
 FORMATS = ("labelme", "coco", "cvat", "mvtec", "magnetic_tile")
+IMAGES_FOLDER_FORMATS = ("labelme", "coco", "cvat")  # formats whose images may live in a folder of their own
 SOURCE_SPLIT_FORMATS = ("mvtec",)  # formats that ship their own train/test split
 
 MANIFEST_COLUMNS = {
@@ -100,6 +105,8 @@ class Source:
     annotations: str | Path | None = None  # COCO JSON / CVAT XML, relative to root
     group_pattern: str | None = None  # regex searched in the image stem: group(1), else the match
     label_map: dict[str, str] = field(default_factory=dict)  # source label -> class or "normal"
+    images: str | Path | None = None  # image folder apart from the annotations (labelme, coco, cvat)
+    unlabelled: str = "normal"  # images without any annotation: "normal" | "ignore"
     split: str = "pool"  # "source": keep the dataset's own train/test split (mvtec)
 
     @property
@@ -119,12 +126,12 @@ def read_source(source: Source, on_error: Callable[[DataError], None] | None = N
     """Records of one source, in its reader's (sorted) order."""
     root = Path(source.root)
     if source.format == "labelme":
-        return read_labelme(root, on_error)
+        return read_labelme(root, on_error, source.images)
     if source.format in ("coco", "cvat"):
         if not source.annotations:
             raise ConfigError(f"source {source.id_prefix!r}: format {source.format} needs an annotations file")
         reader = read_coco if source.format == "coco" else read_cvat
-        return reader(root, source.annotations, on_error)
+        return reader(root, source.annotations, on_error, source.images)
     if source.format == "mvtec":
         return read_mvtec(root, on_error)
     if source.format == "magnetic_tile":
@@ -167,25 +174,30 @@ def _check_arguments(sources, classes, split, on_error, multi_label, max_pixels,
         for k, v in s.label_map.items():
             if v != NORMAL and v not in classes:
                 raise ConfigError(f"source {s.id_prefix!r}: label_map.{k} -> {v!r} is not a class or 'normal'")
+        if s.unlabelled not in ("normal", "ignore"):
+            raise ConfigError(f"source {s.id_prefix!r}: unlabelled must be 'normal' or 'ignore', got {s.unlabelled!r}")
         if s.split not in ("pool", "source") or (s.split == "source" and s.format not in SOURCE_SPLIT_FORMATS):
             raise ConfigError(
                 f"source {s.id_prefix!r}: split must be 'pool' or 'source' (source: mvtec), got {s.split!r}"
             )
+        if s.images is not None and s.format not in IMAGES_FOLDER_FORMATS:
+            raise ConfigError(f"source {s.id_prefix!r}: images is for {', '.join(IMAGES_FOLDER_FORMATS)} sources")
 
 
 def _items(source: Source, records: list[ImageRecord], collect) -> list[Item]:
     root = Path(os.path.abspath(source.root))
+    homes = [root] + ([Path(os.path.abspath(source.images))] if source.images is not None else [])
     pattern = re.compile(source.group_pattern) if source.group_pattern else None
     out = []
     for rec in records:
-        base = rec.path  # for embedded images this is the JSON file
-        rel = os.path.relpath(base, root)
-        if rel.startswith(".."):
+        base = Path(os.path.abspath(rec.path))  # for embedded images this is the JSON file
+        home = next((h for h in homes if base.is_relative_to(h)), None)
+        if home is None:
             handle(PathEscapeError(base, f"file is outside the dataset root {root}"), collect)
             continue
-        rel_posix = Path(rel).as_posix()
-        image_id = f"{source.id_prefix}/{Path(rel).with_suffix('').as_posix()}"
-        item = Item(source, root, rec, image_id, rel_posix)
+        rel = base.relative_to(home)  # ids: relative to the root, or to the images folder for images kept there
+        image_id = f"{source.id_prefix}/{rel.with_suffix('').as_posix()}"
+        item = Item(source, home, rec, image_id, rel.as_posix())
         stem = Path(base).stem
         m = pattern.search(stem) if pattern else None
         if rec.group is not None:
@@ -235,10 +247,14 @@ def ingest(
     handler = collect if on_error == "skip" else None
     items: list[Item] = []
     per_source: dict[str, int] = {}
+    ignored = 0
     for source in sources:
         records = read_source(source, handler)
         per_source[source.id_prefix] = len(records)
         log.info("%s (%s, %s): %d images", source.id_prefix, source.format, source.root, len(records))
+        if source.unlabelled == "ignore":
+            ignored += sum(r.unlabelled for r in records)
+            records = [r for r in records if not r.unlabelled]
         items += _items(source, records, handler)
     known = ingested(previous)
     items = drop_same_ids(items, known, handler)
@@ -283,6 +299,7 @@ def ingest(
     annotations = _frame([r for c in unique for r in c.regions], ANNOTATION_COLUMNS)
     files = {p: b for c in unique for p, b in c.files.items()}
     report = _report(manifest, annotations, unique, skipped, per_source, classes, split, seed)
+    report["counts"]["unlabelled"] = {"normal": sum(c.item.record.unlabelled for c in unique), "ignored": ignored}
     report["source_split"] = sorted(s.id_prefix for s in sources if s.split == "source")
     return IngestResult(manifest, annotations, report, files)
 

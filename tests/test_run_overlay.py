@@ -7,6 +7,7 @@ import json
 import pytest
 import yaml
 
+from pipeline.ingest import main as ingest_main
 from pipeline.run import expand_stages, main
 from syndgan.errors import ConfigError
 
@@ -47,3 +48,13 @@ def test_unknown_overlay_key_is_one_line_before_any_stage(tmp_path, capsys):
 def test_missing_key_names_it():
     with pytest.raises(ConfigError, match=r"\$\{train_synth.ablations\}"):
         expand_stages({"stages": {"x": {"foreach": "${train_synth.ablations}", "do": {"cmd": "echo"}}}}, {})
+
+
+def test_a_stage_reads_another_params_file_as_an_overlay(tmp_path, monkeypatch, ingest_labelme_dataset):
+    monkeypatch.chdir(tmp_path)
+    project = {"ingest": {"sources": [{"format": "labelme", "root": "lm"}], "classes": {"scratch": [255, 0, 0]}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(project))
+    (tmp_path / "short.yaml").write_text("ingest:\n  out: elsewhere\n")  # just what differs
+    assert ingest_main(["--params", "short.yaml"]) == 0
+    report = json.loads((tmp_path / "elsewhere" / "ingest_report.json").read_text())
+    assert report["classes"] == ["scratch"] and report["counts"]["images"] == 6

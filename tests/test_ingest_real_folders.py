@@ -13,7 +13,7 @@ import yaml
 from pipeline.config import parse_params
 from pipeline.ingest import main
 from syndgan.data.ingest import Source, ingest
-from syndgan.errors import ConfigError, DuplicateImageError, PathEscapeError
+from syndgan.errors import ConfigError, DataError, DuplicateImageError, PathEscapeError
 
 SQUARE = [(2, 2), (10, 2), (10, 8), (2, 8)]
 
@@ -128,6 +128,13 @@ def test_coco_images_in_their_own_folder(tmp_path, ingest_image):
         "c/a": str(images / "a.png"),
         "c/sub/b": str(images / "sub" / "b.png"),
     }
+
+
+def test_missing_images_folder_is_one_line(tmp_path, ingest_labelme):
+    ingest_labelme(tmp_path / "ann" / "a.json")
+    with pytest.raises(DataError) as e:
+        ingest([Source("labelme", tmp_path / "ann", images=tmp_path / "imgs")], [])
+    assert str(e.value) == f"{tmp_path / 'imgs'}: images folder of source 'ann' not found"
 
 
 # --------------------------------------------------------------------------- duplicates

@@ -28,7 +28,7 @@ def ingested(previous: pd.DataFrame | None) -> set[tuple[str, str]]:
     if previous is None:
         return set()
     files = [c for c in ("annotation", "path") if c in previous.columns]  # older manifests: no annotation column
-    return {(row["id"], os.path.abspath(row[c])) for _, row in previous.iterrows() for c in files if row[c]}
+    return {(i, os.path.abspath(p)) for c in files for i, p in zip(previous["id"], previous[c], strict=True) if p}
 
 
 def _kept_before(item: Item, known: set[tuple[str, str]]) -> bool:

@@ -125,6 +125,8 @@ class IngestResult:
 def read_source(source: Source, on_error: Callable[[DataError], None] | None = None) -> list[ImageRecord]:
     """Records of one source, in its reader's (sorted) order."""
     root = Path(source.root)
+    if source.images is not None and not Path(source.images).is_dir():
+        raise DataError(source.images, f"images folder of source {source.id_prefix!r} not found")
     if source.format == "labelme":
         return read_labelme(root, on_error, source.images)
     if source.format in ("coco", "cvat"):

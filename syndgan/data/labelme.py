@@ -63,8 +63,6 @@ def read_labelme(
     if not root.is_dir():
         raise DataError(root, "dataset root not found (labelme)")
     images = Path(image_dir).absolute() if image_dir is not None else None
-    if images is not None and not images.is_dir():
-        raise DataError(images, "images folder not found (labelme)")
     records = []
     jsons = find_json_files(root)
     for path in jsons:

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import json
 import logging
+from pathlib import Path
 
 from pipeline.common import stage_main
 from pipeline.config import Params
@@ -94,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(add_help=False)
     ap.add_argument("--method", required=True, help="augmentation method (see syndgan.augment.available_methods)")
     known, rest = ap.parse_known_args(argv)
-    return stage_main("augment", lambda p: run(p, known.method), rest, __doc__)
+    return stage_main(
+        "augment", lambda p: run(p, known.method), rest, __doc__, outputs=lambda p: [Path(p.augment.out, known.method)]
+    )
 
 
 if __name__ == "__main__":

@@ -186,7 +186,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--method", required=True)
     ap.add_argument("--seed", required=True, type=int)
     known, rest = ap.parse_known_args(argv)
-    return stage_main("classify", lambda p: run(p, known.method, known.seed), rest, __doc__)
+    own = run_name(known.method, known.seed)  # this run's folders (its dvc.yaml outs) and resume files
+    return stage_main(
+        "classify",
+        lambda p: run(p, known.method, known.seed),
+        rest,
+        __doc__,
+        outputs=lambda p: [
+            Path(p.classify.out, own),
+            Path(p.classify.plots, own),
+            *(RESUME_DIR / f"{own}-dose-{dose}.pt" for dose in p.classify.doses),
+        ],
+    )
 
 
 if __name__ == "__main__":

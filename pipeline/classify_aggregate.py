@@ -51,8 +51,13 @@ def run(params: Params) -> dict:
     return agg
 
 
+def outputs(params: Params) -> list[str]:
+    c = params.classify
+    return [c.metrics, f"{c.table}.md", f"{c.table}.csv"]
+
+
 def main(argv: list[str] | None = None) -> int:
-    return stage_main("classify_aggregate", run, argv, __doc__)
+    return stage_main("classify_aggregate", run, argv, __doc__, outputs=outputs)
 
 
 if __name__ == "__main__":

@@ -6,37 +6,68 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pipeline.config import Params, load_params
 from syndgan.errors import SyndganError
-from syndgan.training import distributed
+from syndgan.io import remove_stale_temps
 
 
-def stage_main(name: str, run: Callable[[Params], object], argv: list[str] | None = None, doc: str = "") -> int:
-    """Parse ``--params``, set up logging, call ``run(params)``; turn our errors into one line + exit 1."""
+def stage_main(
+    name: str,
+    run: Callable[[Params], object],
+    argv: list[str] | None = None,
+    doc: str = "",
+    outputs: Callable[[Params], Iterable[Path]] = lambda params: (),
+) -> int:
+    """Parse ``--params``, set up logging, call ``run(params)``; turn our errors into one line + exit 1.
+
+    ``outputs``: this run's own files and folders (its dvc.yaml outs); temporaries a killed earlier run left
+    there are removed first.
+    """
     parser = argparse.ArgumentParser(prog=f"python -m pipeline.{name}", description=doc)
     parser.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
-    rank = os.environ.get("RANK") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = os.environ.get("RANK") if torchrun else None
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s " + (f"[rank {rank}] " if rank else "") + "%(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # torch (~1 GB, seconds to import) only under torchrun: demo, ingest, rasterize and report never need it
+    distributed = _distributed() if torchrun else None
     try:
-        distributed.init_from_env()  # under torchrun: join the process group (rank 0 writes the outputs)
-        run(load_params(args.params))
+        if distributed:
+            distributed.init_from_env()  # join the process group (rank 0 writes the outputs)
+        params = load_params(args.params, base=_project_params())
+        if rank in (None, "0"):  # the writer; other ranks must not race it
+            for path in remove_stale_temps(params.resolve(p) for p in outputs(params)):
+                logging.getLogger(f"syndgan.{name}").info("removed %s, left by an interrupted run", path)
+        run(params)
     except SyndganError as e:
         print(f"{name}: error: {e}", file=sys.stderr)
         return 1
     finally:
-        distributed.shutdown()
+        if distributed:
+            distributed.shutdown()
     return 0
+
+
+def _project_params() -> Path | None:
+    """Another params file is an overlay of the project's ``params.yaml`` (the working directory's, as under DVC)."""
+    base = Path("params.yaml")
+    return base if base.is_file() else None
+
+
+def _distributed():
+    from syndgan.training import distributed
+
+    return distributed
 
 
 def is_writer() -> bool:
     """False on the ranks > 0 of a torchrun launch: only rank 0 writes stage outputs."""
-    return distributed.current().main
+    return _distributed().current().main

@@ -45,6 +45,9 @@ class SourceConfig:
     annotations: str | None = None  # coco json / cvat xml, relative to root (required for those formats)
     group_pattern: str | None = None  # regex on the image stem; group(1) (or the match) names the group
     label_map: dict[str, str] = field(default_factory=dict)  # source label -> project class (or "normal")
+    images: str | None = None  # image folder apart from the annotations (labelme, coco, cvat); paths as root
+    unlabelled: Literal["normal", "ignore"] = "normal"  # images without any annotation: normal images, or left out
+    split: Literal["pool", "source"] = "pool"  # source: keep the dataset's own train/test (mvtec); val from train
 
 
 @dataclass
@@ -348,15 +351,49 @@ class Params:
 # --------------------------------------------------------------------------- loading
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    path = Path(path)
+def load_params(path: str | Path = "params.yaml", base: str | Path | None = None) -> Params:
+    """Typed params from ``path``; with ``base`` (the project's params.yaml), ``path`` is an overlay of it."""
+    return parse_params(load_raw(path, base), path)
+
+
+def load_raw(path: str | Path, base: str | Path | None = None) -> dict:
+    """The YAML of ``path``, merged onto ``base`` (see ``merge_params``) unless ``base`` is that same file."""
+    raw = _read_yaml(Path(path))
+    if base is None or Path(base).resolve() == Path(path).resolve():
+        return raw
+    return merge_params(_read_yaml(Path(base)), raw, path)
+
+
+def merge_params(base: dict, overlay: dict, src: str | Path = "params") -> dict:
+    """``overlay`` onto ``base``: sections merge key by key; any other value (numbers, lists, free-form maps such
+    as ``ingest.classes`` or ``label_map``) is replaced whole, so an overlay's classes are exactly its classes."""
+    return _merge(base, overlay, Params, "", src)
+
+
+def _merge(base: dict, over: dict, tp: Any, key: str, src: Any) -> dict:
+    if not isinstance(over, dict):
+        raise ConfigError(f"{src}: {key or 'top level'}: expected a mapping, got {type(over).__name__} {over!r}")
+    hints = _hints(tp)
+    out = dict(base)
+    for k, v in over.items():
+        sub = hints.get(k)
+        if dataclasses.is_dataclass(sub) and isinstance(v, dict) and isinstance(base.get(k), dict):
+            out[k] = _merge(base[k], v, sub, f"{key}.{k}" if key else k, src)
+        else:
+            out[k] = v  # unknown keys pass through: parse_params names them
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
-    return parse_params(raw, path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return raw
 
 
 def parse_params(raw: Any, path: str | Path = "params.yaml") -> Params:
@@ -683,3 +720,7 @@ def _validate_ingest(c: IngestConfig, bad) -> None:
         for label, target in src_cfg.label_map.items():
             if target != "normal" and target not in c.classes:
                 bad(f"{key}.label_map.{label}", f"{target!r} is not in ingest.classes (nor 'normal')")
+        if src_cfg.images is not None and src_cfg.format not in ("labelme", "coco", "cvat"):
+            bad(f"{key}.images", f"only for labelme, coco and cvat sources ({src_cfg.format} has its own layout)")
+        if src_cfg.split == "source" and src_cfg.format != "mvtec":
+            bad(f"{key}.split", f"'source' needs a dataset that ships its own split (mvtec), not {src_cfg.format}")

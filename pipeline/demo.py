@@ -36,7 +36,7 @@ def run(params: Params) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return stage_main("demo", run, argv, __doc__)
+    return stage_main("demo", run, argv, __doc__, outputs=lambda p: [p.demo.out])
 
 
 if __name__ == "__main__":

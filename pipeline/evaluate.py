@@ -35,9 +35,10 @@ from PIL import Image
 
 from pipeline.common import stage_main
 from pipeline.config import Params
+from pipeline.reconstruction import collect_reconstruction, project_relative
 from syndgan.augment import PlacementSettings, ProcessedDataset, create_method, generate_augmented, train_pool
 from syndgan.augment.sources import NORMAL
-from syndgan.errors import DataError, ImageError
+from syndgan.errors import ImageError
 from syndgan.io import atomic_dir, atomic_write_json, atomic_write_text
 from syndgan.report.quality import FeatureCache, create_quality_metrics, synthesis_quality
 from syndgan.report.tables import ABLATION_PREFIX, REAL_SET, markdown, reconstruction_table, synthesis_table
@@ -80,7 +81,7 @@ def method_sets(params: Params, dataset: ProcessedDataset, not_run: dict) -> dic
         folder = params.resolve(params.augment.out) / method
         info_path = folder / "augment.json"
         if not info_path.is_file():
-            not_run[method] = f"{_rel(info_path)} not found (augment@{method} not run)"
+            not_run[method] = f"{project_relative(info_path)} not found (augment@{method} not run)"
             continue
         info = json.loads(info_path.read_text(encoding="utf-8"))
         manifest = read_manifest(folder)
@@ -120,7 +121,7 @@ def ablation_sets(params: Params, dataset: ProcessedDataset, pool: pd.DataFrame,
         if manifest is not None and not manifest.empty:
             folder = augmented
         elif not ckpt.is_file():
-            not_run[set_name] = f"{_rel(ckpt)} not found (train_synth_ablation@{name} not run)"
+            not_run[set_name] = f"{project_relative(ckpt)} not found (train_synth_ablation@{name} not run)"
             continue
         elif cfg.ablation_images_per_class < 2:
             not_run[set_name] = "evaluate.ablation_images_per_class < 2: no images synthesized"
@@ -128,29 +129,15 @@ def ablation_sets(params: Params, dataset: ProcessedDataset, pool: pd.DataFrame,
         else:
             folder = tmp / set_name
             manifest = synthesize_ablation(params, dataset, pool, name, folder)
-            made[set_name] = {"checkpoint": _rel(ckpt), "images": len(manifest), "seed": params.augment.seed}
+            made[set_name] = {
+                "checkpoint": project_relative(ckpt),
+                "images": len(manifest),
+                "seed": params.augment.seed,
+            }
         sets[set_name] = read_set(folder, manifest, dataset.class_names, cfg.max_images_per_class, dataset.mode)
     # what this stage synthesized (also keeps <evaluate.out> a non-empty DVC output without ablations)
     (tmp / "synthesized.json").write_text(json.dumps(made, indent=2, sort_keys=True) + "\n")
     return sets
-
-
-def collect_reconstruction(params: Params) -> dict:
-    """train_synth's reconstruction metrics (paper Tables 2 and 5): the model and each configured ablation."""
-    ts = params.train_synth
-    sources = {"syndgan": params.resolve(ts.metrics)}
-    sources.update({a: params.resolve(ts.ablation_metrics) / f"{a}.json" for a in ts.ablations})
-    models, not_run = {}, {}
-    for name, path in sources.items():
-        if not path.is_file():
-            not_run[name] = f"{_rel(path)} not found"
-            continue
-        try:
-            models[name] = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as e:
-            raise DataError(path, f"not valid JSON: {e}") from None
-    perceptual = next((m.get("perceptual") for m in models.values() if m.get("perceptual")), None)
-    return {"perceptual": perceptual, "models": models, "not_run": not_run, "order": list(sources)}
 
 
 def run(params: Params) -> dict:
@@ -231,20 +218,17 @@ def write_tables(params: Params, result: dict) -> None:
     log.info("\n%s", text)
 
 
-def _rel(path: Path) -> str:
-    """``path`` relative to the project root (the working directory) when inside it."""
-    try:
-        return str(Path(path).relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def _counts(by_class: dict) -> dict:
     return {c: len(v) for c, v in by_class.items()}
 
 
+def outputs(params: Params) -> list[str]:
+    c = params.evaluate
+    return [c.out, c.metrics, *(f"{c.table}{end}" for end in (".md", "_synthesis.csv", "_reconstruction.csv"))]
+
+
 def main(argv: list[str] | None = None) -> int:
-    return stage_main("evaluate", run, argv, __doc__)
+    return stage_main("evaluate", run, argv, __doc__, outputs=outputs)
 
 
 if __name__ == "__main__":

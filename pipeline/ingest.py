@@ -14,6 +14,8 @@ import logging
 import os
 from pathlib import Path
 
+import pandas as pd
+
 from pipeline.common import stage_main
 from pipeline.config import Params
 from syndgan.data.ingest import SPLITS, IngestResult, Source, ingest
@@ -41,6 +43,9 @@ def sources_from_params(params: Params) -> list[Source]:
                 annotations=s.annotations,
                 group_pattern=s.group_pattern,
                 label_map=dict(s.label_map),
+                images=os.path.abspath(params.resolve(s.images)) if s.images is not None else None,
+                unlabelled=s.unlabelled,
+                split=s.split,
             )
         )
     return out
@@ -58,6 +63,7 @@ def portable(result: IngestResult, base: Path | None = None) -> IngestResult:
         return os.path.relpath(p, base) if p and os.path.isabs(p) else p
 
     result.manifest["path"] = result.manifest["path"].map(rel)
+    result.manifest["annotation"] = result.manifest["annotation"].map(rel)
     result.annotations["mask_path"] = result.annotations["mask_path"].map(rel)
     for s in result.report["skipped"]:
         s["path"] = rel(s["path"])
@@ -94,6 +100,20 @@ def log_counts(result: IngestResult, classes: list[str]) -> None:
         counts["regions"],
         counts["skipped"],
     )
+    unlabelled = counts["unlabelled"]
+    if unlabelled["normal"] or unlabelled["ignored"]:
+        log.info("unlabelled images: %d taken as normal, %d ignored", unlabelled["normal"], unlabelled["ignored"])
+
+
+def previous_manifest(path: Path) -> pd.DataFrame | None:
+    """The manifest of the last successful run: of duplicate inputs, ingest keeps the file it holds."""
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:  # unreadable: judge duplicates as on a first ingest
+        log.warning("%s: not readable (%s); duplicates are judged as on a first ingest", path, e)
+        return None
 
 
 def run(params: Params) -> IngestResult:
@@ -111,6 +131,7 @@ def run(params: Params) -> IngestResult:
         multi_label=cfg.multi_label,
         extract_dir=extract_dir,
         progress=True,
+        previous=previous_manifest(out / "manifest.parquet"),
     )
     write_outputs(portable(result), out, extract_dir)
     log_counts(result, classes)
@@ -120,8 +141,13 @@ def run(params: Params) -> IngestResult:
     return result
 
 
+def outputs(params: Params) -> list[Path]:
+    out = params.resolve(params.ingest.out)
+    return [out / "manifest.parquet", out / "annotations.parquet", out / "ingest_report.json", out / "extracted"]
+
+
 def main(argv: list[str] | None = None) -> int:
-    return stage_main("ingest", run, argv, __doc__)
+    return stage_main("ingest", run, argv, __doc__, outputs=outputs)
 
 
 if __name__ == "__main__":

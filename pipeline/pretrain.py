@@ -108,7 +108,9 @@ def _f(x: float | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return stage_main("pretrain", run, argv, __doc__)
+    return stage_main(
+        "pretrain", run, argv, __doc__, outputs=lambda p: [p.pretrain.out, p.pretrain.metrics, p.pretrain.plots]
+    )
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ def run(params: Params) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return stage_main("rasterize", run, argv, __doc__)
+    return stage_main("rasterize", run, argv, __doc__, outputs=lambda p: [p.rasterize.out])
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from PIL import Image
 
 from pipeline.common import stage_main
 from pipeline.config import Params
+from pipeline.reconstruction import collect_reconstruction
 from syndgan.errors import DataError
 from syndgan.io import atomic_dir, atomic_write_text
 from syndgan.report.document import Document, render_html, render_markdown
@@ -185,8 +186,6 @@ def section_reconstruction(params: Params, doc: Document, figs: Figures) -> None
     if path.is_file():
         recon = _read_json(path, "evaluate").get("reconstruction", {})
     else:
-        from pipeline.evaluate import collect_reconstruction
-
         recon = collect_reconstruction(params)
     if not recon.get("models"):
         reasons = "; ".join(f"{k}: {v}" for k, v in recon.get("not_run", {}).items())
@@ -414,8 +413,13 @@ def run(params: Params) -> Path:
     return out / "report.html"
 
 
+def outputs(params: Params) -> list[Path]:
+    out = Path(params.report.out)
+    return [out / "report.md", out / "report.html", out / "figures"]
+
+
 def main(argv: list[str] | None = None) -> int:
-    return stage_main("report", run, argv, __doc__)
+    return stage_main("report", run, argv, __doc__, outputs=outputs)
 
 
 if __name__ == "__main__":

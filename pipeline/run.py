@@ -2,6 +2,9 @@
 
     python -m pipeline.run --params data/configs/magnetic-tile.yaml --workdir runs/magnetic-tile
 
+The params file is an overlay of the project's ``params.yaml``: it holds only what differs (sections merge
+key by key; values, lists and free-form maps such as ``ingest.classes`` are replaced whole). The merged
+result is written to ``<workdir>/params.yaml``.
 Stages and their order come from ``dvc.yaml`` (``foreach``/``matrix`` expanded against *this* params file);
 each stage's ``cmd`` runs with the work folder as current directory, so every relative output path of the
 params file lands there. ``dvc repro`` stays the way to reproduce the default ``params.yaml``.
@@ -16,7 +19,6 @@ import itertools
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -24,6 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from pipeline.config import load_raw, parse_params
+from syndgan.errors import ConfigError
+from syndgan.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 _VAR = re.compile(r"\$\{([^}]+)\}")
@@ -37,7 +43,9 @@ def _lookup(ctx: dict, dotted: str) -> Any:
         elif isinstance(cur, list) and part.isdigit():
             cur = cur[int(part)]
         else:
-            raise KeyError(f"dvc.yaml refers to ${{{dotted}}}, which the params file does not define")
+            raise ConfigError(
+                f"dvc.yaml refers to ${{{dotted}}}, which the params (params.yaml + overlay) do not define"
+            )
     return cur
 
 
@@ -83,11 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", default=None, help="run just these stages (dvc names)")
     args = ap.parse_args(argv)
 
-    params = yaml.safe_load(args.params.read_text())
-    stages = expand_stages(yaml.safe_load((ROOT / "dvc.yaml").read_text()), params)
+    try:
+        params = load_raw(args.params, base=ROOT / "params.yaml")
+        parse_params(params, args.params)  # a bad or unknown key: one line before any stage starts
+        stages = expand_stages(yaml.safe_load((ROOT / "dvc.yaml").read_text()), params)
+    except ConfigError as e:
+        print(f"run: error: {e}", file=sys.stderr)
+        return 1
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(args.params, workdir / "params.yaml")  # stages read ./params.yaml, as under DVC
+    # stages read ./params.yaml, as under DVC: the merged whole, which also records what ran
+    atomic_write_text(workdir / "params.yaml", yaml.safe_dump(params, sort_keys=False))
     env = {
         **os.environ,
         "SYNDGAN_ROOT": str(ROOT),

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config import Params, load_params, parse_params
+from pipeline.config import Params, load_params, load_raw, merge_params, parse_params
 from syndgan.errors import ConfigError, DataError
 from syndgan.io import atomic_write_json, atomic_write_text
 
@@ -36,15 +36,6 @@ CODE_DIRS = ("syndgan", "pipeline", "flows")
 DVC = [sys.executable, "-m", "dvc"]
 # What one k needs: everything up to the classification table (no evaluate, report or ablations).
 STAGES = ("demo", "ingest", "rasterize", "pretrain", "train_synth", "augment", "classify", "classify_aggregate")
-
-
-def deep_merge(base: dict, overlay: dict) -> dict:
-    out = dict(base)
-    for key, value in overlay.items():
-        out[key] = (
-            deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-        )
-    return out
 
 
 def k_dir(k: int | str) -> str:
@@ -63,12 +54,10 @@ def _absolute_code_paths(node):
 
 
 def merged_params(files: list[Path]) -> dict:
-    merged = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    """params.yaml with each file laid over it in turn (``pipeline.config.merge_params``)."""
+    merged = load_raw(ROOT / "params.yaml")
     for f in files:
-        try:
-            merged = deep_merge(merged, yaml.safe_load(f.read_text(encoding="utf-8")) or {})
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"{f}: {' '.join(str(e).split())}") from None
+        merged = merge_params(merged, load_raw(f), f)
     return merged
 
 
@@ -86,7 +75,7 @@ def write_project(params_files: list[Path], workdir: Path) -> Params:
         d = workdir / k_dir(k)
         d.mkdir(exist_ok=True)
         (d / "data" / "raw").mkdir(parents=True, exist_ok=True)  # ingest's watched input folder
-        k_params = deep_merge(merged, {"classify": {"k_shot": None if k == "all" else k}})
+        k_params = merge_params(merged, {"classify": {"k_shot": None if k == "all" else k}})
         parse_params(k_params, d / "params.yaml")  # fail now, naming the k, not inside a stage
         _write_if_changed(d / "params.yaml", yaml.safe_dump(k_params, sort_keys=False))
         _write_if_changed(d / "dvc.yaml", yaml.safe_dump({"stages": stages}, sort_keys=False))

@@ -231,11 +231,20 @@ def run(params: Params, ablation: str | None = None) -> dict:
     return metrics
 
 
+def outputs(params: Params, ablation: str | None) -> list[str | Path]:
+    c = params.train_synth
+    if ablation:
+        return [Path(c.ablation_out, ablation), Path(c.ablation_metrics, f"{ablation}.json")]
+    return [c.out, c.metrics, c.plots]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(add_help=False)
     ap.add_argument("--ablation", choices=SYNTH_ABLATIONS, help="train this Table 5 variant instead")
     known, rest = ap.parse_known_args(argv)
-    return stage_main("train_synth", lambda p: run(p, known.ablation), rest, __doc__)
+    return stage_main(
+        "train_synth", lambda p: run(p, known.ablation), rest, __doc__, outputs=lambda p: outputs(p, known.ablation)
+    )
 
 
 if __name__ == "__main__":

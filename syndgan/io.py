@@ -1,6 +1,7 @@
 """Atomic artifact writes: a temp file in the destination folder, then ``os.replace``.
 
-A killed process never leaves a half-written artifact under the final name.
+A killed process never leaves a half-written artifact under the final name; what it leaves instead (the
+temporaries named below) ``remove_stale_temps`` clears at the start of the stage's next run.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -88,8 +91,6 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
     On failure the previous ``path`` is left untouched and the temporary folder is removed.
     """
-    import shutil
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
@@ -106,6 +107,49 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# The temporaries above: mkstemp/mkdtemp put 8 characters of [a-z0-9_] between prefix and suffix.
+_TEMP_FILE = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]+)")  # atomic_path
+_TEMP_DIR = re.compile(r"\.(?P<name>.+)\.(?:tmp-[a-z0-9_]{8}|old-[0-9]+)")  # atomic_dir
+
+
+def temp_target(entry: Path) -> str | None:
+    """The artifact name ``entry`` is an atomic writer's temporary of, else None."""
+    if entry.is_dir() and not entry.is_symlink():
+        m = _TEMP_DIR.fullmatch(entry.name)
+        return m["name"] if m else None
+    m = _TEMP_FILE.fullmatch(entry.name)
+    if m and m["suffix"] == (Path(m["name"]).suffix or ".tmp"):
+        return m["name"]
+    return None
+
+
+def remove_stale_temps(outputs) -> list[Path]:
+    """Delete what killed atomic writes of ``outputs`` left: each output's own temporaries beside it and, in an
+    output folder, every writer temporary inside. Only the writers' name patterns match; nothing else is touched.
+
+    Call it before a stage writes anything: a temporary of a write in progress would be removed too.
+    """
+    removed: list[Path] = []
+
+    def drop(entry: Path) -> None:
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        removed.append(entry)
+
+    for out in map(Path, outputs):
+        if out.parent.is_dir():
+            for entry in sorted(out.parent.iterdir()):
+                if entry.name.startswith(f".{out.name}.") and temp_target(entry) == out.name:
+                    drop(entry)
+        if out.is_dir() and not out.is_symlink():
+            for folder, dirs, files in os.walk(out):
+                for name in sorted(dirs + files):
+                    entry = Path(folder, name)
+                    if temp_target(entry) is not None:
+                        drop(entry)
+                dirs[:] = [d for d in dirs if Path(folder, d).exists()]
+    return removed
 
 
 def _umask() -> int:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -45,3 +47,64 @@ def test_roundtrip_defaults(tmp_path):
     f.write_text(yaml.safe_dump({"ingest": {"sources": [{"format": "labelme", "root": "data/raw/x"}]}}))
     p = load_params(f)
     assert p.ingest.sources[0].format == "labelme" and p.ingest.split.train == 0.7
+
+
+def _write(path, doc):
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_overlay_merges_sections_and_replaces_values(tmp_path):
+    base = _write(
+        tmp_path / "params.yaml",
+        {
+            "ingest": {
+                "classes": {"a": [1, 2, 3], "b": [4, 5, 6]},
+                "seed": 3,
+                "split": {"train": 0.5, "val": 0.2, "test": 0.3},
+            },
+            "rasterize": {"resolution": 32, "coverage": 0.3},
+        },
+    )
+    overlay = _write(
+        tmp_path / "real.yaml", {"ingest": {"classes": {"c": [7, 8, 9]}, "split": {"val": 0.1, "test": 0.4}}}
+    )
+    p = load_params(overlay, base=base)
+    assert p.ingest.classes == {"c": [7, 8, 9]}  # a map is replaced, never unioned with the base's classes
+    assert (p.ingest.split.train, p.ingest.split.val, p.ingest.split.test) == (0.5, 0.1, 0.4)
+    assert p.ingest.seed == 3 and p.rasterize.resolution == 32 and p.rasterize.coverage == 0.3
+    assert load_params(base, base=base).ingest.classes == {"a": [1, 2, 3], "b": [4, 5, 6]}
+
+
+@pytest.mark.parametrize(
+    "doc, key",
+    [
+        ({"ingest": {"clases": {}}}, "ingest.clases"),
+        ({"rasterize": {"resolution": 64}, "rasterise": {}}, "rasterise"),
+        ({"ingest": {"split": {"training": 0.7}}}, "ingest.split.training"),
+        ({"ingest": []}, "ingest"),
+    ],
+)
+def test_overlay_unknown_or_bad_key_is_one_line(tmp_path, doc, key):
+    overlay = _write(tmp_path / "real.yaml", doc)
+    with pytest.raises(ConfigError) as e:
+        load_params(overlay, base="params.yaml")
+    msg = str(e.value)
+    assert msg.startswith(f"{overlay}: ") and key in msg and "\n" not in msg
+
+
+def test_shipped_real_data_config_is_an_overlay_that_validates():
+    path = Path("data/configs/magnetic-tile.yaml")
+    raw = yaml.safe_load(path.read_text())
+    assert "pretrain" not in raw and "report" not in raw  # only what differs from params.yaml
+    p = load_params(path, base="params.yaml")
+    base = load_params("params.yaml")
+    assert list(p.ingest.classes) == ["blowhole", "break", "crack", "fray", "uneven"]
+    assert [s.format for s in p.ingest.sources] == ["magnetic_tile"]
+    assert p.pretrain == base.pretrain and p.report == base.report
+    assert p.classify.train.resolution == 96 and p.evaluate.threads == 2
+
+
+@pytest.mark.parametrize("path", sorted(Path("data/configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_config_validates_as_an_overlay(path):
+    load_params(path, base="params.yaml")

@@ -1,11 +1,12 @@
 """COCO instances JSON: ``images``, ``annotations``, ``categories``.
 
 ``file_name`` is relative to the dataset root (``<root>/images/<file_name>`` is tried too, the layout
-of many exports). Segmentations: polygon lists; RLE, uncompressed (``counts`` a list) or compressed
-(``counts`` a string) is decoded here into an in-memory mask (``Annotation.mask_bytes``; ingest writes
-it out as a PNG); an annotation with only a ``bbox`` becomes that rectangle. Images without
-annotations are normal. A problem with one image (bad segmentation, unknown category...) drops
-that image; an unreadable file drops the whole file.
+of many exports), or to the source's ``images`` folder when it names one. Segmentations: polygon lists;
+RLE, uncompressed (``counts`` a list) or compressed (``counts`` a string) is decoded here into an
+in-memory mask (``Annotation.mask_bytes``; ingest writes it out as a PNG); an annotation with only a
+``bbox`` becomes that rectangle. Images without annotations are unlabelled (``ImageRecord.unlabelled``).
+A problem with one image (bad segmentation, unknown category...) drops that image; an unreadable file
+drops the whole file.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from syndgan.data import polygons
 from syndgan.data.images import encode_mask
-from syndgan.data.records import SHAPE_MASK, SHAPE_POLYGON, Annotation, ErrorHandler, ImageRecord, handle, join_inside
+from syndgan.data.records import SHAPE_MASK, SHAPE_POLYGON, Annotation, ErrorHandler, ImageRecord, dataset_image, handle
 from syndgan.errors import AnnotationError, DataError
 
 
@@ -66,8 +67,11 @@ def rle_decode(counts: list[int], height: int, width: int, order: str = "F") -> 
     return flat.reshape((height, width), order=order)
 
 
-def read_coco(root: str | Path, annotations: str | Path, on_error: ErrorHandler | None = None) -> list[ImageRecord]:
+def read_coco(
+    root: str | Path, annotations: str | Path, on_error: ErrorHandler | None = None, image_dir: str | Path | None = None
+) -> list[ImageRecord]:
     root = Path(root).absolute()
+    image_dir = Path(image_dir).absolute() if image_dir is not None else None
     if not root.is_dir():
         raise DataError(root, "dataset root not found (coco)")
     ann_file = Path(annotations)
@@ -101,7 +105,7 @@ def read_coco(root: str | Path, annotations: str | Path, on_error: ErrorHandler 
             continue
         images[iid] = (name, img)
         try:
-            records[iid] = _record(root, ann_file, name, img)
+            records[iid] = _record(root, ann_file, name, img, image_dir)
         except DataError as e:
             bad[iid] = e
 
@@ -129,6 +133,7 @@ def read_coco(root: str | Path, annotations: str | Path, on_error: ErrorHandler 
             handle(bad[iid], on_error)
         elif iid in records:
             records[iid].annotations = by_image.get(iid, [])
+            records[iid].unlabelled = not records[iid].annotations
             out.append(records[iid])
     return out
 
@@ -143,11 +148,8 @@ def _categories(doc: dict, ann_file: Path) -> dict[int, str]:
     return out
 
 
-def _record(root: Path, ann_file: Path, name: str, img: dict) -> ImageRecord:
-    path = join_inside(root, root, name, ann_file)
-    if not path.exists():
-        alt = join_inside(root, root / "images", name, ann_file)
-        path = alt if alt.exists() else path
+def _record(root: Path, ann_file: Path, name: str, img: dict, image_dir: Path | None) -> ImageRecord:
+    path = dataset_image(root, name, ann_file, image_dir)
     w, h = img.get("width"), img.get("height")
     declared = None
     if w is not None or h is not None:

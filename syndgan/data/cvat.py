@@ -4,8 +4,9 @@ Shapes: ``<polygon points="x,y;x,y;...">``, ``<box xtl= ytl= xbr= ybr= rotation=
 rx= ry= rotation=>`` (a 32-gon) and ``<mask rle= left= top= width= height=>`` (CVAT's row-major RLE
 inside the box, decoded to an in-memory mask). ``<tag label=>`` is an image-level tag. Polylines,
 points, cuboids and skeletons mark no region and are refused. ``name`` is relative to the dataset
-root (``<root>/images/<name>`` is tried too: CVAT's export layout). A problem with one image drops
-that image; an unreadable file drops the whole file.
+root (``<root>/images/<name>`` is tried too: CVAT's export layout), or to the source's ``images`` folder
+when it names one. An image without shapes or tags is unlabelled (``ImageRecord.unlabelled``). A problem
+with one image drops that image; an unreadable file drops the whole file.
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ import numpy as np
 from syndgan.data import polygons
 from syndgan.data.coco import rle_decode
 from syndgan.data.images import encode_mask
-from syndgan.data.records import SHAPE_MASK, SHAPE_POLYGON, Annotation, ErrorHandler, ImageRecord, handle, join_inside
+from syndgan.data.records import SHAPE_MASK, SHAPE_POLYGON, Annotation, ErrorHandler, ImageRecord, dataset_image, handle
 from syndgan.errors import AnnotationError, DataError
 
 _NO_REGION = ("polyline", "points", "cuboid", "skeleton")
 
 
-def read_cvat(root: str | Path, annotations: str | Path, on_error: ErrorHandler | None = None) -> list[ImageRecord]:
+def read_cvat(
+    root: str | Path, annotations: str | Path, on_error: ErrorHandler | None = None, image_dir: str | Path | None = None
+) -> list[ImageRecord]:
     root = Path(root).absolute()
+    image_dir = Path(image_dir).absolute() if image_dir is not None else None
     if not root.is_dir():
         raise DataError(root, "dataset root not found (cvat)")
     xml_file = Path(annotations)
@@ -55,7 +59,7 @@ def read_cvat(root: str | Path, annotations: str | Path, on_error: ErrorHandler 
             if name in seen:
                 raise AnnotationError(xml_file, f"image {name!r} is listed twice")
             seen[name] = k
-            records.append(_record(el, name, root, xml_file))
+            records.append(_record(el, name, root, xml_file, image_dir))
         except DataError as e:
             handle(e, on_error)
     return sorted(records, key=lambda r: str(r.path))
@@ -74,11 +78,8 @@ def _float(el: ET.Element, attr: str, ctx: str, xml_file: Path, default: float |
     return x
 
 
-def _record(el: ET.Element, name: str, root: Path, xml_file: Path) -> ImageRecord:
-    path = join_inside(root, root, name, xml_file)
-    if not path.exists():
-        alt = join_inside(root, root / "images", name, xml_file)
-        path = alt if alt.exists() else path
+def _record(el: ET.Element, name: str, root: Path, xml_file: Path, image_dir: Path | None) -> ImageRecord:
+    path = dataset_image(root, name, xml_file, image_dir)
     ctx = f"image {name!r}"
     declared = None
     if el.get("width") is not None or el.get("height") is not None:
@@ -116,7 +117,14 @@ def _record(el: ET.Element, name: str, root: Path, xml_file: Path) -> ImageRecor
             raise AnnotationError(xml_file, f"{sctx}: <{sh.tag}> marks no region (use polygon, box, ellipse or mask)")
         else:
             raise AnnotationError(xml_file, f"{sctx}: unknown element <{sh.tag}>")
-    return ImageRecord(path=path, annotations=annotations, declared_size=declared, annotation_file=xml_file, tags=tags)
+    return ImageRecord(
+        path=path,
+        annotations=annotations,
+        declared_size=declared,
+        annotation_file=xml_file,
+        tags=tags,
+        unlabelled=not annotations and not tags,
+    )
 
 
 def _points(text: str | None, ctx: str, xml_file: Path) -> list[tuple[float, float]]:

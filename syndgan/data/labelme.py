@@ -6,6 +6,11 @@ lines) mark no region and are refused. The image is ``imagePath`` (relative to t
 allowed) when that file exists inside the root, else the embedded base64 ``imageData``. A JSON with
 no shapes is a normal image; ``flags`` set to true are image-level tags (see ``ImageRecord.tags``).
 JSON files that are not LabelMe files (neither ``shapes`` nor ``imagePath``) are ignored.
+
+Images kept apart from the JSONs: with ``images`` (a folder), an ``imagePath`` may lead into it, and one that
+is not found (a Windows or absolute path of the annotator's machine) is looked up there by its file name.
+Image files no JSON annotates (none refers to them, none has their relative path and stem) are returned as
+unlabelled records (``ImageRecord.unlabelled``), searched in ``images`` or else under the root.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from syndgan.data import polygons
-from syndgan.data.images import encode_mask
+from syndgan.data.images import encode_mask, is_image_file
 from syndgan.data.records import (
     SHAPE_MASK,
     SHAPE_POLYGON,
@@ -39,29 +44,51 @@ log = logging.getLogger(__name__)
 
 def find_json_files(root: Path) -> list[Path]:
     """All ``*.json`` under ``root`` in sorted order, skipping hidden folders (``.git``, checkpoints)."""
+    return _visible_files(root, lambda p: p.suffix == ".json")
+
+
+def _visible_files(root: Path, keep) -> list[Path]:
     root = Path(root)
     return sorted(
-        p for p in root.rglob("*.json") if not any(part.startswith(".") for part in p.relative_to(root).parts)
+        p
+        for p in root.rglob("*")
+        if keep(p) and p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
 
 
-def read_labelme(root: str | Path, on_error: ErrorHandler | None = None) -> list[ImageRecord]:
+def read_labelme(
+    root: str | Path, on_error: ErrorHandler | None = None, image_dir: str | Path | None = None
+) -> list[ImageRecord]:
     root = Path(root).absolute()
     if not root.is_dir():
         raise DataError(root, "dataset root not found (labelme)")
+    images = Path(image_dir).absolute() if image_dir is not None else None
     records = []
-    for path in find_json_files(root):
+    jsons = find_json_files(root)
+    for path in jsons:
         try:
-            rec = read_labelme_file(path, root)
+            rec = read_labelme_file(path, root, images)
         except DataError as e:
             handle(e, on_error)
             continue
         if rec is not None:
             records.append(rec)
-    return records
+    return records + _unlabelled(root, images, jsons, records)
 
 
-def read_labelme_file(path: Path, root: Path) -> ImageRecord | None:
+def _unlabelled(root: Path, images: Path | None, jsons: list[Path], records: list[ImageRecord]) -> list[ImageRecord]:
+    # the stem rule also keeps out the image of a JSON that failed to read: it is not an unlabelled normal
+    folder = images or root
+    annotated = {r.path.resolve() for r in records}
+    stems = {p.relative_to(root).with_suffix("") for p in jsons}
+    return [
+        ImageRecord(path=p, unlabelled=True)
+        for p in _visible_files(folder, is_image_file)
+        if p.resolve() not in annotated and p.relative_to(folder).with_suffix("") not in stems
+    ]
+
+
+def read_labelme_file(path: Path, root: Path, images: Path | None = None) -> ImageRecord | None:
     """One LabelMe JSON -> its record; None for a JSON that is not a LabelMe file."""
     check_inside(root, path, path)
     try:
@@ -81,7 +108,7 @@ def read_labelme_file(path: Path, root: Path) -> ImageRecord | None:
             raise AnnotationError(path, f"imageWidth/imageHeight must be positive integers, got {w!r} x {h!r}")
         declared = (int(w), int(h))
 
-    image_path, image_bytes = _locate_image(doc, path, root)
+    image_path, image_bytes = _locate_image(doc, path, root, images)
     shapes = doc.get("shapes") or []
     if not isinstance(shapes, list):
         raise AnnotationError(path, "'shapes' must be a list")
@@ -102,20 +129,27 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer()
 
 
-def _locate_image(doc: dict, path: Path, root: Path) -> tuple[Path, bytes | None]:
-    """The image file when it exists inside the root, else the embedded data (record path = the JSON)."""
+def _locate_image(doc: dict, path: Path, root: Path, images: Path | None) -> tuple[Path, bytes | None]:
+    """The image file when it exists inside the root (or the images folder), else the embedded data (record
+    path = the JSON)."""
     ref = doc.get("imagePath")
     data = doc.get("imageData")
     escape = None
     if ref:
         if not isinstance(ref, str):
             raise AnnotationError(path, f"imagePath must be a string, got {ref!r}")
-        try:
-            image_path = join_inside(root, path.parent, ref, path)
+        for home in (root, images) if images is not None else (root,):
+            try:
+                image_path = join_inside(home, path.parent, ref, path)
+            except PathEscapeError as e:
+                escape = escape or e
+                continue
             if image_path.is_file():
                 return image_path, None
-        except PathEscapeError as e:
-            escape = e
+        if images is not None:
+            by_name = images / ref.replace("\\", "/").rsplit("/", 1)[-1]
+            if by_name.is_file():
+                return by_name, None
     if data:
         try:
             return path, base64.b64decode(data, validate=True)

@@ -41,6 +41,7 @@ def read_mvtec(root: str | Path, on_error: ErrorHandler | None = None) -> list[I
     """``<cat>/train/good/*.png``, ``<cat>/test/<type>/*.png`` and ``<cat>/ground_truth/<type>/<stem>_mask.png``.
 
     Type ``good`` is normal; any other type is the defect class (map it with the source's label map).
+    ``ImageRecord.split`` is the folder (train or test): a source with ``split: source`` keeps it.
     """
     root = Path(root).absolute()
     if not root.is_dir():
@@ -64,15 +65,11 @@ def read_mvtec(root: str | Path, on_error: ErrorHandler | None = None) -> list[I
                 for img in _images(type_dir):
                     key = (type_dir.name, f"{img.stem}_mask.png")
                     if not defect:
-                        records.append(ImageRecord(path=img, label=NORMAL))
+                        records.append(ImageRecord(path=img, label=NORMAL, split=split))
                     elif key in masks:
                         used.add(key)
-                        mask = masks[key]
-                        records.append(
-                            ImageRecord(
-                                path=img, label=type_dir.name, annotations=[_mask_annotation(type_dir.name, mask)]
-                            )
-                        )
+                        ann = _mask_annotation(type_dir.name, masks[key])
+                        records.append(ImageRecord(path=img, label=type_dir.name, annotations=[ann], split=split))
                     else:
                         rel = Path("ground_truth", *key)
                         handle(PairingError(img, f"defect image has no mask {rel}"), on_error)

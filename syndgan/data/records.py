@@ -47,6 +47,10 @@ class ImageRecord:
     # Image-level labels the source states besides shapes (LabelMe flags set true, CVAT tags). Ingest
     # uses those that name a class or "normal" (after the label map); others are metadata and ignored.
     tags: list[str] = field(default_factory=list)
+    # No annotation at all (an image without a LabelMe JSON, a COCO image without annotations, a CVAT image
+    # without shapes or tags): the source's ``unlabelled`` setting decides whether it is a normal image.
+    unlabelled: bool = False
+    split: str | None = None  # the split the dataset itself ships the image in (MVTec AD: train or test)
 
 
 ErrorHandler = Callable[[DataError], None]
@@ -74,6 +78,18 @@ def join_inside(root: Path, base: Path, ref: str, referrer: Path) -> Path:
         raise PathEscapeError(referrer, f"absolute path {ref!r} (paths must be relative to the dataset)")
     path = Path(os.path.normpath(Path(os.path.abspath(base)) / rel))
     check_inside(root, path, referrer, ref)
+    return path
+
+
+def dataset_image(root: Path, name: str, referrer: Path, images: Path | None = None) -> Path:
+    """A COCO/CVAT ``file_name``: under ``images`` when the source names that folder, else ``root/name``, else
+    ``root/images/name`` (the layout of many exports)."""
+    if images is not None:
+        return join_inside(images, images, name, referrer)
+    path = join_inside(root, root, name, referrer)
+    if not path.exists():
+        alt = join_inside(root, root / "images", name, referrer)
+        path = alt if alt.exists() else path
     return path
 
 

@@ -1,0 +1,60 @@
+"""`python -m pipeline.run` with a params overlay: only what differs from params.yaml."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from pipeline.ingest import main as ingest_main
+from pipeline.run import expand_stages, main
+from syndgan.errors import ConfigError
+
+
+def test_overlay_with_only_ingest_and_rasterize_runs_those_stages(tmp_path, capsys, ingest_labelme_dataset):
+    overlay = tmp_path / "real.yaml"
+    overlay.write_text(
+        yaml.safe_dump(
+            {
+                "ingest": {
+                    "sources": [{"format": "labelme", "root": str(ingest_labelme_dataset)}],
+                    "classes": {"scratch": [255, 0, 0]},
+                },
+                "rasterize": {"resolution": 16},
+            }
+        )
+    )
+    work = tmp_path / "run"
+    assert main(["--params", str(overlay), "--workdir", str(work), "--only", "ingest", "rasterize"]) == 0
+    report = json.loads((work / "data/interim/ingest_report.json").read_text())
+    assert report["counts"]["images"] == 6 and report["classes"] == ["scratch"]
+    assert (work / "data/processed").is_dir() and any((work / "data/processed").rglob("*.png"))
+    merged = yaml.safe_load((work / "params.yaml").read_text())  # what the stages read: the whole merged file
+    assert merged["ingest"]["classes"] == {"scratch": [255, 0, 0]} and merged["ingest"]["split"]["train"] == 0.6
+    assert "train_synth" in merged and "==> pretrain" not in capsys.readouterr().out
+
+
+def test_unknown_overlay_key_is_one_line_before_any_stage(tmp_path, capsys):
+    overlay = tmp_path / "real.yaml"
+    overlay.write_text("rasterize:\n  resolutoin: 64\n")
+    assert main(["--params", str(overlay), "--workdir", str(tmp_path / "run"), "--only", "rasterize"]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith(f"run: error: {overlay}: rasterize.resolutoin: unknown key") and "\n" not in err
+    assert "==>" not in captured.out and not (tmp_path / "run").exists()
+
+
+def test_missing_key_names_it():
+    with pytest.raises(ConfigError, match=r"\$\{train_synth.ablations\}"):
+        expand_stages({"stages": {"x": {"foreach": "${train_synth.ablations}", "do": {"cmd": "echo"}}}}, {})
+
+
+def test_a_stage_reads_another_params_file_as_an_overlay(tmp_path, monkeypatch, ingest_labelme_dataset):
+    monkeypatch.chdir(tmp_path)
+    project = {"ingest": {"sources": [{"format": "labelme", "root": "lm"}], "classes": {"scratch": [255, 0, 0]}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(project))
+    (tmp_path / "short.yaml").write_text("ingest:\n  out: elsewhere\n")  # just what differs
+    assert ingest_main(["--params", "short.yaml"]) == 0
+    report = json.loads((tmp_path / "elsewhere" / "ingest_report.json").read_text())
+    assert report["classes"] == ["scratch"] and report["counts"]["images"] == 6

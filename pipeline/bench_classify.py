@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     from syndgan.augment import ProcessedDataset
     from syndgan.classify import classification_metrics, load_real, predict, train_classifier
 
-    params = load_params(args.params.resolve())
-    os.environ.setdefault("SYNDGAN_ROOT", str(Path(__file__).resolve().parent.parent))
+    root = Path(__file__).resolve().parent.parent
+    params = load_params(args.params.resolve(), base=root / "params.yaml")  # an overlay of params.yaml
+    os.environ.setdefault("SYNDGAN_ROOT", str(root))
     os.chdir(args.workdir)
     torch.set_num_threads(max(1, params.classify.train.threads))
     dataset = ProcessedDataset.load(params.resolve(params.rasterize.out))

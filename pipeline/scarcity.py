@@ -61,9 +61,12 @@ def merged_params(files: list[Path]) -> dict:
     return merged
 
 
-def write_project(params_files: list[Path], workdir: Path) -> Params:
-    """Lay out (or refresh) the benchmark's DVC project; returns the merged params."""
+def write_project(params_files: list[Path], workdir: Path, ks: list | None = None) -> Params:
+    """Lay out (or refresh) the benchmark's DVC project; returns the merged params. ``ks`` overrides
+    ``scarcity.ks`` (part of the grid now, the rest in a later run: finished cells stay cached)."""
     merged = merged_params(params_files)
+    if ks is not None:
+        merged = merge_params(merged, {"scarcity": {"ks": ks}})
     params = parse_params(merged, " + ".join(str(f) for f in params_files))
     workdir.mkdir(parents=True, exist_ok=True)
     if not (workdir / ".dvc").is_dir():
@@ -142,11 +145,11 @@ def _cells(params: Params) -> list[Path]:
     ]
 
 
-def run_benchmark(params_files: list[Path], workdir: Path, log_name: str = "repro.log") -> int:
+def run_benchmark(params_files: list[Path], workdir: Path, log_name: str = "repro.log", ks: list | None = None) -> int:
     """Lay out the project, run ``dvc repro`` in it with a progress bar over the grid's cells."""
     from tqdm import tqdm
 
-    params = write_project(params_files, workdir)
+    params = write_project(params_files, workdir, ks)
     cells = _cells(params)
     env = {**os.environ, "SYNDGAN_ROOT": str(ROOT), "DVC_NO_ANALYTICS": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # stages run this python
@@ -164,7 +167,7 @@ def run_benchmark(params_files: list[Path], workdir: Path, log_name: str = "repr
                 n = sum((workdir / p).is_file() for p in cells)
                 bar.update(n - bar.n)
                 found = stage.findall(log_path.read_bytes()[-20000:])
-                if found:
+                if found and found[-1].decode() != bar.postfix:
                     bar.set_postfix_str(found[-1].decode(), refresh=True)
 
         watcher = threading.Thread(target=watch, daemon=True)
@@ -180,16 +183,57 @@ def run_benchmark(params_files: list[Path], workdir: Path, log_name: str = "repr
         print("\n".join(tail), file=sys.stderr)
         print(f"scarcity: error: dvc repro failed after {minutes:.1f} min; see {log_path}", file=sys.stderr)
         return 1
+    runs_path = workdir / "runs.json"  # wall time of every benchmark run, for the report
+    history = json.loads(runs_path.read_text()) if runs_path.is_file() else []
+    history.append({"ks": [str(k) for k in params.scarcity.ks], "minutes": round(minutes, 1), "cells": len(cells)})
+    atomic_write_json(runs_path, history)
     print(f"scarcity benchmark done in {minutes:.1f} min: {workdir / params.scarcity.table}", flush=True)
     print((workdir / params.scarcity.table).read_text(encoding="utf-8"), flush=True)
     return 0
+
+
+def publish(workdir: Path, out: Path) -> None:
+    """Copy a finished benchmark's results into ``out`` (a reports/ folder) with a README saying what ran."""
+    import shutil
+
+    params = load_params(workdir / "params.yaml")
+    sc = params.scarcity
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(workdir / sc.records, out / "scarcity.json")
+    shutil.copyfile(workdir / sc.figure, out / "scarcity.png")
+    shutil.copyfile(workdir / "params.yaml", out / "params.yaml")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+    )
+    version = commit.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+    runs = json.loads((workdir / "runs.json").read_text()) if (workdir / "runs.json").is_file() else []
+    c = params.classify
+    lines = [
+        f"# Scarcity benchmark: {sc.dataset}",
+        "",
+        f"Code version {version}; params: `params.yaml` here (the merged params files). For every k, the whole",
+        "pipeline ran with `classify.k_shot: k` (pretrain, train_synth and augment learn from the k kept images only);",
+        f"classify: methods {c.methods}, seeds {c.seeds}, doses {c.doses} (each method's dose chosen on val macro-F1;",
+        "test read once). Records: `scarcity.json` (one per k, method, seed at the chosen dose; rates in %).",
+        "",
+        (workdir / sc.table).read_text(encoding="utf-8"),
+        "![macro-F1 against k](scarcity.png)",
+        "",
+        "Wall time of the benchmark runs (2 CPU cores): "
+        + "; ".join(f"k {', '.join(r['ks'])}: {r['minutes']} min for {r['cells']} cells" for r in runs),
+        "",
+    ]
+    atomic_write_text(out / "README.md", "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipeline.scarcity", description=__doc__.split("\n")[0])
     ap.add_argument("--params", type=Path, nargs="+", default=[Path("data/configs/scarcity-demo.yaml")])
     ap.add_argument("--workdir", type=Path, default=None, help="default: runs/scarcity-<scarcity.dataset>")
+    ap.add_argument("--ks", nargs="+", default=None, help="run these k only (integers or all)")
     ap.add_argument("--aggregate", action="store_true", help="the benchmark project's own stage (in its folder)")
+    ap.add_argument("--publish", type=Path, default=None, help="copy the finished results of --workdir here")
     args = ap.parse_args(argv)
     try:
         if args.aggregate:
@@ -197,7 +241,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         files = [f.resolve() for f in args.params]
         workdir = args.workdir or Path("runs") / f"scarcity-{parse_params(merged_params(files)).scarcity.dataset}"
-        return run_benchmark(files, workdir.resolve())
+        if args.publish is not None:
+            publish(workdir.resolve(), args.publish)
+            return 0
+        ks = None if args.ks is None else [k if k == "all" else int(k) for k in args.ks]
+        return run_benchmark(files, workdir.resolve(), ks=ks)
     except (ConfigError, DataError) as e:
         print(f"scarcity: error: {e}", file=sys.stderr)
         return 1

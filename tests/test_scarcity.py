@@ -64,6 +64,12 @@ def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path):
     assert "| 1 | copy_paste |" in (work / "scarcity.md").read_text()
     plot = (work / "plots" / "scarcity.csv").read_text().splitlines()
     assert plot[0] == "k_index,k,method,macro_f1,macro_f1_std" and len(plot) == 1 + 6
+    # the committed form: records, figure, params and a README saying what ran
+    report = tmp_path / "report"
+    assert scarcity.main(["--params", str(overlay), "--workdir", str(work), "--publish", str(report)]) == 0
+    assert json.loads((report / "scarcity.json").read_text()) == records
+    readme = (report / "README.md").read_text()
+    assert "Scarcity benchmark: tiny" in readme and "| all | syndgan |" in readme and "min for 3 cells" in readme
 
 
 def test_bad_scarcity_params_name_the_key(tmp_path, capsys):

@@ -214,12 +214,15 @@ def section_classification(params: Params, doc: Document, figs: Figures) -> None
     agg = _read_json(params.resolve(c.metrics), "classify_aggregate")
     doc.paragraph(
         "EfficientNet-Lite0 test accuracy per class, total accuracy, macro-F1 and defect recall (any defect "
-        "predicted as a defect), in %, mean ± std over the seeds; the same step budget for every method."
+        "predicted as a defect), in %, mean ± std over the seeds; the same step budget for every method. "
+        "Where a method ran several doses, the one with the best val macro-F1 is marked \"chosen on val\" and is "
+        "the one shown in the confusion matrices."
     )
     doc.table(*classification_table(agg, c.methods, c.doses, _class_order(params)))
     panels, used = [], []
     for method in [m for m in dict.fromkeys([*c.methods, *agg]) if m in agg]:
-        summed = summed_confusion(params, method)
+        chosen = next(d for d, s in agg[method].items() if s["selected"])
+        summed = summed_confusion(params, method, chosen)
         if summed is None:
             doc.paragraph(f"{NOT_RUN}: no classify run of {method} under `{c.out}` for seeds {c.seeds}.")
             continue
@@ -231,19 +234,20 @@ def section_classification(params: Params, doc: Document, figs: Figures) -> None
         figs.add(doc, "confusion.png", confusion_figure(panels), caption)
 
 
-def summed_confusion(params: Params, method: str) -> tuple[np.ndarray, list[str], list[int], str] | None:
-    """(test confusion matrix summed over the seeds, classes, seeds found, dose) of a method's classify runs,
-    at its last configured dose (``0`` for training-time methods); None when no run exists."""
+def summed_confusion(
+    params: Params, method: str, dose: str
+) -> tuple[np.ndarray, list[str], list[int], str] | None:
+    """(test confusion matrix summed over the seeds, classes, seeds found, dose) of a method's classify runs
+    at ``dose`` (the one chosen on val; ``0`` for training-time methods); None when no run exists."""
     c = params.classify
-    confusion, classes, seeds, dose = None, [], [], ""
+    confusion, classes, seeds = None, [], []
     for seed in c.seeds:
         path = params.resolve(c.out) / f"{method}-s{seed}" / "metrics.json"
         if not path.is_file():
             continue
         run = _read_json(path, "classify")
         doses = run.get("doses", {})
-        dose = next((str(d) for d in reversed(c.doses) if str(d) in doses), next(iter(doses), None))
-        if dose is None:
+        if dose not in doses:
             continue
         cm = np.asarray(doses[dose]["confusion"], float)
         if confusion is not None and cm.shape != confusion.shape:

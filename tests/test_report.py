@@ -68,7 +68,7 @@ def write_classify(root, rng, seeds=(0, 1)) -> dict:
         for seed in seeds:
             y = rng.integers(0, 3, 30).tolist()
             pred = [t if rng.random() < 0.7 else int(rng.integers(0, 3)) for t in y]
-            m = classification_metrics(y, pred, NAMES)
+            m = {**classification_metrics(y, pred, NAMES), "val_macro_f1": float(rng.random())}
             dose = "0" if method == "none" else "all"
             folder = root / "reports" / "classify" / f"{method}-s{seed}"
             folder.mkdir(parents=True, exist_ok=True)
@@ -214,8 +214,8 @@ def test_params_and_code_version_are_embedded(project):
 def test_confusion_is_summed_over_seeds(project):
     root, params, _, _, _ = project
     with contextlib.chdir(root):
-        cm, classes, seeds, dose = report.summed_confusion(params, "copy_paste")
-        assert report.summed_confusion(params, "cutmix") is None  # no such run here
+        cm, classes, seeds, dose = report.summed_confusion(params, "copy_paste", "all")
+        assert report.summed_confusion(params, "cutmix", "0") is None  # no such run here
     runs = [
         json.loads((root / "reports" / "classify" / f"copy_paste-s{s}" / "metrics.json").read_text()) for s in (0, 1)
     ]

@@ -200,7 +200,7 @@ def classification_table(
             rows.append(
                 [
                     set_label(method),
-                    str(dose),
+                    f"{dose} (chosen on val)" if s.get("selected") and len(by_dose) > 1 else str(dose),
                     fmt_int(s.get("seeds")),
                     *(_pct(pc.get(c)) for c in classes),
                     _pct(s.get("total_accuracy")),

@@ -44,6 +44,7 @@ class SourceConfig:
     annotations: str | None = None  # coco json / cvat xml, relative to root (required for those formats)
     group_pattern: str | None = None  # regex on the image stem; group(1) (or the match) names the group
     label_map: dict[str, str] = field(default_factory=dict)  # source label -> project class (or "normal")
+    synthetic: bool = False  # generated images (defect studio): always in train, never val/test
 
 
 @dataclass

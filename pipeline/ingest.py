@@ -41,6 +41,7 @@ def sources_from_params(params: Params) -> list[Source]:
                 annotations=s.annotations,
                 group_pattern=s.group_pattern,
                 label_map=dict(s.label_map),
+                synthetic=s.synthetic,
             )
         )
     return out

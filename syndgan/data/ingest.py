@@ -9,6 +9,8 @@
   source's label map), files inside the dataset root (symlinks resolved);
 * refuses duplicates: two files with the same content (sha256) or the same image id;
 * labels each image, groups it, and splits groups into train/val/test (see ``assign_splits``).
+  Images of a ``synthetic`` source (generated, e.g. by the defect studio) always go to train and
+  take no part in the split draw, so the real images' splits do not change when they are added.
 
 Image label: the class the source states for the image (class folder, LabelMe flag / CVAT tag
 naming a class) when there is exactly one; otherwise the class of its regions; with several
@@ -95,6 +97,7 @@ class Source:
     annotations: str | Path | None = None  # COCO JSON / CVAT XML, relative to root
     group_pattern: str | None = None  # regex searched in the image stem: group(1), else the match
     label_map: dict[str, str] = field(default_factory=dict)  # source label -> class or "normal"
+    synthetic: bool = False  # generated images (e.g. the defect studio's): always train, never val/test
 
     @property
     def id_prefix(self) -> str:
@@ -560,8 +563,12 @@ def ingest(
         raise DataError(", ".join(str(s.root) for s in sources), "no usable images")
 
     groups = [c.item.record.group for c in unique]
-    labels = [c.row["label"] for c in unique]
-    splits = assign_splits(groups, labels, split, seed, classes)
+    # Synthetic images join train only and are left out of the split draw: real images keep their splits.
+    real = [i for i, c in enumerate(unique) if not c.item.source.synthetic]
+    splits = ["train"] * len(unique)
+    drawn = assign_splits([groups[i] for i in real], [unique[i].row["label"] for i in real], split, seed, classes)
+    for i, s in zip(real, drawn, strict=True):
+        splits[i] = s
     rows = [{**c.row, "split": s, "group": g} for c, s, g in zip(unique, splits, groups, strict=True)]
     manifest = _frame(rows, MANIFEST_COLUMNS)
     annotations = _frame([r for c in unique for r in c.regions], ANNOTATION_COLUMNS)

@@ -191,3 +191,35 @@ def test_wrong_checkpoints_and_held_out_saves_are_refused(project, one_thread): 
         rid = _synth(c, [_poly()], image="demo/normal2").json()["results"][0]["id"]
         _refused(c.post("/api/save", json={"result": rid}), 409, "save", "demo/normal2 is a test image")
     assert _written(project) == []
+
+
+def test_a_real_data_classifier_scores_each_result(project, tmp_path, one_thread):  # noqa: F811
+    import torch
+
+    from syndgan.classify.train import create_classifier
+    from syndgan.errors import DataError
+    from syndgan.studio.core import ClassifierScorer, find_scorer
+
+    torch.manual_seed(0)
+    model = create_classifier("tf_efficientnet_lite0", 3, pretrained=False)
+    path = tmp_path / "reports/classify/none-s0/dose-all/model.pt"
+    path.parent.mkdir(parents=True)
+    torch.save({"model": model.state_dict(), "arch": "tf_efficientnet_lite0", "classes": ["normal", "bump", "dust"],
+                "resolution": 32, "method": "none", "seed": 0, "dose": "all"}, path)  # fmt: skip
+    scorer = find_scorer(tmp_path)  # the project's real-data classifier, found where classify writes it
+    assert scorer is not None and "none-s0" in scorer.name
+    studio = make_studio(project)
+    studio.scorer = scorer
+    with TestClient(create_app(studio)) as c:
+        assert c.get("/api/info").json()["scorer"] == scorer.name
+        body = _synth(c, [_poly(cls="dust")], variants=2, jitter=1).json()
+    scores = [r["score"] for r in body["results"]]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    img = studio.result(body["results"][0]["id"]).image
+    assert scores[0] == pytest.approx(scorer.score(img, "dust"))
+    assert scorer.score(img, "crack") is None  # a class the classifier never saw gets no score
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="bad.pt: not a classify model.pt"):
+        ClassifierScorer.from_file(bad)
+    assert find_scorer(tmp_path / "nothing") is None

@@ -13,6 +13,7 @@ image, then its LabelMe JSON (each atomically), so an interrupted save leaves no
 from __future__ import annotations
 
 import hashlib
+import pickle
 import re
 import threading
 import time
@@ -253,7 +254,7 @@ class ClassifierScorer:
             model.load_state_dict(state["model"])
         except FileNotFoundError:
             raise DataError(path, "classifier not found") from None
-        except (KeyError, RuntimeError, OSError, ValueError) as e:
+        except (KeyError, RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as e:
             raise DataError(path, f"not a classify model.pt: {type(e).__name__}: {e}") from None
         return cls(model, state["classes"], state["resolution"], str(path))
 

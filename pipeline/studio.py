@@ -25,6 +25,7 @@ import syndgan.studio
 from pipeline.cli import STUDIO_OUT, STUDIO_PORT
 from pipeline.config import Params
 from syndgan.studio import ImageStore, Studio, StudioError
+from syndgan.studio.images import png_bytes
 
 log = logging.getLogger("syndgan.studio")
 
@@ -89,7 +90,7 @@ def create_app(studio: Studio) -> Starlette:
 
     async def image(request):
         src = await run_in_threadpool(studio.images.get, request.query_params.get("id", ""))
-        return Response(await run_in_threadpool(_png, src.image), media_type="image/png")
+        return Response(await run_in_threadpool(png_bytes, src.image), media_type="image/png")
 
     async def thumb(request):
         data = await run_in_threadpool(studio.images.thumbnail, request.query_params.get("id", ""))
@@ -107,7 +108,7 @@ def create_app(studio: Studio) -> Starlette:
 
     async def result_png(request):
         res = studio.result(request.path_params["rid"])
-        return Response(await run_in_threadpool(_png, res.image), media_type="image/png")
+        return Response(await run_in_threadpool(png_bytes, res.image), media_type="image/png")
 
     async def mask_png(request):
         return Response(studio.mask_png(request.path_params["mid"]), media_type="image/png")
@@ -134,12 +135,6 @@ def create_app(studio: Studio) -> Starlette:
         return JSONResponse({"error": f"{request.url.path}: not found"}, status_code=404)
 
     return Starlette(routes=routes, exception_handlers={404: not_found})
-
-
-def _png(img) -> bytes:
-    from syndgan.studio.images import png_bytes
-
-    return png_bytes(img)
 
 
 def build_studio(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -223,3 +224,31 @@ def test_a_real_data_classifier_scores_each_result(project, tmp_path, one_thread
     with pytest.raises(DataError, match="bad.pt: not a classify model.pt"):
         ClassifierScorer.from_file(bad)
     assert find_scorer(tmp_path / "nothing") is None
+
+
+def test_build_studio_from_params_and_the_cli_refuses_a_foreign_checkpoint(project, tmp_path, monkeypatch, capsys):
+    from pipeline.cli import main
+    from pipeline.config import parse_params
+    from pipeline.studio import build_studio
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "interim").mkdir()
+    rows = project["manifest"].assign(
+        path=[str(p).replace(str(project["data"]), "data") for p in project["manifest"]["path"]]
+    )
+    shutil.copytree(project["data"], tmp_path / "data")
+    rows.to_parquet(tmp_path / "interim" / "manifest.parquet")
+    classes = {c["name"]: c["color"] for c in CLASSES}
+    params = parse_params({"ingest": {"classes": classes, "out": "interim"}, "train_synth": {"ablation_out": "abl"}})
+    (tmp_path / "abl" / "no_pretrain").mkdir(parents=True)
+    (tmp_path / "abl" / "no_pretrain" / "synthesizer.pt").write_bytes(project["checkpoint"].read_bytes())
+    studio = build_studio(params, project["checkpoint"], no_scorer=True)
+    assert studio.info()["checkpoints"] == [str(project["checkpoint"]), "abl/no_pretrain/synthesizer.pt"]
+    assert [i["id"] for i in studio.images.listing("train")] == ["demo/normal0", "demo/normal1"]
+    assert studio.images.get("demo/normal0").image.size == SIZE
+    assert studio.out_dir == tmp_path / "data/raw/studio"
+
+    (tmp_path / "params.yaml").write_text(json.dumps({"ingest": {"classes": {**classes, "crack": [1, 2, 3]}}}))
+    assert main(["studio", "--checkpoint", str(project["checkpoint"]), "--no-scorer"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("syndgan studio: error: checkpoint: ") and "crack" in err and "\n" not in err

@@ -50,6 +50,7 @@ async function loadGallery() {
     img.src = `/api/thumb?id=${encodeURIComponent(im.id)}`;
     img.title = `${im.id} (${im.width}x${im.height}, ${im.split})`;
     img.dataset.id = im.id;
+    img.loading = "lazy";
     img.onclick = () => chooseImage(im.id, im.id, img);
     gallery.appendChild(img);
   }

@@ -169,7 +169,7 @@ def build_studio(
         store,
         params.resolve(out),
         channels=channels,
-        scorer=None if no_scorer else find_scorer(Path.cwd(), scorer),
+        scorer=None if no_scorer else find_scorer(Path.cwd(), scorer, params.resolve(params.pretrain.out)),
         device=device,
     )
 

@@ -269,7 +269,8 @@ class Synthesizer:
         y = ((y[0].cpu().numpy().transpose(1, 2, 0) + 1.0) * 127.5).astype(np.float32)
         return _resize_float(y, (s, s)) if s != r else y
 
-    def _windows(self, labels: np.ndarray) -> list[tuple[Window | None, np.ndarray]]:
+    def windows(self, labels: np.ndarray) -> list[tuple[Window | None, np.ndarray]]:
+        """The windows ``synthesize`` paints, each with the defect pixels it paints (resize mode: one, None)."""
         if self.mode == "resize":
             return [(None, labels > 0)]
         return defect_windows(labels, self.patch_size, margin=max(2, self.patch_size // 16))
@@ -303,7 +304,7 @@ class Synthesizer:
             work = np.repeat(arr, 3, axis=2)
         out = work.astype(np.float32)
         changed = np.zeros((h, w), bool)
-        for win, members in self._windows(labels) if labels.any() else []:
+        for win, members in self.windows(labels) if labels.any() else []:
             own = np.where(members, labels, 0).astype(np.uint8)
             painted, scale = self._paint(work, own, win)
             if blend:

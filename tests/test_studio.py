@@ -252,3 +252,36 @@ def test_build_studio_from_params_and_the_cli_refuses_a_foreign_checkpoint(proje
     assert main(["studio", "--checkpoint", str(project["checkpoint"]), "--no-scorer"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("syndgan studio: error: checkpoint: ") and "crack" in err and "\n" not in err
+
+
+def test_without_a_classifier_the_pretraining_discriminator_scores(project, tmp_path, one_thread):  # noqa: F811
+    from synth_helpers import write_pretrained
+
+    from syndgan.studio.core import DiscriminatorScorer, find_scorer
+
+    write_pretrained(tmp_path / "pretrain")
+    scorer = find_scorer(tmp_path / "project", pretrain_dir=tmp_path / "pretrain")
+    assert isinstance(scorer, DiscriminatorScorer) and scorer.resolution == 32
+    studio = make_studio(project)
+    studio.scorer = scorer
+    body = studio.synthesize({"image": "demo/normal0", "ops": [_poly()], "variants": 2, "jitter": 2})
+    scores = [r["score"] for r in body["results"]]
+    assert all(0.0 < s < 1.0 for s in scores) and body["scorer"].startswith("discriminator realism")
+    img = studio.result(body["results"][0]["id"]).image
+    assert scores[0] == pytest.approx(scorer.score(img, "bump"))
+    assert scorer.score(img, "bump", (8, 8, 16)) != pytest.approx(scores[0])  # a patch-mode window is judged alone
+
+
+def test_patch_mode_paints_a_large_upload_only_around_the_defect(project, tmp_path, one_thread):  # noqa: F811
+    from studio_helpers import smooth_image
+    from synth_helpers import write_synthesizer
+
+    from syndgan.studio import ImageStore, Studio
+
+    ckpt = write_synthesizer(tmp_path / "patch.pt", data={"mode": "patch", "patch_size": 32})
+    studio = Studio(CLASSES, {"patch": ckpt}, ImageStore(None, []), tmp_path / "out", device="cpu")
+    src = studio.images.add_upload(smooth_image(tmp_path / "big.png", 5, (160, 120)).read_bytes(), "big.png")
+    body = studio.synthesize({"image": src.ref, "ops": [_poly([[100, 60], [106, 60], [103, 66]], "dust")]})
+    x0, y0, x1, y1 = body["results"][0]["changed"]
+    assert 100 - 32 <= x0 and x1 <= 106 + 32 and 60 - 32 <= y0 and y1 <= 66 + 32  # inside the 32 px window
+    assert studio.result(body["results"][0]["id"]).image.size == (160, 120)

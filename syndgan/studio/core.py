@@ -157,12 +157,18 @@ class Studio:
                 img = ck.synth.synthesize(src.image, v_labels)
                 ms = (time.perf_counter() - t0) * 1000
                 main_class = self._main_class(v_labels)
-                score = self.scorer.score(img, main_class) if self.scorer else None
+                score = self.scorer.score(img, main_class, self._window(ck, v_labels)) if self.scorer else None
                 res = Result("", src, img, v_labels, v_ops, ck, seed + k, float(jitter) if k else 0.0, score)
                 res.meta = {"class": main_class, "ms": round(ms, 1), "changed": changed_box(src.image, img)}
                 res.id = self._keep(self.results, res)
                 out.append({"id": res.id, "seed": res.seed, "jitter": res.jitter, "score": score, **res.meta})
         return {"mask": mask_id, "results": out, "scorer": self.scorer.name if self.scorer else None}
+
+    @staticmethod
+    def _window(ck: Checkpoint, labels: np.ndarray) -> tuple[int, int, int] | None:
+        """Patch mode: the first window the synthesizer painted (x0, y0, size); resize mode: None."""
+        win = ck.synth.windows(labels)[0][0]
+        return None if win is None else (win.x0, win.y0, win.size)
 
     def _colours(self, labels: np.ndarray) -> np.ndarray:
         return colorize(labels, {int(c["id"]): c["color"] for c in self.classes})
@@ -259,8 +265,9 @@ class ClassifierScorer:
         return cls(model, state["classes"], state["resolution"], str(path))
 
     @torch.no_grad()
-    def score(self, image: Image.Image, class_name: str) -> float | None:
-        """P(``class_name``) for ``image``; None when the classifier does not know the class."""
+    def score(self, image: Image.Image, class_name: str, window=None) -> float | None:
+        """P(``class_name``) for the whole ``image`` (as the classifier was trained); None for a class it
+        does not know. ``window`` is not used."""
         if class_name not in self.classes:
             return None
         from syndgan.classify.train import normalize
@@ -273,9 +280,52 @@ class ClassifierScorer:
         return float(p[self.classes.index(class_name)])
 
 
-def find_scorer(project: Path, explicit: str | Path | None = None) -> ClassifierScorer | None:
-    """The given classifier (errors if unusable), else the project's real-data one when it exists."""
+class DiscriminatorScorer:
+    """Realism: sigmoid of the pretraining discriminator's mean logit (real > 0.5), uncalibrated.
+
+    It judges what it was trained on: the whole image at its resolution, or in patch mode the window
+    the synthesizer painted (``window``).
+    """
+
+    name = "discriminator realism (pretrain D, sigmoid of mean logit)"
+
+    def __init__(self, D: torch.nn.Module, resolution: int, channels: int):
+        self.D, self.resolution, self.channels = D.eval().requires_grad_(False), int(resolution), int(channels)
+
+    @classmethod
+    def from_files(cls, generator: str | Path, discriminator: str | Path) -> DiscriminatorScorer:
+        from syndgan.training.common import load_checkpoint
+        from syndgan.training.synth import SynthSettings, build_discriminator
+
+        pre = load_checkpoint(generator).get("settings")
+        if not isinstance(pre, dict) or "resolution" not in pre:
+            raise DataError(generator, "no pretraining settings: not a pretrain generator.pt")
+        res, ch = int(pre["resolution"]), int(pre["channels"])
+        return cls(build_discriminator(pre, SynthSettings(), res, ch, 0, discriminator), res, ch)
+
+    @torch.no_grad()
+    def score(self, image: Image.Image, class_name: str, window=None) -> float:
+        if window is not None:
+            x0, y0, size = window
+            image = image.crop((x0, y0, x0 + size, y0 + size))  # PIL pads outside the image with black
+        img = image.convert("L" if self.channels == 1 else "RGB").resize(
+            (self.resolution, self.resolution), Image.Resampling.LANCZOS
+        )
+        arr = np.asarray(img, np.float32).reshape(self.resolution, self.resolution, self.channels)
+        x = torch.from_numpy(arr.transpose(2, 0, 1).copy())[None] / 127.5 - 1.0
+        return float(torch.sigmoid(self.D(x, augment=False).float().mean()))
+
+
+def find_scorer(project: Path, explicit: str | Path | None = None, pretrain_dir: str | Path | None = None):
+    """The given classifier (errors if unusable), else the project's real-data classifier, else the
+    pretraining discriminator (``<pretrain_dir>/generator.pt`` + ``checkpoints/last.pt``), else None."""
     if explicit:
         return ClassifierScorer.from_file(explicit)
     path = Path(project) / DEFAULT_CLASSIFIER
-    return ClassifierScorer.from_file(path) if path.is_file() else None
+    if path.is_file():
+        return ClassifierScorer.from_file(path)
+    if pretrain_dir is not None:
+        gen, disc = Path(pretrain_dir) / "generator.pt", Path(pretrain_dir) / "checkpoints" / "last.pt"
+        if gen.is_file() and disc.is_file():
+            return DiscriminatorScorer.from_files(gen, disc)
+    return None

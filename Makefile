@@ -53,7 +53,7 @@ ui-check: setup
 
 ## make studio [PORT=8765] [CHECKPOINT=...]: defect studio on http://127.0.0.1:8765/ (paint defects, save them as training data)
 studio: setup
-	syndgan studio $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(if $(PORT),--port $(PORT))
+	python -m pipeline.cli studio $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(if $(PORT),--port $(PORT))
 
 ## make deploy POOL=name [IMAGE=registry/syndgan:tag]: the same deployments on a Prefect work pool (process, Kubernetes)
 deploy: setup

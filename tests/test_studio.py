@@ -183,6 +183,10 @@ def test_wrong_checkpoints_and_held_out_saves_are_refused(project, one_thread): 
     other = [*CLASSES, {"name": "crack", "id": 3, "color": [9, 9, 9]}]
     with TestClient(create_app(make_studio(project, classes=other))) as c:
         _refused(_synth(c, [_poly()]), 409, "checkpoint", "trained for classes ['bump', 'dust']", "crack")
+    foreign = make_studio(project)
+    foreign.checkpoints["tiny"].path = project["data"] / "normal0.png"  # not a checkpoint at all
+    with TestClient(create_app(foreign)) as c:
+        _refused(_synth(c, [_poly()]), 409, "checkpoint", "normal0.png: cannot load")
     with TestClient(create_app(make_studio(project, channels=1))) as c:
         _refused(_synth(c, [_poly()]), 409, "checkpoint", "3-channel", "1 channel")
     with TestClient(create_app(make_studio(project))) as c:

@@ -110,7 +110,8 @@ class Studio:
             try:
                 synth = Synthesizer.from_checkpoint(ck.path, device=self.device)
             except Exception as e:  # a missing or foreign file: say so on the page
-                raise StudioError("checkpoint", f"{ck.path}: cannot load: {e}", status=409) from None
+                why = e.problem if isinstance(e, DataError) else f"{type(e).__name__}: {e}"
+                raise StudioError("checkpoint", f"{ck.path}: cannot load: {why}", status=409) from None
             want = [(c["name"], int(c["id"]), list(c["color"])) for c in self.classes]
             got = [(c["name"], int(c["id"]), list(c["color"])) for c in synth.classes]
             if got != want:

@@ -289,3 +289,15 @@ def test_patch_mode_paints_a_large_upload_only_around_the_defect(project, tmp_pa
     x0, y0, x1, y1 = body["results"][0]["changed"]
     assert 100 - 32 <= x0 and x1 <= 106 + 32 and 60 - 32 <= y0 and y1 <= 66 + 32  # inside the 32 px window
     assert studio.result(body["results"][0]["id"]).image.size == (160, 120)
+
+
+def test_results_held_for_saving_are_bounded(project, monkeypatch, one_thread):  # noqa: F811
+    import syndgan.studio.core as core
+
+    studio = make_studio(project)
+    one = SIZE[0] * SIZE[1] * 4  # RGB result + label map
+    monkeypatch.setattr(core, "KEEP_BYTES", 3 * one)
+    ids = [studio.synthesize({"image": "demo/normal0", "ops": [_poly()]})["results"][0]["id"] for _ in range(5)]
+    assert list(studio.results) == ids[-3:]  # the oldest went first
+    with pytest.raises(core.StudioError, match="unknown or expired"):
+        studio.save(ids[0])

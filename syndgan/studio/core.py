@@ -35,6 +35,7 @@ from syndgan.studio.masks import Op, StudioError, jitter_ops, labelme_shapes, pa
 MAX_VARIANTS = 8
 MAX_JITTER = 16.0
 KEEP_RESULTS = 64  # results held for saving; older ones are dropped
+KEEP_BYTES = 512 << 20  # ... and fewer for large images (a 2440 x 2040 RGB result + labels is ~20 MB)
 NO_SAVE_SPLITS = ("val", "test")  # a defect painted on a held-out image must not become training data
 
 
@@ -183,8 +184,17 @@ class Studio:
     def _keep(store: OrderedDict, value) -> str:
         key = hashlib.sha256(f"{time.time_ns()}-{len(store)}-{id(value)}".encode()).hexdigest()[:16]
         store[key] = value
-        while len(store) > KEEP_RESULTS:
-            store.popitem(last=False)
+
+        def size(v) -> int:
+            return (
+                len(v)
+                if isinstance(v, bytes)
+                else v.image.width * v.image.height * len(v.image.getbands()) + v.labels.nbytes
+            )
+
+        total = sum(size(v) for v in store.values())
+        while len(store) > KEEP_RESULTS or (total > KEEP_BYTES and len(store) > 1):
+            total -= size(store.popitem(last=False)[1])
         return key
 
     def result(self, result_id: str) -> Result:

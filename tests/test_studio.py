@@ -301,3 +301,19 @@ def test_results_held_for_saving_are_bounded(project, monkeypatch, one_thread): 
     assert list(studio.results) == ids[-3:]  # the oldest went first
     with pytest.raises(core.StudioError, match="unknown or expired"):
         studio.save(ids[0])
+
+
+def test_jittered_variants_differ_and_are_reproducible():
+    from syndgan.studio.masks import jitter_ops, parse_ops, rasterize_ops
+
+    ops = parse_ops(
+        [_poly(), {"tool": "brush", "class": "dust", "points": [[30, 30], [40, 32]], "radius": 1.5}], CLASSES, SIZE
+    )
+    base = rasterize_ops(ops, SIZE)
+    for seed in range(1, 6):
+        moved = jitter_ops(ops, seed, 1.0, SIZE)
+        assert moved == jitter_ops(ops, seed, 1.0, SIZE)  # the seed saved in provenance redraws it
+        assert moved[1].points != ops[1].points  # a stroke always moves (by whole px)
+        labels = rasterize_ops(moved, SIZE)
+        assert not np.array_equal(labels[:, 25:], base[:, 25:]) and set(np.unique(labels)) == {0, 1, 2}
+    assert jitter_ops(ops, 3, 0, SIZE) == ops

@@ -124,7 +124,7 @@ def rasterize_ops(ops: list[Op], size: tuple[int, int]) -> np.ndarray:
 
 
 def jitter_ops(ops: list[Op], seed: int, px: float, size: tuple[int, int], tries: int = 20) -> list[Op]:
-    """A slightly different drawing: polygon vertices moved and strokes shifted by up to ``px`` px.
+    """A slightly different drawing: polygon vertices moved by up to ``px`` px, strokes shifted by whole px.
 
     Deterministic per seed; a jittered polygon that would cross itself is drawn again (after
     ``tries`` failures the drawn polygon is kept), so every variant stays a valid annotation.
@@ -138,7 +138,13 @@ def jitter_ops(ops: list[Op], seed: int, px: float, size: tuple[int, int], tries
         pts = np.asarray(op.points, np.float64)
         new = op
         for _ in range(tries if op.tool == "polygon" else 1):
-            shift = rng.uniform(-px, px, pts.shape if op.tool == "polygon" else (1, 2))
+            if op.tool == "polygon":
+                shift = rng.uniform(-px, px, pts.shape)
+            else:  # a whole stroke moved by a fraction of a pixel often rasterizes the same: move it >= 1 px
+                step = max(1, int(px))
+                shift = np.zeros((1, 2))
+                while not shift.any():
+                    shift = rng.integers(-step, step + 1, (1, 2)).astype(np.float64)
             moved = pts + shift
             moved[:, 0] = moved[:, 0].clip(0, w)
             moved[:, 1] = moved[:, 1].clip(0, h)

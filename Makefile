@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test bench benchmark lint clean-venv serve ui ui-check deploy
+.PHONY: setup repro test bench benchmark lint clean-venv serve ui ui-check deploy studio
 
 setup: $(STAMP)
 
@@ -56,6 +56,10 @@ ui: setup
 ui-check: setup
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { echo "ui-check needs Chromium: apt-get install -y chromium"; exit 2; }
 	python -m flows.ui_check $(PORT_ARG)
+
+## make studio [PORT=8765] [CHECKPOINT=...]: defect studio on http://127.0.0.1:8765/ (paint defects, save them as training data)
+studio: setup
+	python -m pipeline.cli studio $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(if $(PORT),--port $(PORT))
 
 ## make deploy POOL=name [IMAGE=registry/syndgan:tag]: the same deployments on a Prefect work pool (process, Kubernetes)
 deploy: setup

@@ -1,6 +1,6 @@
 """`make bench`: throughput numbers printed, not asserted. Runs every benchmark module in turn.
 
-python -m pipeline.bench [--only data pretrain metrics]
+python -m pipeline.bench [--only data pretrain metrics studio]
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ BENCHES = {
     "data": "pipeline.bench_data",  # ingest + rasterize on Magnetic Tile
     "pretrain": "pipeline.bench_pretrain",  # G + D training images/s at 64/128/256 px, both generators
     "metrics": "pipeline.bench_metrics",  # feature extraction images/s
+    "studio": "pipeline.bench_studio",  # defect studio: one synthesis at 128 px and at 1024 px (patch mode)
 }
 
 

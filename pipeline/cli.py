@@ -2,6 +2,7 @@
 
     syndgan synthesize --checkpoint models/train_synth/synthesizer.pt --image normal.png --mask mask.png --out defect.png
     syndgan info [--checkpoint models/train_synth/synthesizer.pt]
+    syndgan studio [--checkpoint models/train_synth/synthesizer.pt] [--port 8765] [--host 127.0.0.1]
 
 ``--mask`` is a label map (grayscale PNG: 0 background, k = class id) or a class-coloured map (RGB: the class
 colours of the checkpoint, black background), the same size as the image. Errors are one line, exit status 1.
@@ -18,6 +19,8 @@ from pathlib import Path
 from syndgan.errors import DataError, ImageError, SyndganError
 
 DEFAULT_CHECKPOINT = "models/train_synth/synthesizer.pt"
+STUDIO_OUT = "data/raw/studio"  # add {format: labelme, root: data/raw/studio, synthetic: true} to ingest.sources
+STUDIO_PORT = 8765
 
 
 def _open_image(path: Path, what: str):
@@ -93,6 +96,22 @@ def cmd_info(args: argparse.Namespace) -> None:
         print(f"{k}: {v:.4f}")
 
 
+def cmd_studio(args: argparse.Namespace) -> None:
+    from pipeline.config import load_params
+    from pipeline.studio import build_studio, serve
+
+    studio = build_studio(
+        load_params(args.params),
+        args.checkpoint,
+        out=args.out,
+        scorer=args.scorer,
+        no_scorer=args.no_scorer,
+        device=args.device,
+    )
+    studio.synthesizer(None)  # a missing or mismatched checkpoint fails here, before the page is served
+    serve(studio, args.host, args.port)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]]] = {}
 
 
@@ -109,8 +128,26 @@ def _info_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, default=Path(DEFAULT_CHECKPOINT), help=f"default: {DEFAULT_CHECKPOINT}")
 
 
+def _studio_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, default=Path(DEFAULT_CHECKPOINT), help=f"default: {DEFAULT_CHECKPOINT}")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=STUDIO_PORT, help=f"default: {STUDIO_PORT}")
+    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="classes, dataset (default: params.yaml)")
+    p.add_argument(
+        "--out", default=STUDIO_OUT, help=f"saved results, a LabelMe source for ingest (default: {STUDIO_OUT})"
+    )
+    p.add_argument("--scorer", default=None, help="classify model.pt scoring results (default: the real-data one)")
+    p.add_argument("--no-scorer", action="store_true", help="show no quality score")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1...")
+
+
 COMMANDS["synthesize"] = ("paint defects into a normal image from a mask", _synthesize_args, cmd_synthesize)
 COMMANDS["info"] = ("show a synthesizer checkpoint's classes, mode and metrics", _info_args, cmd_info)
+COMMANDS["studio"] = (
+    "defect studio: paint defects in the browser, save them as training data",
+    _studio_args,
+    cmd_studio,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

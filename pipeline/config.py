@@ -48,6 +48,7 @@ class SourceConfig:
     images: str | None = None  # image folder apart from the annotations (labelme, coco, cvat); paths as root
     unlabelled: Literal["normal", "ignore"] = "normal"  # images without any annotation: normal images, or left out
     split: Literal["pool", "source"] = "pool"  # source: keep the dataset's own train/test (mvtec); val from train
+    synthetic: bool = False  # generated images (defect studio): always in train, never val/test
 
 
 @dataclass

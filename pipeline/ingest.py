@@ -46,6 +46,7 @@ def sources_from_params(params: Params) -> list[Source]:
                 images=os.path.abspath(params.resolve(s.images)) if s.images is not None else None,
                 unlabelled=s.unlabelled,
                 split=s.split,
+                synthetic=s.synthetic,
             )
         )
     return out

@@ -215,7 +215,7 @@ def section_classification(params: Params, doc: Document, figs: Figures) -> None
     doc.paragraph(
         "EfficientNet-Lite0 test accuracy per class, total accuracy, macro-F1 and defect recall (any defect "
         "predicted as a defect), in %, mean ± std over the seeds; the same step budget for every method. "
-        "Where a method ran several doses, the one with the best val macro-F1 is marked \"chosen on val\" and is "
+        'Where a method ran several doses, the one with the best val macro-F1 is marked "chosen on val" and is '
         "the one shown in the confusion matrices."
     )
     doc.table(*classification_table(agg, c.methods, c.doses, _class_order(params)))
@@ -234,9 +234,7 @@ def section_classification(params: Params, doc: Document, figs: Figures) -> None
         figs.add(doc, "confusion.png", confusion_figure(panels), caption)
 
 
-def summed_confusion(
-    params: Params, method: str, dose: str
-) -> tuple[np.ndarray, list[str], list[int], str] | None:
+def summed_confusion(params: Params, method: str, dose: str) -> tuple[np.ndarray, list[str], list[int], str] | None:
     """(test confusion matrix summed over the seeds, classes, seeds found, dose) of a method's classify runs
     at ``dose`` (the one chosen on val; ``0`` for training-time methods); None when no run exists."""
     c = params.classify

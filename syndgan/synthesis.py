@@ -269,7 +269,8 @@ class Synthesizer:
         y = ((y[0].cpu().numpy().transpose(1, 2, 0) + 1.0) * 127.5).astype(np.float32)
         return _resize_float(y, (s, s)) if s != r else y
 
-    def _windows(self, labels: np.ndarray) -> list[tuple[Window | None, np.ndarray]]:
+    def windows(self, labels: np.ndarray) -> list[tuple[Window | None, np.ndarray]]:
+        """The windows ``synthesize`` paints, each with the defect pixels it paints (resize mode: one, None)."""
         if self.mode == "resize":
             return [(None, labels > 0)]
         return defect_windows(labels, self.patch_size, margin=max(2, self.patch_size // 16))
@@ -303,24 +304,25 @@ class Synthesizer:
             work = np.repeat(arr, 3, axis=2)
         out = work.astype(np.float32)
         changed = np.zeros((h, w), bool)
-        for win, members in self._windows(labels) if labels.any() else []:
+        for win, members in self.windows(labels) if labels.any() else []:
             own = np.where(members, labels, 0).astype(np.uint8)
             painted, scale = self._paint(work, own, win)
-            if blend:
-                alpha = feather_alpha(own, *self.blend_margins(scale))
-                if win is not None:  # nothing outside the window was painted
-                    inside = np.zeros_like(alpha)
-                    inside[max(win.y0, 0) : win.y0 + win.size, max(win.x0, 0) : win.x0 + win.size] = 1
-                    alpha *= inside
+            # Nothing outside the window was painted, and the window holds all its defect pixels, so the
+            # blend (and the feather's distance transform) is computed on the window only: on a large
+            # image this is most of the time outside the network.
+            if win is None:
+                ys, xs = slice(0, h), slice(0, w)
             else:
-                alpha = np.zeros((h, w), np.float32)
-                if win is None:
-                    alpha[:] = 1
-                else:
-                    alpha[max(win.y0, 0) : win.y0 + win.size, max(win.x0, 0) : win.x0 + win.size] = 1
+                ys = slice(max(win.y0, 0), min(win.y0 + win.size, h))
+                xs = slice(max(win.x0, 0), min(win.x0 + win.size, w))
+            if blend:
+                alpha = feather_alpha(own[ys, xs], *self.blend_margins(scale))
+            else:
+                alpha = np.ones(own[ys, xs].shape, np.float32)
             a = alpha[:, :, None]
-            out = np.where(a > 0, a * painted + (1 - a) * out, out)  # exact input where alpha is 0
-            changed |= alpha > 0
+            here = out[ys, xs]
+            out[ys, xs] = np.where(a > 0, a * painted[ys, xs] + (1 - a) * here, here)  # exact input where alpha is 0
+            changed[ys, xs] |= alpha > 0
         result = np.clip(np.round(out), 0, 255).astype(np.uint8)
         if arr.shape[2] != self.channels:
             if self.channels == 1:

@@ -7,11 +7,13 @@
 * checks every annotation against its image: declared size, polygons (>= 3 distinct points, inside
   the image within ``tolerance`` px, not self-intersecting), mask size, known class (after the
   source's label map), files inside the dataset root (symlinks resolved);
-* refuses duplicates: two files with the same content (sha256) or the same image id, keeping the one
+ * refuses duplicates: two files with the same content (sha256) or the same image id, keeping the one
   the previous manifest holds (see ``syndgan.data.duplicates``);
 * labels each image, groups it, and splits groups into train/val/test (see ``assign_splits``), or, for a
   source with ``split="source"`` (MVTec AD), keeps the dataset's own test images in test and divides its
-  train images into train and val in the ratio of the train and val fractions.
+  train images into train and val in the ratio of the train and val fractions. Images of a ``synthetic``
+  source (generated, e.g. by the defect studio) always go to train and take no part in the split draw, so
+  the real images' splits do not change when they are added.
 
 Unlabelled images (no annotation at all: an image without a LabelMe JSON, a COCO image without
 annotations, a CVAT image without shapes or tags) are normal images with ``unlabelled="normal"``, and
@@ -108,6 +110,7 @@ class Source:
     images: str | Path | None = None  # image folder apart from the annotations (labelme, coco, cvat)
     unlabelled: str = "normal"  # images without any annotation: "normal" | "ignore"
     split: str = "pool"  # "source": keep the dataset's own train/test split (mvtec)
+    synthetic: bool = False  # generated images (e.g. the defect studio's): always train, never val/test
 
     @property
     def id_prefix(self) -> str:
@@ -293,9 +296,13 @@ def ingest(
         raise DataError(", ".join(str(s.root) for s in sources), "no usable images")
 
     groups = [c.item.record.group for c in unique]
-    labels = [c.row["label"] for c in unique]
-    own = [c.item.record.split if c.item.source.split == "source" else None for c in unique]
-    splits = assign_splits(groups, labels, split, seed, classes, own)
+    # Synthetic images join train only and are left out of the split draw: real images keep their splits.
+    real = [i for i, c in enumerate(unique) if not c.item.source.synthetic]
+    own = [unique[i].item.record.split if unique[i].item.source.split == "source" else None for i in real]
+    splits = ["train"] * len(unique)
+    drawn = assign_splits([groups[i] for i in real], [unique[i].row["label"] for i in real], split, seed, classes, own)
+    for i, s in zip(real, drawn, strict=True):
+        splits[i] = s
     rows = [{**c.row, "split": s, "group": g} for c, s, g in zip(unique, splits, groups, strict=True)]
     manifest = _frame(rows, MANIFEST_COLUMNS)
     annotations = _frame([r for c in unique for r in c.regions], ANNOTATION_COLUMNS)

@@ -1,0 +1,342 @@
+"""The studio's state and actions, independent of the web layer: pick an image, synthesize variants of a
+drawn defect with a checkpoint, score them, save the accepted ones as LabelMe files ingest can read.
+
+Quality score: a real-data classifier's confidence in the intended class. The ``classify`` stage's
+``none`` method is trained on real images only; its ``model.pt`` (``classify.save_model``) gives
+P(class | image) for the whole image at its resolution. Without one the studio shows "no scorer".
+
+Every request is validated completely before anything runs or is written; a refused request raises
+``StudioError`` (``"<field>: <problem>"``). Results live in memory until saved; saving writes the
+image, then its LabelMe JSON (each atomically), so an interrupted save leaves no annotation behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from syndgan.data.rasterize import colorize
+from syndgan.errors import DataError
+from syndgan.io import atomic_save_image, atomic_write_json
+from syndgan.studio.images import ImageStore, SourceImage, changed_box, png_bytes
+from syndgan.studio.masks import Op, StudioError, jitter_ops, labelme_shapes, parse_ops, rasterize_ops
+
+MAX_VARIANTS = 8
+MAX_JITTER = 16.0
+KEEP_RESULTS = 64  # results held for saving; older ones are dropped
+KEEP_BYTES = 512 << 20  # ... and fewer for large images (a 2440 x 2040 RGB result + labels is ~20 MB)
+NO_SAVE_SPLITS = ("val", "test")  # a defect painted on a held-out image must not become training data
+
+
+@dataclass
+class Checkpoint:
+    name: str
+    path: Path
+    synth: object = None  # Synthesizer, loaded on first use
+    sha256: str = ""
+
+
+@dataclass
+class Result:
+    id: str
+    source: SourceImage
+    image: Image.Image
+    labels: np.ndarray
+    ops: list[Op]
+    checkpoint: Checkpoint
+    seed: int
+    jitter: float
+    score: float | None
+    meta: dict = field(default_factory=dict)
+
+
+def _int(req: dict, key: str, default: int, lo: int, hi: int) -> int:
+    v = req.get(key, default)
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise StudioError(key, f"must be an integer in {lo}..{hi}, got {v!r}")
+    return v
+
+
+class Studio:
+    def __init__(
+        self,
+        classes: list[dict],
+        checkpoints: dict[str, Path],
+        images: ImageStore,
+        out_dir: Path,
+        *,
+        channels: int | None = None,
+        scorer=None,
+        device: str | None = "cpu",
+    ):
+        self.classes = [dict(c) for c in classes]
+        self.checkpoints = {n: Checkpoint(n, Path(p)) for n, p in checkpoints.items()}
+        self.images, self.out_dir, self.channels = images, Path(out_dir), channels
+        self.scorer, self.device = scorer, device
+        self.results: OrderedDict[str, Result] = OrderedDict()
+        self.masks: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()  # one synthesis at a time: the network and torch threads are shared
+
+    def info(self) -> dict:
+        return {
+            "classes": self.classes,
+            "checkpoints": list(self.checkpoints),
+            "scorer": self.scorer.name if self.scorer else None,
+            "splits": ["train", "val", "test", "all"],
+            "max_upload_bytes": self.images.max_upload_bytes,
+            "max_variants": MAX_VARIANTS,
+            "out": str(self.out_dir),
+        }
+
+    def synthesizer(self, name: str | None) -> Checkpoint:
+        """The named checkpoint (default: the first), loaded once and checked against the project."""
+        from syndgan.synthesis import Synthesizer
+
+        name = name or next(iter(self.checkpoints), None)
+        ck = self.checkpoints.get(name)
+        if ck is None:
+            raise StudioError("checkpoint", f"{name!r} is not one of {', '.join(self.checkpoints) or '(none)'}")
+        if ck.synth is None:
+            try:
+                synth = Synthesizer.from_checkpoint(ck.path, device=self.device)
+            except Exception as e:  # a missing or foreign file: say so on the page
+                why = e.problem if isinstance(e, DataError) else f"{type(e).__name__}: {e}"
+                raise StudioError("checkpoint", f"{ck.path}: cannot load: {why}", status=409) from None
+            want = [(c["name"], int(c["id"]), list(c["color"])) for c in self.classes]
+            got = [(c["name"], int(c["id"]), list(c["color"])) for c in synth.classes]
+            if got != want:
+                raise StudioError(
+                    "checkpoint",
+                    f"{ck.path} was trained for classes {[g[0] for g in got]} (ids/colours {got}) but "
+                    f"ingest.classes are {[w[0] for w in want]} ({want}); retrain or pick another checkpoint",
+                    status=409,
+                )
+            if self.channels is not None and synth.channels != self.channels:
+                raise StudioError(
+                    "checkpoint",
+                    f"{ck.path} paints {synth.channels}-channel images but the dataset has {self.channels} "
+                    "channel(s); retrain or pick another checkpoint",
+                    status=409,
+                )
+            ck.sha256 = hashlib.sha256(ck.path.read_bytes()).hexdigest()
+            ck.synth = synth
+        return ck
+
+    def synthesize(self, req: dict) -> dict:
+        if not isinstance(req, dict):
+            raise StudioError("request", "must be a JSON object")
+        src = self.images.get(req.get("image"))
+        size = src.image.size
+        ops = parse_ops(req.get("ops"), self.classes, size)
+        n = _int(req, "variants", 1, 1, MAX_VARIANTS)
+        seed = _int(req, "seed", 0, 0, 2**31 - 1)
+        jitter = req.get("jitter", 0)
+        if not isinstance(jitter, (int, float)) or isinstance(jitter, bool) or not 0 <= jitter <= MAX_JITTER:
+            raise StudioError("jitter", f"must be a number of px in 0..{MAX_JITTER:g}, got {jitter!r}")
+        labels = rasterize_ops(ops, size)
+        if not labels.any():
+            raise StudioError("mask", "empty: the eraser removed everything drawn; draw a region")
+        ck = self.synthesizer(req.get("checkpoint"))
+        mask_id = self._keep(self.masks, png_bytes(Image.fromarray(self._colours(labels), "RGB")))
+        out = []
+        with self._lock:
+            for k in range(n):
+                # variant 0 is the drawing itself; the others jitter it, reproducibly from their seed
+                v_ops = ops if k == 0 else jitter_ops(ops, seed + k, float(jitter), size)
+                v_labels = labels if k == 0 else rasterize_ops(v_ops, size)
+                t0 = time.perf_counter()
+                img = ck.synth.synthesize(src.image, v_labels)
+                ms = (time.perf_counter() - t0) * 1000
+                main_class = self._main_class(v_labels)
+                score = self.scorer.score(img, main_class, self._window(ck, v_labels)) if self.scorer else None
+                res = Result("", src, img, v_labels, v_ops, ck, seed + k, float(jitter) if k else 0.0, score)
+                res.meta = {"class": main_class, "ms": round(ms, 1), "changed": changed_box(src.image, img)}
+                res.id = self._keep(self.results, res)
+                out.append({"id": res.id, "seed": res.seed, "jitter": res.jitter, "score": score, **res.meta})
+        return {"mask": mask_id, "results": out, "scorer": self.scorer.name if self.scorer else None}
+
+    @staticmethod
+    def _window(ck: Checkpoint, labels: np.ndarray) -> tuple[int, int, int] | None:
+        """Patch mode: the first window the synthesizer painted (x0, y0, size); resize mode: None."""
+        win = ck.synth.windows(labels)[0][0]
+        return None if win is None else (win.x0, win.y0, win.size)
+
+    def _colours(self, labels: np.ndarray) -> np.ndarray:
+        return colorize(labels, {int(c["id"]): c["color"] for c in self.classes})
+
+    def _main_class(self, labels: np.ndarray) -> str:
+        counts = np.bincount(labels.ravel(), minlength=len(self.classes) + 1)
+        counts[0] = 0
+        return self.classes[int(np.argmax(counts)) - 1]["name"]
+
+    @staticmethod
+    def _keep(store: OrderedDict, value) -> str:
+        key = hashlib.sha256(f"{time.time_ns()}-{len(store)}-{id(value)}".encode()).hexdigest()[:16]
+        store[key] = value
+
+        def size(v) -> int:
+            return (
+                len(v)
+                if isinstance(v, bytes)
+                else v.image.width * v.image.height * len(v.image.getbands()) + v.labels.nbytes
+            )
+
+        total = sum(size(v) for v in store.values())
+        while len(store) > KEEP_RESULTS or (total > KEEP_BYTES and len(store) > 1):
+            total -= size(store.popitem(last=False)[1])
+        return key
+
+    def result(self, result_id: str) -> Result:
+        res = self.results.get(result_id)
+        if res is None:
+            raise StudioError("result", f"{result_id!r} is unknown or expired; synthesize again", status=404)
+        return res
+
+    def mask_png(self, mask_id: str) -> bytes:
+        if mask_id not in self.masks:
+            raise StudioError("mask", f"{mask_id!r} is unknown or expired", status=404)
+        return self.masks[mask_id]
+
+    def save(self, result_id: str) -> dict:
+        """Write the result as ``<name>.png`` + ``<name>.json`` (LabelMe, marked synthetic) in ``out_dir``."""
+        res = self.result(result_id)
+        if res.source.split in NO_SAVE_SPLITS:
+            raise StudioError(
+                "save",
+                f"{res.source.name} is a {res.source.split} image: a defect painted on it must not become "
+                "training data (it would leak held-out content); use a train image or an upload",
+                status=409,
+            )
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(res.source.name).stem)[-60:].strip("._") or "image"
+        digest = hashlib.sha256(res.image.tobytes() + res.labels.tobytes()).hexdigest()[:10]
+        name = f"{stem}__{res.meta['class']}__s{res.seed}__{digest}"
+        w, h = res.image.size
+        doc = {
+            "version": "5.4.1",
+            "flags": {"synthetic": True},
+            "shapes": labelme_shapes(res.ops, res.labels, self.classes),
+            "imagePath": f"{name}.png",
+            "imageData": None,
+            "imageHeight": h,
+            "imageWidth": w,
+            "syndgan": {  # provenance: LabelMe keeps unknown top-level keys, ingest ignores them
+                "synthetic": True,
+                "tool": "syndgan studio",
+                "source_image": res.source.name,
+                "source_split": res.source.split,
+                "source_sha256": res.source.sha256,
+                "checkpoint": str(res.checkpoint.path),
+                "checkpoint_sha256": res.checkpoint.sha256,
+                "seed": res.seed,
+                "jitter_px": res.jitter,
+                "score": res.score,
+                "scorer": self.scorer.name if self.scorer else None,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        }
+        png = atomic_save_image(self.out_dir / f"{name}.png", res.image)
+        js = atomic_write_json(self.out_dir / f"{name}.json", doc)
+        return {"image": str(png), "json": str(js), "name": name}
+
+
+# --------------------------------------------------------------------------- quality score
+
+DEFAULT_CLASSIFIER = "reports/classify/none-s0/dose-all/model.pt"  # real data only: no synthetic bias
+
+
+class ClassifierScorer:
+    def __init__(self, model: torch.nn.Module, classes: list[str], resolution: int, source: str):
+        self.model = model.eval().requires_grad_(False)
+        self.classes, self.resolution, self.source = list(classes), int(resolution), source
+        self.name = f"real-data classifier P(class) ({Path(source).parent.parent.name})"
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ClassifierScorer:
+        from syndgan.classify.train import create_classifier
+
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            model = create_classifier(state["arch"], len(state["classes"]), pretrained=False)
+            model.load_state_dict(state["model"])
+        except FileNotFoundError:
+            raise DataError(path, "classifier not found") from None
+        except (KeyError, RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as e:
+            raise DataError(path, f"not a classify model.pt: {type(e).__name__}: {e}") from None
+        return cls(model, state["classes"], state["resolution"], str(path))
+
+    @torch.no_grad()
+    def score(self, image: Image.Image, class_name: str, window=None) -> float | None:
+        """P(``class_name``) for the whole ``image`` (as the classifier was trained); None for a class it
+        does not know. ``window`` is not used."""
+        if class_name not in self.classes:
+            return None
+        from syndgan.classify.train import normalize
+
+        img = image.convert("RGB")
+        if img.size != (self.resolution, self.resolution):
+            img = img.resize((self.resolution, self.resolution), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)[None]
+        p = torch.softmax(self.model(normalize(x)).float(), dim=1)[0]
+        return float(p[self.classes.index(class_name)])
+
+
+class DiscriminatorScorer:
+    """Realism: sigmoid of the pretraining discriminator's mean logit (real > 0.5), uncalibrated.
+
+    It judges what it was trained on: the whole image at its resolution, or in patch mode the window
+    the synthesizer painted (``window``).
+    """
+
+    name = "discriminator realism (pretrain D, sigmoid of mean logit)"
+
+    def __init__(self, D: torch.nn.Module, resolution: int, channels: int):
+        self.D, self.resolution, self.channels = D.eval().requires_grad_(False), int(resolution), int(channels)
+
+    @classmethod
+    def from_files(cls, generator: str | Path, discriminator: str | Path) -> DiscriminatorScorer:
+        from syndgan.training.common import load_checkpoint
+        from syndgan.training.synth import SynthSettings, build_discriminator
+
+        pre = load_checkpoint(generator).get("settings")
+        if not isinstance(pre, dict) or "resolution" not in pre:
+            raise DataError(generator, "no pretraining settings: not a pretrain generator.pt")
+        res, ch = int(pre["resolution"]), int(pre["channels"])
+        return cls(build_discriminator(pre, SynthSettings(), res, ch, 0, discriminator), res, ch)
+
+    @torch.no_grad()
+    def score(self, image: Image.Image, class_name: str, window=None) -> float:
+        if window is not None:
+            x0, y0, size = window
+            image = image.crop((x0, y0, x0 + size, y0 + size))  # PIL pads outside the image with black
+        img = image.convert("L" if self.channels == 1 else "RGB").resize(
+            (self.resolution, self.resolution), Image.Resampling.LANCZOS
+        )
+        arr = np.asarray(img, np.float32).reshape(self.resolution, self.resolution, self.channels)
+        x = torch.from_numpy(arr.transpose(2, 0, 1).copy())[None] / 127.5 - 1.0
+        return float(torch.sigmoid(self.D(x, augment=False).float().mean()))
+
+
+def find_scorer(project: Path, explicit: str | Path | None = None, pretrain_dir: str | Path | None = None):
+    """The given classifier (errors if unusable), else the project's real-data classifier, else the
+    pretraining discriminator (``<pretrain_dir>/generator.pt`` + ``checkpoints/last.pt``), else None."""
+    if explicit:
+        return ClassifierScorer.from_file(explicit)
+    path = Path(project) / DEFAULT_CLASSIFIER
+    if path.is_file():
+        return ClassifierScorer.from_file(path)
+    if pretrain_dir is not None:
+        gen, disc = Path(pretrain_dir) / "generator.pt", Path(pretrain_dir) / "checkpoints" / "last.pt"
+        if gen.is_file() and disc.is_file():
+            return DiscriminatorScorer.from_files(gen, disc)
+    return None

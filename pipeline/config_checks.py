@@ -1,0 +1,261 @@
+"""The rules of params.yaml that span fields or sections (ranges, consistency); ``pipeline.config`` checks
+each value's type while parsing and then calls ``validate``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import (
+    ClassifyConfig,
+    EvaluateConfig,
+    IngestConfig,
+    Params,
+    PretrainConfig,
+    ReportConfig,
+    TrainSynthConfig,
+)
+from syndgan.errors import ConfigError
+
+
+def validate(p: Params, src: Any) -> None:
+    """Raise ``ConfigError('<src>: <dotted key>: <problem>')`` for the first rule ``p`` breaks."""
+
+    def bad(key: str, msg: str):
+        raise ConfigError(f"{src}: {key}: {msg}")
+
+    _validate_pretrain(p.pretrain, bad)
+    _validate_train_synth(p.train_synth, bad)
+    _validate_augment(p, bad)
+    _validate_classify(p.classify, bad)
+    if not p.scarcity.ks:
+        bad("scarcity.ks", "must list at least one k (e.g. [10, all])")
+    for i, k in enumerate(p.scarcity.ks):
+        if not (k == "all" or (isinstance(k, int) and k >= 1)):
+            bad(f"scarcity.ks[{i}]", f"must be 'all' or a number of defect images per class >= 1, got {k!r}")
+    if len({str(k) for k in p.scarcity.ks}) != len(p.scarcity.ks):
+        bad("scarcity.ks", f"values must be unique, got {p.scarcity.ks}")
+    _validate_evaluate(p.evaluate, p.report, bad)
+
+    f = p.flows
+    if not 1 <= f.port <= 65535:
+        bad("flows.port", f"must be in 1..65535, got {f.port}")
+    if f.retries < 0 or f.retry_delay_seconds < 0:
+        bad("flows.retries" if f.retries < 0 else "flows.retry_delay_seconds", "must be >= 0")
+    if f.retrain_interval_minutes is not None and f.retrain_interval_minutes <= 0:
+        bad("flows.retrain_interval_minutes", "must be > 0 (or null for no interval schedule)")
+    if f.retrain_cron is not None and len(f.retrain_cron.split()) not in (5, 6):
+        bad("flows.retrain_cron", f"expected 5 cron fields like '0 2 * * *', got {f.retrain_cron!r}")
+    for i, suffix in enumerate(f.watch_suffixes):
+        if not suffix.startswith(".") or len(suffix) < 2:
+            bad(f"flows.watch_suffixes[{i}]", f"expected a suffix like '.json', got {suffix!r}")
+    s = p.ingest.split
+    for name in ("train", "val", "test"):
+        if getattr(s, name) < 0:
+            bad(f"ingest.split.{name}", "must be >= 0")
+    if s.train <= 0 or abs(s.train + s.val + s.test - 1.0) > 1e-6:
+        bad("ingest.split", f"train + val + test must be 1 with train > 0, got {s.train + s.val + s.test:g}")
+    for name, color in p.ingest.classes.items():
+        if name == "normal":
+            bad(f"ingest.classes.{name}", "'normal' is reserved for defect-free images")
+        if len(color) != 3 or any(not 0 <= c <= 255 for c in color) or color == [0, 0, 0]:
+            bad(f"ingest.classes.{name}", f"colour must be 3 values in 0..255, not black, got {color}")
+    colors = [tuple(c) for c in p.ingest.classes.values()]
+    if len(set(colors)) != len(colors):
+        bad("ingest.classes", "two classes share a colour")
+    _validate_ingest(p.ingest, bad)
+    if p.rasterize.resolution < 8:
+        bad("rasterize.resolution", "must be >= 8")
+    if not 0 < p.rasterize.coverage <= 1:
+        bad("rasterize.coverage", "must be in (0, 1]")
+    if p.rasterize.channels not in (0, 1, 3):
+        bad("rasterize.channels", f"must be 0 (auto), 1 or 3, got {p.rasterize.channels}")
+    if p.demo.parts < 4:
+        bad("demo.parts", "must be >= 4")
+    if not 0 <= p.demo.defect_fraction <= 1:
+        bad("demo.defect_fraction", "must be in [0, 1]")
+
+
+def _validate_pretrain(c: PretrainConfig, bad) -> None:
+    res = c.resolution
+    if res is not None and (res < 8 or res > 1024 or res & (res - 1)):
+        bad("pretrain.resolution", f"must be a power of 2 in 8..1024 (or null for rasterize.resolution), got {res}")
+    if c.patch_size < 8:
+        bad("pretrain.patch_size", f"must be >= 8, got {c.patch_size}")
+    if not 0 <= c.defect_patch_prob <= 1:
+        bad("pretrain.defect_patch_prob", "must be in [0, 1]")
+    if c.batch_size < 2:
+        bad("pretrain.batch_size", "must be >= 2")
+    if c.steps < 1:
+        bad("pretrain.steps", "must be >= 1")
+    for key in ("lr_g", "lr_d", "ema", "z_dim", "w_dim", "g_channel_base", "g_channel_max", "d_channel_base"):
+        if getattr(c, key) <= 0:
+            bad(f"pretrain.{key}", "must be > 0")
+    if len(c.betas) != 2 or not all(0 <= b < 1 for b in c.betas):
+        bad("pretrain.betas", f"must be two values in [0, 1), got {c.betas}")
+    if not c.d_scales or any(sc not in (0, 1, 2, 3) for sc in c.d_scales):
+        bad("pretrain.d_scales", f"must be a non-empty subset of [0, 1, 2, 3], got {c.d_scales}")
+    if c.d_resize is not None and c.d_resize < 32:
+        bad("pretrain.d_resize", f"must be >= 32 (or null), got {c.d_resize}")
+    ops = [o.strip() for o in c.diffaug.split(",") if o.strip()]
+    if any(o not in ("color", "translation", "cutout") for o in ops):
+        bad("pretrain.diffaug", f"comma-separated subset of color, translation, cutout; got {c.diffaug!r}")
+    for key in ("checkpoint_every", "sample_every", "fid_every", "threads"):
+        if getattr(c, key) < 0:
+            bad(f"pretrain.{key}", "must be >= 0")
+    if c.fid_samples == 1 or c.fid_samples < 0:
+        bad("pretrain.fid_samples", "must be 0 (off) or >= 2")
+
+
+def _validate_train_synth(c: TrainSynthConfig, bad) -> None:
+    if c.patch_size < 8:
+        bad("train_synth.patch_size", f"must be >= 8, got {c.patch_size}")
+    for key in ("defect_patch_prob", "defect_fraction"):
+        if not 0 <= getattr(c, key) <= 1:
+            bad(f"train_synth.{key}", "must be in [0, 1]")
+    for key in ("n_blocks", "enc_channel_base", "enc_channel_max", "sft_hidden", "steps", "lr_g", "lr_d", "ema"):
+        if getattr(c, key) <= 0:
+            bad(f"train_synth.{key}", "must be > 0")
+    if c.batch_size < 2:
+        bad("train_synth.batch_size", "must be >= 2")
+    if c.skip_min_res < 4 or c.skip_min_res & (c.skip_min_res - 1):
+        bad("train_synth.skip_min_res", f"must be a power of 2 >= 4, got {c.skip_min_res}")
+    for key in ("w_l1", "w_adv", "w_perceptual", "w_inversion", "aux_weight", "decoder_lr_mult"):
+        if getattr(c, key) < 0:
+            bad(f"train_synth.{key}", "must be >= 0")
+    for key in ("erase_dilate", "checkpoint_every", "sample_every", "threads", "grad_clip"):
+        if getattr(c, key) < 0:
+            bad(f"train_synth.{key}", "must be >= 0")
+    if len(c.betas) != 2 or not all(0 <= b < 1 for b in c.betas):
+        bad("train_synth.betas", f"must be two values in [0, 1), got {c.betas}")
+    if c.d_scales is not None and (not c.d_scales or any(sc not in (0, 1, 2, 3) for sc in c.d_scales)):
+        bad("train_synth.d_scales", f"must be null or a non-empty subset of [0, 1, 2, 3], got {c.d_scales}")
+    if c.freeze_decoder and not c.pretrained_decoder:
+        bad("train_synth.freeze_decoder", "a randomly initialised decoder (pretrained_decoder: false) must be trained")
+    if len(set(c.ablations)) != len(c.ablations):
+        bad("train_synth.ablations", f"names must be unique, got {c.ablations}")
+
+
+def _validate_augment(p: Params, bad) -> None:
+    c = p.augment
+    t = c.targets
+    if t.ratio < 0:
+        bad("augment.targets.ratio", f"must be >= 0, got {t.ratio}")
+    if t.count < 0:
+        bad("augment.targets.count", f"must be >= 0, got {t.count}")
+    for name, n in t.per_class.items():
+        if p.ingest.classes and name not in p.ingest.classes:
+            bad(f"augment.targets.per_class.{name}", f"unknown class (ingest.classes: {', '.join(p.ingest.classes)})")
+        if n < 0:
+            bad(f"augment.targets.per_class.{name}", f"must be >= 0, got {n}")
+    pl = c.placement
+    if len(pl.scale) != 2 or not 0 < pl.scale[0] <= pl.scale[1]:
+        bad("augment.placement.scale", f"must be [lo, hi] with 0 < lo <= hi, got {pl.scale}")
+    if not 0 <= pl.min_context_agreement <= 1:
+        bad("augment.placement.min_context_agreement", "must be in [0, 1]")
+    if not 0 <= pl.max_rotation <= 180:
+        bad("augment.placement.max_rotation", "must be in [0, 180] degrees")
+    for key in ("tries", "max_defects"):
+        if getattr(pl, key) < 1:
+            bad(f"augment.placement.{key}", "must be >= 1")
+    if pl.appearance_top_k < 0:
+        bad("augment.placement.appearance_top_k", "must be >= 0 (0: any source)")
+    if pl.fg_window < 3:
+        bad("augment.placement.fg_window", "must be >= 3")
+    if not 0 <= pl.fg_separability <= 1:
+        bad("augment.placement.fg_separability", "must be in [0, 1]")
+    if c.copy_paste.feather < 0:
+        bad("augment.copy_paste.feather", "must be >= 0")
+    if c.threads < 0:
+        bad("augment.threads", "must be >= 0 (0: torch default)")
+    if c.cutmix.alpha <= 0:
+        bad("augment.cutmix.alpha", "must be > 0")
+    if not 0 <= c.cutmix.prob <= 1:
+        bad("augment.cutmix.prob", "must be in [0, 1]")
+
+
+def _validate_classify(c: ClassifyConfig, bad) -> None:
+    import re
+
+    if not c.methods:
+        bad("classify.methods", "must name at least one method (e.g. [none])")
+    for key in ("methods", "seeds"):
+        values = getattr(c, key)
+        if len(set(values)) != len(values):
+            bad(f"classify.{key}", f"values must be unique, got {values}")
+    for i, m in enumerate(c.methods):
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", m):
+            bad(f"classify.methods[{i}]", f"expected a method name like 'copy_paste', got {m!r}")
+    if not c.seeds:
+        bad("classify.seeds", "must list at least one seed")
+    if not c.doses:
+        bad("classify.doses", "must list at least one dose (e.g. [all])")
+    for i, d in enumerate(c.doses):
+        if not (d == "all" or (isinstance(d, int) and d >= 1)):
+            bad(f"classify.doses[{i}]", f"must be 'all' or a number of images per class >= 1, got {d!r}")
+    if len({str(d) for d in c.doses}) != len(c.doses):
+        bad("classify.doses", f"values must be unique, got {c.doses}")
+    if c.k_shot is not None and c.k_shot < 1:
+        bad("classify.k_shot", f"must be >= 1 or null (all), got {c.k_shot}")
+
+
+def _validate_evaluate(c: EvaluateConfig, r: ReportConfig, bad) -> None:
+    import re
+
+    for i, m in enumerate(c.methods):
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", m):
+            bad(f"evaluate.methods[{i}]", f"expected a method name like 'copy_paste', got {m!r}")
+    if len(set(c.methods)) != len(c.methods):
+        bad("evaluate.methods", f"values must be unique, got {c.methods}")
+    if not c.quality_metrics:
+        bad("evaluate.quality_metrics", "must name at least one metric (e.g. [fid, kid])")
+    if c.max_images_per_class < 2:
+        bad("evaluate.max_images_per_class", f"must be >= 2 (FID/KID need 2 images), got {c.max_images_per_class}")
+    if c.ablation_images_per_class < 0:
+        bad("evaluate.ablation_images_per_class", "must be >= 0 (0: no ablation images)")
+    if c.kid_subsets < 1:
+        bad("evaluate.kid_subsets", "must be >= 1")
+    if c.kid_subset_size < 2:
+        bad("evaluate.kid_subset_size", "must be >= 2")
+    if c.ic_max_per_cluster < 2:
+        bad("evaluate.ic_max_per_cluster", "must be >= 2")
+    if c.batch_size < 1:
+        bad("evaluate.batch_size", "must be >= 1")
+    if c.threads < 0:
+        bad("evaluate.threads", "must be >= 0")
+    if r.grid_rows < 1:
+        bad("report.grid_rows", "must be >= 1")
+
+
+def _validate_ingest(c: IngestConfig, bad) -> None:
+    import re
+
+    if c.seed < 0:
+        bad("ingest.seed", f"must be >= 0, got {c.seed}")
+    if c.max_pixels < 1:
+        bad("ingest.max_pixels", f"must be >= 1, got {c.max_pixels}")
+    names: dict[str, int] = {}
+    for i, src_cfg in enumerate(c.sources):
+        key = f"ingest.sources[{i}]"
+        if src_cfg.format in ("coco", "cvat") and not src_cfg.annotations:
+            bad(f"{key}.annotations", f"required for format {src_cfg.format}")
+        root = os.path.abspath(os.path.expanduser(os.path.expandvars(src_cfg.root)))
+        name = src_cfg.name or Path(root).name  # as pipeline.ingest names it
+        if not name or "/" in name or "\\" in name:
+            bad(f"{key}.name", f"must be non-empty without '/', got {name!r}")
+        if name in names:
+            bad(f"{key}.name", f"{name!r} is also the name of ingest.sources[{names[name]}]; set distinct names")
+        names[name] = i
+        if src_cfg.group_pattern:
+            try:
+                re.compile(src_cfg.group_pattern)
+            except re.error as e:
+                bad(f"{key}.group_pattern", f"invalid regular expression: {e}")
+        for label, target in src_cfg.label_map.items():
+            if target != "normal" and target not in c.classes:
+                bad(f"{key}.label_map.{label}", f"{target!r} is not in ingest.classes (nor 'normal')")
+        if src_cfg.images is not None and src_cfg.format not in ("labelme", "coco", "cvat"):
+            bad(f"{key}.images", f"only for labelme, coco and cvat sources ({src_cfg.format} has its own layout)")
+        if src_cfg.split == "source" and src_cfg.format != "mvtec":
+            bad(f"{key}.split", f"'source' needs a dataset that ships its own split (mvtec), not {src_cfg.format}")

@@ -1,0 +1,88 @@
+"""Typed reading of YAML values against dataclass annotations: every wrong key or type is one line naming
+its dotted key. The settings dataclasses (here and in the library) are the schema; nothing is copied."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Literal
+
+from syndgan.errors import ConfigError
+
+
+def hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def convert(value: Any, tp: Any, key: str, src: Any) -> Any:
+    def fail(expected: str):
+        raise ConfigError(f"{src}: {key}: expected {expected}, got {type(value).__name__} {value!r}")
+
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return convert(value, a, key, src)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{src}: {key}: expected {tp}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{src}: {key}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            fail(f"a mapping (section {tp.__name__})")
+        fields = hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        for k in value:
+            if k not in names:
+                raise ConfigError(f"{src}: {key}.{k}: unknown key (known: {', '.join(sorted(names))})")
+        missing = [
+            f.name
+            for f in dataclasses.fields(tp)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in value
+        ]
+        if missing:
+            raise ConfigError(f"{src}: {key}.{missing[0]}: required key missing")
+        kwargs = {k: convert(v, fields[k], f"{key}.{k}", src) for k, v in value.items()}
+        try:
+            return tp(**kwargs)
+        except ConfigError as e:  # the library's settings validate themselves: "<field>: <problem>"
+            raise ConfigError(f"{src}: {key}.{e}") from None
+    if origin is list:
+        if not isinstance(value, list):
+            fail("a list")
+        return [convert(v, args[0], f"{key}[{i}]", src) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            fail("a mapping")
+        return {
+            convert(k, args[0], f"{key} key", src): convert(v, args[1], f"{key}.{k}", src) for k, v in value.items()
+        }
+    if tp is bool:
+        if not isinstance(value, bool):
+            fail("true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail("an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail("a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            fail("a string")
+        return value
+    raise ConfigError(f"{src}: {key}: unsupported type {tp}")  # a bug in this module, not in params

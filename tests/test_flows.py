@@ -359,7 +359,7 @@ def test_deployments_have_schedule_and_event_trigger(project, tmp_path):
     report = {r["name"]: r for r in deployment_report(DEPLOYMENT_NAMES)}
     assert all(r["found"] for r in report.values())
     retrain = report[RETRAIN_FULL_NAME]
-    assert len(retrain["schedules"]) == 1 and "3600" in retrain["schedules"][0]
+    assert retrain["schedules"] == ["every 60 min"]
     assert retrain["triggers"] == ["on syndgan.sources.uploaded"]
     assert report["reproduce/on-demand"]["schedules"] == [] and report["reproduce/on-demand"]["triggers"] == []
 

@@ -83,3 +83,18 @@ def test_flows_config_defaults_and_validation():
     for section, key in bad:
         with pytest.raises(ConfigError, match=key):
             parse_params({"flows": section})
+
+
+def test_schedules_read_as_a_person_would_say_them():
+    from datetime import timedelta
+
+    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+
+    from flows.ui_check import describe_schedule
+
+    assert describe_schedule(IntervalSchedule(interval=timedelta(minutes=60))) == "every 60 min"
+    assert describe_schedule(IntervalSchedule(interval=timedelta(seconds=90))) == "every 90 s"
+    assert describe_schedule(CronSchedule(cron="0 2 * * *")) == "cron '0 2 * * *' (UTC)"
+    assert describe_schedule(CronSchedule(cron="0 2 * * *", timezone="Europe/Berlin")) == (
+        "cron '0 2 * * *' (Europe/Berlin)"
+    )

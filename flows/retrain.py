@@ -17,6 +17,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
 
+from flows.recovery import recover, recovery_hook
 from flows.stages import load_project_params, project_lock, project_root, publish_metrics, run_stages
 from pipeline.dvcgraph import load_graph
 from pipeline.watch import diff, load_state, lock_changes, save_state, scan, watch_roots, within
@@ -34,7 +35,14 @@ def _relative(paths: list[str], root: Path) -> list[str]:
     return out
 
 
-@flow(name="retrain-on-new-defects", persist_result=False, log_prints=True)
+# a cancel or crash restores a half-run stage at once (and the next run would too)
+@flow(
+    name="retrain-on-new-defects",
+    persist_result=False,
+    log_prints=True,
+    on_cancellation=[recovery_hook],
+    on_crashed=[recovery_hook],
+)
 def retrain_on_new_defects(project_dir: str | None = None, retries: int | None = None) -> dict[str, Any]:
     """Rerun ingest and everything downstream when the watched sources changed since the last success."""
     logger = get_run_logger()
@@ -42,6 +50,7 @@ def retrain_on_new_defects(project_dir: str | None = None, retries: int | None =
     params = load_project_params(root)
     cfg = params.flows
     with project_lock(root, logger):
+        recover(root, logger)
         roots = watch_roots(params, root)
         graph = load_graph(root)
         entry = graph.select(cfg.retrain_from)

@@ -126,3 +126,53 @@ def test_killed_flow_is_repaired_by_the_next_run(built):
     assert {p: (root / p).read_bytes() for p in KEPT} == before
     assert list((root / ".syndgan/running").glob("*.json")) == []
     assert _gone(stage_pid)
+
+
+def test_cancel_from_the_api_of_a_served_run_restores_everything(built):
+    """`prefect flow-run cancel` / the UI's Cancel: the runner of `make serve` kills the run's process group."""
+    from prefect import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Cancelling
+
+    root, server = built
+    before = {p: (root / p).read_bytes() for p in KEPT}
+    (root / "src/slow").write_text("")
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    port = server.api_url.rsplit(":", 1)[1].split("/")[0]
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "flows.serve", "--project", str(root), "--port", port],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the deployments exist once serve registered them
+            try:
+                run = run_deployment("reproduce/on-demand", timeout=0, as_subflow=False)
+                break
+            except ObjectNotFound:
+                assert serve.poll() is None and time.monotonic() < deadline, "serve did not register the deployment"
+                time.sleep(1)
+        while not (root / ".started").exists():
+            assert serve.poll() is None and time.monotonic() < deadline, "the stage did not start"
+            time.sleep(0.2)
+        stage_pid = int((root / ".started").read_text())
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run.id, Cancelling(), force=True)
+            while (state := client.read_flow_run(run.id).state).type != StateType.CANCELLED:
+                assert time.monotonic() < deadline + 60, f"run not cancelled: {state.type}"
+                time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while list((root / ".syndgan/running").glob("*.json")) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the cancellation hook may still be restoring
+        assert list((root / ".syndgan/running").glob("*.json")) == []
+        assert {p: (root / p).read_bytes() for p in KEPT} == before
+        assert _gone(stage_pid)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=60)

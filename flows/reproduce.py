@@ -132,7 +132,7 @@ def reproduce(
 
         def after_each(name: str, results: list[dict[str, Any]]) -> None:
             if last_evaluate is not None and name == names[last_evaluate]:
-                published["metrics"] = publish_metrics(root, results)
+                published["metrics"] = publish_metrics(root, graph, results)
 
         results = run_stages(
             root,
@@ -146,7 +146,7 @@ def reproduce(
             after_each=after_each,
         )
         if "metrics" not in published:
-            published["metrics"] = publish_metrics(root, results)
+            published["metrics"] = publish_metrics(root, graph, results)
         experiment = exp_save(str(root), f"reproduce-{flow_run.name or 'run'}") if overrides else None
     return {"stages": results, "metrics": published["metrics"], "experiment": experiment, "params": overrides}
 

@@ -102,7 +102,7 @@ def retrain_on_new_defects(project_dir: str | None = None, retries: int | None =
             pull=cfg.dvc_pull,
             push=cfg.dvc_push,
         )
-        metrics = publish_metrics(root, results)
+        metrics = publish_metrics(root, graph, results)
         save_state(state_path, current, roots)
         logger.info("watch state saved: %d file(s) in %s", len(current), _relative([str(state_path)], root)[0])
     return {"changed": True, "changes": summary, "stages": results, "metrics": metrics}

@@ -247,7 +247,22 @@ def _fmt(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
-def metrics_markdown(metrics: dict[str, dict[str, Any]], results: list[dict[str, Any]], report: Path | None) -> str:
+def stale_outputs(root: Path, graph: StageGraph, results: list[dict[str, Any]]) -> list[str]:
+    """Outputs of stages downstream of one that ran in this flow run but not run themselves (an ingest-only
+    run leaves classify's metrics from an older build): relative paths."""
+    done = {r["stage"] for r in results}
+    ran = [r["stage"] for r in results if r["ran"]]
+    stale = [n for n in graph.downstream_of(ran) if n not in done] if ran else []
+    return sorted({o.path.relative_to(root).as_posix() for n in stale for o in graph.stages[n].outs})
+
+
+def _under_any(path: str, outs: Iterable[str]) -> bool:
+    return any(path == o or path.startswith(o.rstrip("/") + "/") for o in outs)
+
+
+def metrics_markdown(
+    metrics: dict[str, dict[str, Any]], results: list[dict[str, Any]], report: Path | None, stale: Iterable[str] = ()
+) -> str:
     ran = [r["stage"] for r in results if r.get("ran")]
     skipped = [r["stage"] for r in results if not r.get("ran")]
     lines = ["# syndgan metrics", ""]
@@ -255,6 +270,11 @@ def metrics_markdown(metrics: dict[str, dict[str, Any]], results: list[dict[str,
         f"Stages run: {', '.join(ran) or 'none'}; up to date (skipped by DVC): {', '.join(skipped) or 'none'}."
     )
     lines.append("")
+    old = [f for f in metrics if _under_any(f, stale)]
+    if old:
+        shown = ", ".join(f"`{f}`" for f in old)
+        lines += [f"Not listed, from an older build (a stage upstream ran in this run, theirs did not): {shown}.", ""]
+        metrics = {f: v for f, v in metrics.items() if f not in old}
     if report is not None:
         lines += [f"Report: [{REPORT_PATH}]({report.as_uri()})", ""]
     if not metrics:
@@ -269,20 +289,23 @@ def metrics_markdown(metrics: dict[str, dict[str, Any]], results: list[dict[str,
     return "\n".join(lines) + "\n"
 
 
-def publish_metrics(root: Path, results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """A markdown artifact with the metrics table (and a link artifact to the report when it exists)."""
+def publish_metrics(root: Path, graph: StageGraph, results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A markdown artifact with the metrics table (and a link artifact to the report when it exists); returns
+    the metrics listed (stale ones left out)."""
     logger = get_run_logger()
+    stale = stale_outputs(root, graph, results)
     metrics = collect_metrics(root)
     report = root / REPORT_PATH
     report = report if report.is_file() else None
     create_markdown_artifact(
         key=METRICS_ARTIFACT,
-        markdown=metrics_markdown(metrics, results, report),
+        markdown=metrics_markdown(metrics, results, report, stale),
         description=f"Metrics of {root.name} after this run",
     )
     if report is not None:
         create_link_artifact(
             key=REPORT_ARTIFACT, link=report.as_uri(), link_text=REPORT_PATH, description="HTML report"
         )
+    metrics = {f: v for f, v in metrics.items() if not _under_any(f, stale)}
     logger.info("metrics artifact '%s': %d file(s)", METRICS_ARTIFACT, len(metrics))
     return metrics

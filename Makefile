@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test bench benchmark lint clean-venv serve ui ui-check deploy studio
+.PHONY: setup repro test bench benchmark lint clean-venv serve ui ui-check deploy studio plots
 
 setup: $(STAMP)
 
@@ -56,6 +56,10 @@ ui: setup
 ui-check: setup
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { echo "ui-check needs Chromium: apt-get install -y chromium"; exit 2; }
 	python -m flows.ui_check $(PORT_ARG)
+
+## make plots: DVC's plots page with Vega inlined, viewable offline: dvc_plots/index.html
+plots: setup
+	python -m pipeline.plots_page
 
 ## make studio [PORT=8765] [CHECKPOINT=...]: defect studio on http://127.0.0.1:8765/ (paint defects, save them as training data)
 studio: setup

@@ -22,6 +22,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from flows.recovery import recover, recovery_hook
 from flows.stages import DVC, load_project_params, project_lock, project_root, publish_metrics, run_stages, stream
 from pipeline.config import load_params
 from pipeline.dvcgraph import load_graph
@@ -104,7 +105,10 @@ def exp_save(project_dir: str, name: str) -> str:
     return name
 
 
-@flow(name="reproduce", persist_result=False, log_prints=True)
+# a cancel or crash restores a half-run stage at once (and the next run would too)
+@flow(
+    name="reproduce", persist_result=False, log_prints=True, on_cancellation=[recovery_hook], on_crashed=[recovery_hook]
+)
 def reproduce(
     project_dir: str | None = None,
     target: str | None = None,
@@ -118,6 +122,7 @@ def reproduce(
     flows_cfg = load_project_params(root).flows
     retries = flows_cfg.retries if retries is None else retries
     with project_lock(root, logger):
+        recover(root, logger)
         overrides = apply_params(str(root), to_overrides(params)) if params else []
         graph = load_graph(root)
         names = graph.upstream_of([target]) if target else graph.order
@@ -127,7 +132,7 @@ def reproduce(
 
         def after_each(name: str, results: list[dict[str, Any]]) -> None:
             if last_evaluate is not None and name == names[last_evaluate]:
-                published["metrics"] = publish_metrics(root, results)
+                published["metrics"] = publish_metrics(root, graph, results)
 
         results = run_stages(
             root,
@@ -141,7 +146,7 @@ def reproduce(
             after_each=after_each,
         )
         if "metrics" not in published:
-            published["metrics"] = publish_metrics(root, results)
+            published["metrics"] = publish_metrics(root, graph, results)
         experiment = exp_save(str(root), f"reproduce-{flow_run.name or 'run'}") if overrides else None
     return {"stages": results, "metrics": published["metrics"], "experiment": experiment, "params": overrides}
 

@@ -4,9 +4,10 @@ Every stage runs through ``dvc repro --single-item <stage>`` in a subprocess who
 line by line, into the task's Prefect log. Tasks never cache or persist results (``NO_CACHE``,
 ``persist_result=False``): whether a stage is up to date is DVC's decision alone, from ``dvc.lock``.
 
-DVC deletes a stage's outputs before running its command. When the command fails, ``run_stage`` puts the
-previous outputs back (``dvc checkout`` for cached outputs, a copy taken beforehand for ``cache: false``
-ones such as metrics files), so a failed run leaves the last good artifacts and ``dvc.lock`` as they were.
+DVC deletes a stage's outputs before running its command. When the command fails or the run is cancelled,
+``run_stage`` puts the previous outputs back (``dvc checkout`` for cached outputs, a copy taken beforehand
+for ``cache: false`` ones such as metrics files); a killed process is repaired by the next flow
+(``flows.recovery``), so the last good artifacts and ``dvc.lock`` stay as they were.
 """
 
 from __future__ import annotations
@@ -17,10 +18,8 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -31,6 +30,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.recovery import guarded_stage
 from pipeline.config import load_params
 from pipeline.dvcgraph import StageGraph
 
@@ -71,9 +71,9 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
-def stream(cmd: list[str], cwd: Path, logger, on_line=None) -> tuple[int, list[str]]:
+def stream(cmd: list[str], cwd: Path, logger, on_line=None, on_start=None) -> tuple[int, list[str]]:
     """Run ``cmd``, sending each output line to ``logger`` (and ``on_line``); returns the exit code and the
-    last 40 lines."""
+    last 40 lines. ``on_start(pid)`` is called once the process exists."""
     tail: deque[str] = deque(maxlen=40)
     last_progress = -math.inf
     proc = subprocess.Popen(
@@ -88,6 +88,8 @@ def stream(cmd: list[str], cwd: Path, logger, on_line=None) -> tuple[int, list[s
         bufsize=1,
     )
     assert proc.stdout is not None
+    if on_start is not None:
+        on_start(proc.pid)
     for raw in proc.stdout:
         line = raw.rstrip()
         if not line.strip():
@@ -110,45 +112,6 @@ def _failure_summary(tail: list[str]) -> str:
     return " | ".join(own[-3:]) if own else "no output"
 
 
-@contextlib.contextmanager
-def _outputs_backup(root: Path, outs: Iterable[str]) -> Iterator[list[tuple[Path, Path]]]:
-    """Copies of the ``cache: false`` outputs, removed on exit; the caller restores them on failure."""
-    scratch = root / ".dvc" / "tmp"
-    scratch.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="syndgan-backup-", dir=scratch))
-    pairs = []
-    try:
-        for i, out in enumerate(outs):
-            src = Path(out)
-            if src.is_dir():
-                shutil.copytree(src, folder / str(i), symlinks=True)
-            elif src.exists():
-                shutil.copy2(src, folder / str(i))
-            else:
-                continue
-            pairs.append((src, folder / str(i)))
-        yield pairs
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _restore(root: Path, stage: str, backups: list[tuple[Path, Path]], logger) -> None:
-    proc = subprocess.run(
-        [*DVC, "checkout", "--force", stage], cwd=root, env=subprocess_env(), capture_output=True, text=True
-    )
-    if proc.returncode == 0:
-        logger.info("restored the previous outputs of %s from the DVC cache", stage)
-    else:  # a stage that never succeeded has nothing to restore
-        logger.warning("dvc checkout %s: %s", stage, " ".join((proc.stderr or proc.stdout).split())[:300])
-    for dst, copy in backups:
-        if dst.is_dir() and not dst.is_symlink():
-            shutil.rmtree(dst)
-        elif dst.exists() or dst.is_symlink():
-            dst.unlink()
-        shutil.move(copy, dst)
-        logger.info("restored %s", dst)
-
-
 @task(name="dvc-stage", task_run_name="{stage}", cache_policy=NO_CACHE, persist_result=False)
 def run_stage(
     project_dir: str,
@@ -169,12 +132,15 @@ def run_stage(
     logger.info("$ dvc %s", " ".join(cmd[3:]))
     start = time.monotonic()
     ran = []
-    with _outputs_backup(root, keep or []) as backups:
+    with guarded_stage(root, stage, keep or [], logger) as guard:  # restores on failure and cancel
         rc, tail = stream(
-            cmd, root, logger, on_line=lambda line: line.startswith("Running stage ") and ran.append(line)
+            cmd,
+            root,
+            logger,
+            on_line=lambda line: line.startswith("Running stage ") and ran.append(line),
+            on_start=guard.started,
         )
         if rc != 0:
-            _restore(root, stage, backups, logger)
             raise StageFailed(f"stage '{stage}' failed (dvc exit code {rc}): {_failure_summary(tail)}")
     if push:  # also when DVC skipped the stage: a retry after a failed push still pushes (cheap when present)
         rc, tail = stream([*DVC, "push", stage], root, logger)
@@ -281,7 +247,22 @@ def _fmt(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
-def metrics_markdown(metrics: dict[str, dict[str, Any]], results: list[dict[str, Any]], report: Path | None) -> str:
+def stale_outputs(root: Path, graph: StageGraph, results: list[dict[str, Any]]) -> list[str]:
+    """Outputs of stages downstream of one that ran in this flow run but not run themselves (an ingest-only
+    run leaves classify's metrics from an older build): relative paths."""
+    done = {r["stage"] for r in results}
+    ran = [r["stage"] for r in results if r["ran"]]
+    stale = [n for n in graph.downstream_of(ran) if n not in done] if ran else []
+    return sorted({o.path.relative_to(root).as_posix() for n in stale for o in graph.stages[n].outs})
+
+
+def _under_any(path: str, outs: Iterable[str]) -> bool:
+    return any(path == o or path.startswith(o.rstrip("/") + "/") for o in outs)
+
+
+def metrics_markdown(
+    metrics: dict[str, dict[str, Any]], results: list[dict[str, Any]], report: Path | None, stale: Iterable[str] = ()
+) -> str:
     ran = [r["stage"] for r in results if r.get("ran")]
     skipped = [r["stage"] for r in results if not r.get("ran")]
     lines = ["# syndgan metrics", ""]
@@ -289,6 +270,11 @@ def metrics_markdown(metrics: dict[str, dict[str, Any]], results: list[dict[str,
         f"Stages run: {', '.join(ran) or 'none'}; up to date (skipped by DVC): {', '.join(skipped) or 'none'}."
     )
     lines.append("")
+    old = [f for f in metrics if _under_any(f, stale)]
+    if old:
+        shown = ", ".join(f"`{f}`" for f in old)
+        lines += [f"Not listed, from an older build (a stage upstream ran in this run, theirs did not): {shown}.", ""]
+        metrics = {f: v for f, v in metrics.items() if f not in old}
     if report is not None:
         lines += [f"Report: [{REPORT_PATH}]({report.as_uri()})", ""]
     if not metrics:
@@ -303,20 +289,23 @@ def metrics_markdown(metrics: dict[str, dict[str, Any]], results: list[dict[str,
     return "\n".join(lines) + "\n"
 
 
-def publish_metrics(root: Path, results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """A markdown artifact with the metrics table (and a link artifact to the report when it exists)."""
+def publish_metrics(root: Path, graph: StageGraph, results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A markdown artifact with the metrics table (and a link artifact to the report when it exists); returns
+    the metrics listed (stale ones left out)."""
     logger = get_run_logger()
+    stale = stale_outputs(root, graph, results)
     metrics = collect_metrics(root)
     report = root / REPORT_PATH
     report = report if report.is_file() else None
     create_markdown_artifact(
         key=METRICS_ARTIFACT,
-        markdown=metrics_markdown(metrics, results, report),
+        markdown=metrics_markdown(metrics, results, report, stale),
         description=f"Metrics of {root.name} after this run",
     )
     if report is not None:
         create_link_artifact(
             key=REPORT_ARTIFACT, link=report.as_uri(), link_text=REPORT_PATH, description="HTML report"
         )
+    metrics = {f: v for f, v in metrics.items() if not _under_any(f, stale)}
     logger.info("metrics artifact '%s': %d file(s)", METRICS_ARTIFACT, len(metrics))
     return metrics

@@ -54,6 +54,18 @@ def chromium(url: str, *, screenshot: Path | None = None, timeout: float = 120) 
     return proc.stdout
 
 
+def describe_schedule(schedule) -> str:
+    """A schedule as a person reads it ("every 60 min", "cron '0 2 * * *' (UTC)"), not its repr."""
+    interval = getattr(schedule, "interval", None)
+    if interval is not None:
+        seconds = int(interval.total_seconds())  # minutes, as flows.retrain_interval_minutes gives it
+        return f"every {seconds // 60} min" if seconds % 60 == 0 else f"every {seconds} s"
+    cron = getattr(schedule, "cron", None)
+    if cron is not None:
+        return f"cron '{cron}' ({schedule.timezone or 'UTC'})"
+    return str(schedule)
+
+
 def deployment_report(names) -> list[dict]:
     """Each deployment with its schedules, its event triggers (automations) and its last started run."""
     from prefect import get_client
@@ -82,7 +94,7 @@ def deployment_report(names) -> list[dict]:
                     "name": name,
                     "found": True,
                     "id": str(dep.id),
-                    "schedules": [str(s.schedule) for s in dep.schedules],
+                    "schedules": [describe_schedule(s.schedule) for s in dep.schedules],
                     "triggers": [a.name for a in automations],
                     "runs": len(runs),
                     "last_run": None
@@ -142,7 +154,9 @@ def main(argv=None) -> int:
         else:
             last = r["last_run"]
             run_text = f"last run {last['name']} {last['state']} at {last['start_time']}" if last else "no runs yet"
-            print(f"{r['name']}: schedules {r['schedules'] or 'none'}; triggers {r['triggers'] or 'none'}; {run_text}")
+            schedules = ", ".join(r["schedules"]) or "none"
+            triggers = ", ".join(r["triggers"]) or "none"
+            print(f"{r['name']}: schedule {schedules}; triggers {triggers}; {run_text}")
     if not has_run and not args.no_trigger:
         problems.append("no deployment has a started run")
 

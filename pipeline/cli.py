@@ -1,6 +1,7 @@
 """The ``syndgan`` command.
 
     syndgan synthesize --checkpoint models/train_synth/synthesizer.pt --image normal.png --mask mask.png --out defect.png
+    syndgan synthesize --help      # the mask encoding, with an example
     syndgan info [--checkpoint models/train_synth/synthesizer.pt]
     syndgan studio [--checkpoint models/train_synth/synthesizer.pt] [--port 8765] [--host 127.0.0.1]
 
@@ -21,6 +22,19 @@ from syndgan.errors import DataError, ImageError, SyndganError
 DEFAULT_CHECKPOINT = "models/train_synth/synthesizer.pt"
 STUDIO_OUT = "data/raw/studio"  # add {format: labelme, root: data/raw/studio, synthetic: true} to ingest.sources
 STUDIO_PORT = 8765
+OUT_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+MASK_HELP = """\
+mask encoding (--mask), a PNG the size of --image:
+  label map      grayscale (mode L): 0 = background, k = the class with id k
+  colour map     RGB: each class in its colour, black (0,0,0) = background
+  `syndgan info` lists a checkpoint's classes: "1=bump (255, 64, 64), 2=chipping (64, 200, 64)".
+
+example: a chipping defect in the square x 10..29, y 40..59 of a 128x128 image
+  python -c "from PIL import Image, ImageDraw; m = Image.new('L', (128, 128)); \\
+    ImageDraw.Draw(m).rectangle([10, 40, 29, 59], fill=2); m.save('mask.png')"
+  syndgan synthesize --image normal.png --mask mask.png --out defect.png
+"""
 
 
 def _open_image(path: Path, what: str):
@@ -56,10 +70,25 @@ def _mask_mode(img):
     return img
 
 
+def _require_checkpoint(path: Path) -> None:
+    """A clone has no models until the pipeline ran: say how to make one, not just that it is missing."""
+    if not path.is_file():
+        raise DataError(
+            path,
+            "checkpoint not found: build it with `make repro` (or `dvc repro train_synth`), "
+            "fetch it with `dvc pull train_synth` from the team's DVC remote, or pass --checkpoint",
+        )
+
+
 def cmd_synthesize(args: argparse.Namespace) -> None:
     from syndgan.io import atomic_save_image
     from syndgan.synthesis import SynthesisInputError, Synthesizer
 
+    if args.out.suffix.lower() not in OUT_SUFFIXES:
+        raise DataError(
+            args.out, f"output must end in {', '.join(OUT_SUFFIXES)}, got {args.out.suffix or 'no suffix'!r}"
+        )
+    _require_checkpoint(args.checkpoint)
     synth = Synthesizer.from_checkpoint(args.checkpoint, device=args.device)
     image = _image_mode(_open_image(args.image, "image"))
     mask = _mask_mode(_open_image(args.mask, "mask"))
@@ -75,6 +104,7 @@ def cmd_info(args: argparse.Namespace) -> None:
     from syndgan.training.common import load_checkpoint
     from syndgan.training.synth import SYNTHESIZER_FORMAT
 
+    _require_checkpoint(args.checkpoint)
     state = load_checkpoint(args.checkpoint)
     if state.get("format") != SYNTHESIZER_FORMAT:
         raise DataError(args.checkpoint, "not a SyNDGAN synthesizer checkpoint")
@@ -100,6 +130,7 @@ def cmd_studio(args: argparse.Namespace) -> None:
     from pipeline.config import load_params
     from pipeline.studio import build_studio, serve
 
+    _require_checkpoint(args.checkpoint)
     studio = build_studio(
         load_params(args.params),
         args.checkpoint,
@@ -113,13 +144,14 @@ def cmd_studio(args: argparse.Namespace) -> None:
 
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]]] = {}
+EPILOGS = {"synthesize": MASK_HELP}
 
 
 def _synthesize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, default=Path(DEFAULT_CHECKPOINT), help=f"default: {DEFAULT_CHECKPOINT}")
     p.add_argument("--image", type=Path, required=True, help="normal image (any size)")
-    p.add_argument("--mask", type=Path, required=True, help="label map or class-coloured map, same size")
-    p.add_argument("--out", type=Path, required=True, help="output image (PNG/JPEG by suffix)")
+    p.add_argument("--mask", type=Path, required=True, help="label map or class-coloured map, same size (below)")
+    p.add_argument("--out", type=Path, required=True, help="output image: .png, .jpg or .jpeg (format by suffix)")
     p.add_argument("--no-blend", action="store_true", help="keep the raw network output in the whole window")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when present)")
 
@@ -155,7 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, add_args, _) in COMMANDS.items():
-        add_args(sub.add_parser(name, help=help_text, description=help_text))
+        add_args(
+            sub.add_parser(
+                name,
+                help=help_text,
+                description=help_text,
+                epilog=EPILOGS.get(name),
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
+        )
     return parser
 
 

@@ -1,5 +1,9 @@
 """What changed under the data sources since the last successful retrain: content hashes, no orchestration.
 
+Sources a DVC stage depends on are compared with what ``dvc.lock`` recorded when they were last built
+(``lock_changes``): a fresh clone, with no watch state, already knows whether they changed. Sources outside
+DVC's view are compared with the watch state, the snapshot of the last successful run.
+
 A snapshot maps each watched file (absolute path) to its sha256, size and mtime. Rescans reuse the previous
 hash when size and mtime are unchanged, so a large source costs one ``stat`` per file; a file whose mtime
 moved but whose content did not (``touch``, a re-copy) is not a change.
@@ -118,6 +122,42 @@ def diff(previous: Snapshot, current: Snapshot) -> Changes:
         modified=sorted(k for k in current.keys() & previous.keys() if current[k].sha256 != previous[k].sha256),
         removed=sorted(set(previous) - set(current)),
     )
+
+
+def lock_changes(project_dir: str | Path, stages: Iterable[str], roots: Iterable[Path]) -> dict[str, str]:
+    """Dependencies of ``stages`` that differ from ``dvc.lock`` and overlap ``roots``: {path: how}.
+
+    ``how`` is DVC's word ("modified", "deleted", "new"); a stage never built reports its deps as changed.
+    Params, code and missing outputs are not source changes and are left out.
+    """
+    from dvc.repo import Repo
+
+    project_dir = Path(project_dir).resolve()
+    roots = [Path(r).resolve() for r in roots]
+    # DVC resolves targets against the working directory, not the repo: name the dvc.yaml explicitly
+    targets = [
+        f"{project_dir / s.split(':')[0]}:{s.split(':')[1]}" if ":" in s else f"{project_dir / 'dvc.yaml'}:{s}"
+        for s in stages
+    ]
+    with Repo(str(project_dir)) as repo:
+        status = repo.status(targets=targets)
+    changed: dict[str, str] = {}
+    for entries in status.values():
+        for entry in entries:
+            # entries are {"changed deps": {...}}, {"changed outs": {...}} or words like "always changed"
+            if not isinstance(entry, dict) or "changed deps" not in entry:
+                continue
+            for dep, how in entry["changed deps"].items():
+                path = (project_dir / dep).resolve()
+                if isinstance(how, str) and any(path == r or r in path.parents or path in r.parents for r in roots):
+                    changed[dep] = how
+    return changed
+
+
+def within(snapshot: Snapshot, roots: Iterable[Path]) -> Snapshot:
+    """The part of ``snapshot`` under ``roots``."""
+    roots = [Path(r) for r in roots]
+    return {k: v for k, v in snapshot.items() if any(Path(k) == r or r in Path(k).parents for r in roots)}
 
 
 def load_state(path: str | Path) -> Snapshot:

@@ -76,3 +76,38 @@ def test_console_script(files):
     )
     assert r.returncode == 0, r.stderr
     assert Image.open(out).size == (50, 40)
+
+
+def test_refused_output_suffix_and_missing_checkpoint_say_what_to_do(files, capsys):
+    d, ckpt, _ = files
+    io = ["--image", str(d / "normal.png"), "--mask", str(d / "mask.png")]
+    assert main(["synthesize", "--checkpoint", str(ckpt), *io, "--out", str(d / "x.txt")]) == 1
+    err = capsys.readouterr().err
+    assert "x.txt: output must end in .png, .jpg, .jpeg, got '.txt'" in err and "\n" not in err.strip()
+    assert not (d / "x.txt").exists()
+    for cmd in (["synthesize", *io, "--out", str(d / "y.png")], ["info"], ["studio"]):
+        assert main([*cmd, "--checkpoint", str(d / "none.pt")]) == 1
+        err = capsys.readouterr().err
+        assert "none.pt: checkpoint not found: build it with `make repro`" in err and "dvc pull" in err
+    assert not (d / "y.png").exists()
+
+
+def test_synthesize_help_example_runs(files, tmp_path, capsys, monkeypatch):
+    """The mask example in `syndgan synthesize --help` works as printed (with this test's checkpoint)."""
+    _, ckpt, _ = files
+    with pytest.raises(SystemExit):
+        main(["synthesize", "--help"])
+    text = capsys.readouterr().out
+    assert "0 = background, k = the class with id k" in text
+    example = text.split("example:", 1)[1].splitlines()[1:]
+    make_mask = "\n".join(example[:-1]).replace("python ", f"{sys.executable} ", 1)
+    subprocess.run(["bash", "-c", make_mask], cwd=tmp_path, check=True, timeout=60)
+    mask = np.asarray(Image.open(tmp_path / "mask.png"))
+    assert mask.shape == (128, 128) and set(np.unique(mask)) == {0, 2} and (mask == 2).sum() == 400
+    Image.new("RGB", (128, 128), (90, 90, 90)).save(tmp_path / "normal.png")
+    args = example[-1].split()  # the printed `syndgan synthesize ...` line
+    assert args[:2] == ["syndgan", "synthesize"]
+    monkeypatch.chdir(tmp_path)
+    assert main([*args[1:], "--checkpoint", str(ckpt), "--device", "cpu"]) == 0
+    out = np.asarray(Image.open(tmp_path / "defect.png").convert("L")).astype(int)
+    assert (out[40:60, 10:30] != 90).any() and (out[100:, 100:] == 90).all()  # painted inside the mask only

@@ -108,3 +108,18 @@ def test_shipped_real_data_config_is_an_overlay_that_validates():
 @pytest.mark.parametrize("path", sorted(Path("data/configs").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_config_validates_as_an_overlay(path):
     load_params(path, base="params.yaml")
+
+
+def test_params_yaml_documents_every_flows_setting():
+    """The README sends people to params.yaml's `flows` section: every FlowsConfig key is there, commented."""
+    from dataclasses import fields
+
+    from pipeline.config import FlowsConfig
+
+    raw = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))
+    assert sorted(raw["flows"]) == sorted(f.name for f in fields(FlowsConfig))
+    assert load_params("params.yaml").flows == FlowsConfig()  # the shipped values are the defaults
+    lines = Path("params.yaml").read_text(encoding="utf-8").split("\nflows:", 1)[1].split("\n\n")[0].splitlines()
+    entries = [line for line in lines[1:] if line.startswith("  ") and not line.startswith("   ")]
+    undocumented = [line.split(":")[0].strip() for line in entries if "#" not in line]
+    assert undocumented == [], f"flows keys without a comment in params.yaml: {undocumented}"

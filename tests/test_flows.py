@@ -308,6 +308,34 @@ def test_retrain_runs_on_new_image_and_is_a_noop_without_changes(project):
     assert "nothing to do" in _wait(lambda: _logs(noop.state_details.flow_run_id))
 
 
+def test_retrain_on_an_unchanged_clone_starts_no_stage_and_a_new_annotation_runs_from_ingest(project, tmp_path):
+    """A fresh clone has no watch state and no DVC cache; dvc.lock says what was built from which sources."""
+    from flows.retrain import retrain_on_new_defects as retrain
+
+    _run([sys.executable, "-m", "dvc", "repro", "-q"], project)
+    _run(["git", "add", "-A"], project)
+    _run(["git", "commit", "-qm", "built"], project)
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    assert not (clone / ".syndgan").exists() and not (clone / "data/manifest.json").exists()
+    lock = (clone / "dvc.lock").read_bytes()
+
+    noop = retrain(project_dir=str(clone), return_state=True)
+    assert noop.is_completed() and noop.result() == {"changed": False, "watched": 4}
+    assert _task_runs(noop.state_details.flow_run_id, expected=0) == []
+    assert (clone / "dvc.lock").read_bytes() == lock and not (clone / "data/manifest.json").exists()
+    assert "as last built" in _wait(lambda: _logs(noop.state_details.flow_run_id))
+    # the sources as built became the watch state: the next change is listed file by file
+    assert len(json.loads((clone / ".syndgan/watch_state.json").read_text())["files"]) == 4
+
+    (clone / "src/c.json").write_text(json.dumps({"label": "crack"}))
+    result = retrain(project_dir=str(clone))
+    assert result["changes"]["added"] == {"count": 1, "paths": ["src/c.json"]}
+    assert [(r["stage"], r["ran"]) for r in result["stages"]] == [("ingest", True), ("count", True), ("evaluate", True)]
+    assert json.loads((clone / "metrics/scores.json").read_text())["images"] == 3
+    assert retrain(project_dir=str(clone)) == {"changed": False, "watched": 5}
+
+
 def test_malformed_annotation_fails_the_run_and_keeps_the_last_good_artifacts(project):
     from flows.retrain import retrain_on_new_defects as retrain
 
@@ -359,7 +387,7 @@ def test_deployments_have_schedule_and_event_trigger(project, tmp_path):
     report = {r["name"]: r for r in deployment_report(DEPLOYMENT_NAMES)}
     assert all(r["found"] for r in report.values())
     retrain = report[RETRAIN_FULL_NAME]
-    assert len(retrain["schedules"]) == 1 and "3600" in retrain["schedules"][0]
+    assert retrain["schedules"] == ["every 60 min"]
     assert retrain["triggers"] == ["on syndgan.sources.uploaded"]
     assert report["reproduce/on-demand"]["schedules"] == [] and report["reproduce/on-demand"]["triggers"] == []
 

@@ -83,3 +83,47 @@ def test_flows_config_defaults_and_validation():
     for section, key in bad:
         with pytest.raises(ConfigError, match=key):
             parse_params({"flows": section})
+
+
+def test_schedules_read_as_a_person_would_say_them():
+    from datetime import timedelta
+
+    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+
+    from flows.ui_check import describe_schedule
+
+    assert describe_schedule(IntervalSchedule(interval=timedelta(minutes=60))) == "every 60 min"
+    assert describe_schedule(IntervalSchedule(interval=timedelta(seconds=90))) == "every 90 s"
+    assert describe_schedule(CronSchedule(cron="0 2 * * *")) == "cron '0 2 * * *' (UTC)"
+    assert describe_schedule(CronSchedule(cron="0 2 * * *", timezone="Europe/Berlin")) == (
+        "cron '0 2 * * *' (Europe/Berlin)"
+    )
+
+
+def test_metrics_of_stages_left_behind_by_this_run_are_not_listed_as_current(tmp_path):
+    """An ingest-only run must not present classify's metrics (from an older build) as its result."""
+    import subprocess
+    import sys
+
+    from flows.stages import stale_outputs
+    from pipeline.dvcgraph import load_graph
+
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n"
+        "  ingest: {cmd: 'true', deps: [src], outs: [data/m.json], metrics: [{metrics/ingest.json: {cache: false}}]}\n"
+        "  classify: {cmd: 'true', deps: [data/m.json], metrics: [{metrics/classify.json: {cache: false}}]}\n"
+        "  other: {cmd: 'true', deps: [src], metrics: [{metrics/other.json: {cache: false}}]}\n"
+    )
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q", "--no-scm"], cwd=tmp_path, check=True)
+    graph = load_graph(tmp_path)
+    root = tmp_path.resolve()
+    ingest_only = [{"stage": "ingest", "ran": True}]
+    assert stale_outputs(root, graph, ingest_only) == ["metrics/classify.json"]
+    assert stale_outputs(root, graph, [{"stage": "ingest", "ran": False}]) == []  # nothing rebuilt: all current
+    both = [{"stage": "ingest", "ran": True}, {"stage": "classify", "ran": False}]
+    assert stale_outputs(root, graph, both) == []
+
+    metrics = {"metrics/ingest.json": {"images": 3}, "metrics/classify.json": {"f1": 0.5}}
+    md = metrics_markdown(metrics, ingest_only, None, stale_outputs(root, graph, ingest_only))
+    assert "| `metrics/ingest.json` | images | 3 |" in md and "| `metrics/classify.json`" not in md
+    assert "from an older build (a stage upstream ran in this run, theirs did not): `metrics/classify.json`" in md

@@ -2,10 +2,22 @@
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from pipeline.config import parse_params
-from pipeline.watch import FileState, diff, load_state, save_state, scan, sha256_file, watch_roots
+from pipeline.watch import (
+    FileState,
+    diff,
+    load_state,
+    lock_changes,
+    save_state,
+    scan,
+    sha256_file,
+    watch_roots,
+    within,
+)
 
 SUFFIXES = [".json", ".png"]
 
@@ -92,3 +104,49 @@ def test_watch_roots_follow_params(tmp_path):
         {"flows": {"watch": ["incoming"]}, "ingest": {"sources": [{"format": "mvtec", "root": "x"}]}}
     )
     assert watch_roots(explicit, tmp_path) == [(tmp_path / "incoming").resolve()]
+
+
+def _sh(cmd: list[str], cwd: Path) -> None:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_lock_changes_compare_sources_with_what_dvc_last_built(tmp_path):
+    """Only source deps count: missing outputs (a fresh clone), params or code changes are not new data."""
+    root = tmp_path / "proj"
+    write(root / "src/a.json", b'{"label": "crack"}')
+    write(root / "raw/other/b.json", b"{}")
+    write(root / "params.yaml", b"ingest: {seed: 0}\n")
+    write(root / "step.py", b"import shutil; shutil.copytree('src', 'data')\n")
+    deps = "[src, raw/other, step.py]"
+    write(
+        root / "dvc.yaml",
+        f"stages:\n  ingest:\n    cmd: python step.py\n    deps: {deps}\n".encode()
+        + b"    params: [ingest.seed]\n    outs: [data]\n",
+    )
+    src, other = root / "src", root / "raw/other"
+    _sh(["git", "init", "-q"], root)
+    _sh([sys.executable, "-m", "dvc", "init", "-q"], root)
+    assert lock_changes(root, ["ingest"], [src]) == {"src": "modified"}  # never built: everything is new
+    _sh([sys.executable, "-m", "dvc", "repro", "-q"], root)
+    assert lock_changes(root, ["ingest"], [src, other]) == {}
+
+    for path in (root / "data").rglob("*"):  # a clone without the DVC cache has no outputs
+        path.unlink()
+    write(root / "params.yaml", b"ingest: {seed: 1}\n")
+    write(root / "step.py", b"import shutil; shutil.copytree('src', 'data', dirs_exist_ok=True)\n")
+    assert lock_changes(root, ["ingest"], [src, other]) == {}
+
+    write(root / "raw/other/c.json", b"{}")
+    assert lock_changes(root, ["ingest"], [src]) == {}  # not under the roots asked about
+    assert lock_changes(root, ["ingest"], [other]) == {"raw/other": "modified"}
+    assert lock_changes(root, ["ingest"], [root / "raw"]) == {"raw/other": "modified"}  # a root above it
+    (root / "src/a.json").unlink()
+    assert lock_changes(root, ["ingest"], [src / "a.json"]) == {"src": "modified"}  # a root inside it
+
+
+def test_within_keeps_the_files_under_the_roots(tmp_path):
+    snap = {str(tmp_path / "a/x.json"): FileState("1", 1, 1), str(tmp_path / "ab/y.json"): FileState("2", 1, 1)}
+    assert list(within(snap, [tmp_path / "a"])) == [str(tmp_path / "a/x.json")]  # not "ab"
+    assert within(snap, []) == {}

@@ -119,7 +119,8 @@ def run(params: Params, method: str, seed: int) -> dict:
             result = train_classifier(
                 train, real.val, names, settings, seed, budget, mix=m.mix_batch, resume_path=resume, progress=True
             )
-            best = next(h for h in result.history if h["step"] == result.best_step)
+            # rank 0 validates: under torchrun the other ranks have no history (and write to a scratch folder)
+            best = next((h for h in result.history if h["step"] == result.best_step), None)
             logits = predict(result.model, real.test.x, next(result.model.parameters()).device)
             pred = logits.argmax(1).tolist()
             metrics = classification_metrics(real.test.y.tolist(), pred, names)
@@ -129,8 +130,8 @@ def run(params: Params, method: str, seed: int) -> dict:
                     "synthetic_per_class": dict(
                         zip(names, (train.y[train.synthetic]).bincount(minlength=len(names)).tolist(), strict=True)
                     ),
-                    "val_macro_f1": best["val_macro_f1"],  # what classify.select_on: val ranks doses by
-                    "val_accuracy": best["val_accuracy"],
+                    "val_macro_f1": best and best["val_macro_f1"],  # what classify.select_on: val ranks doses by
+                    "val_accuracy": best and best["val_accuracy"],
                     "best_step": result.best_step,
                     "steps_run": result.steps_run,
                     "steps_budget": result.steps_budget,

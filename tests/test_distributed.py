@@ -130,13 +130,16 @@ def test_classify_under_torchrun(tmp_path):
     tiny = make_tiny_processed(tmp_path / "tiny", resolution=32)
     classes = {c["name"]: c["color"] for c in json.loads((tiny / "dataset.json").read_text())["classes"]}
     params = {
-        "ingest": {"classes": classes},
+        "ingest": {"classes": classes, "out": str(tiny.parent / "interim")},
         "rasterize": {"out": str(tiny)},
         "augment": {"out": "augmented"},
         "classify": {
             "methods": ["cutmix"],
             "seeds": [0],
-            "train": {"resolution": 32, "batch_size": 4, "steps": 4, "eval_every": 2, "warmup_steps": 1, "threads": 1},
+            "train": {
+                "resolution": 32, "batch_size": 4, "steps": 4, "epochs": None, "eval_every": 2, "eval_from_epoch": 0,
+                "threads": 1,
+            },  # fmt: skip
         },
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

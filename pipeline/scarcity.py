@@ -73,6 +73,11 @@ def write_project(params_files: list[Path], workdir: Path, ks: list | None = Non
         subprocess.run([*DVC, "init", "--no-scm", "-q"], cwd=workdir, check=True)
     pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
     stages = {name: _absolute_code_paths(st) for name, st in pipeline["stages"].items() if name in STAGES}
+    methods = params.classify.methods
+    # Only what the grid's methods need: no synthesis network unless syndgan is compared.
+    stages["augment"]["foreach"] = {m: v for m, v in stages["augment"]["foreach"].items() if m in methods}
+    if "syndgan" not in methods:
+        del stages["pretrain"], stages["train_synth"]
     sc = params.scarcity
     for k in sc.ks:
         d = workdir / k_dir(k)

@@ -88,7 +88,7 @@ def write_project(params_files: list[Path], workdir: Path, ks: list | None = Non
         _write_if_changed(d / "params.yaml", yaml.safe_dump(k_params, sort_keys=False))
         _write_if_changed(d / "dvc.yaml", yaml.safe_dump({"stages": stages}, sort_keys=False))
     c = params.classify
-    runs = [f"{k_dir(k)}/{c.out}/{m}-s{s}" for k in sc.ks for m in c.methods for s in c.seeds]
+    runs = _cells(params)
     agg = {
         "cmd": "python -m pipeline.scarcity --aggregate",
         "deps": [f"{k_dir(k)}/{c.metrics}" for k in sc.ks] + runs + [str(ROOT / "pipeline/scarcity.py")],
@@ -140,14 +140,10 @@ def aggregate(params: Params) -> dict:
     return summary
 
 
-def _cells(params: Params) -> list[Path]:
+def _cells(params: Params) -> list[str]:
+    """The grid's classify output folders, relative to the benchmark folder (one per k, method, seed)."""
     c = params.classify
-    return [
-        Path(k_dir(k)) / c.out / f"{m}-s{s}" / "metrics.json"
-        for k in params.scarcity.ks
-        for m in c.methods
-        for s in c.seeds
-    ]
+    return [f"{k_dir(k)}/{c.out}/{m}-s{s}" for k in params.scarcity.ks for m in c.methods for s in c.seeds]
 
 
 def run_benchmark(params_files: list[Path], workdir: Path, log_name: str = "repro.log", ks: list | None = None) -> int:
@@ -155,7 +151,7 @@ def run_benchmark(params_files: list[Path], workdir: Path, log_name: str = "repr
     from tqdm import tqdm
 
     params = write_project(params_files, workdir, ks)
-    cells = _cells(params)
+    cells = [Path(d) / "metrics.json" for d in _cells(params)]
     env = {**os.environ, "SYNDGAN_ROOT": str(ROOT), "DVC_NO_ANALYTICS": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # stages run this python
     log_path = workdir / log_name

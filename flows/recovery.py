@@ -118,12 +118,31 @@ def _stop(pid: int | None, logger, grace: float = 10.0) -> None:
             return
 
 
+def _release_dvc_locks(root: Path, logger) -> None:
+    """Drop the rwlock entries of dead DVC processes. An orphan killed here stays a zombie where nothing reaps
+    it (a container whose PID 1 is not an init), and DVC, asking psutil, takes a zombie's lock as held."""
+    path = root / ".dvc" / "tmp" / "rwlock"
+    try:
+        lock = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    read = {k: [i for i in v if _alive(i["pid"])] for k, v in lock.get("read", {}).items()}
+    clean = {
+        "read": {k: v for k, v in read.items() if v},
+        "write": {k: i for k, i in lock.get("write", {}).items() if _alive(i["pid"])},
+    }
+    if clean != {"read": lock.get("read", {}), "write": lock.get("write", {})}:
+        atomic_write_json(path, clean)
+        logger.info("released the DVC locks the stopped process held")
+
+
 def restore(root: Path, journal: dict, logger) -> None:
     """Stop the stage's DVC process, then put back dvc.lock, the cached outputs and the copies."""
     from flows.stages import DVC, subprocess_env
 
     stage = journal["stage"]
     _stop(journal["pid"], logger)
+    _release_dvc_locks(root, logger)
     lock = str(root / "dvc.lock")
     for dst, copy in journal["pairs"]:
         if dst == lock:  # first: `dvc checkout` reads the lock

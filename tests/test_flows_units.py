@@ -127,3 +127,29 @@ def test_metrics_of_stages_left_behind_by_this_run_are_not_listed_as_current(tmp
     md = metrics_markdown(metrics, ingest_only, None, stale_outputs(root, graph, ingest_only))
     assert "| `metrics/ingest.json` | images | 3 |" in md and "| `metrics/classify.json`" not in md
     assert "from an older build (a stage upstream ran in this run, theirs did not): `metrics/classify.json`" in md
+
+
+def test_locks_of_dead_or_zombie_dvc_processes_are_released(tmp_path):
+    """psutil counts an unreaped zombie as running, so DVC would refuse the next `repro` on its rwlock."""
+    import json
+    import logging
+    import os
+    import subprocess
+    import time
+
+    from flows.recovery import _release_dvc_locks
+
+    zombie = subprocess.Popen(["true"])  # exits and is not waited for: a zombie
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+        path = tmp_path / ".dvc/tmp/rwlock"
+        path.parent.mkdir(parents=True)
+        me = {"pid": os.getpid(), "cmd": "dvc status"}
+        dead = {"pid": zombie.pid, "cmd": "dvc repro slow"}
+        path.write_text(json.dumps({"read": {"a": [dead, me], "b": [dead]}, "write": {"out": dead, "o2": me}}))
+        _release_dvc_locks(tmp_path, logging.getLogger("test"))
+        assert json.loads(path.read_text()) == {"read": {"a": [me]}, "write": {"o2": me}}
+    finally:
+        zombie.wait()

@@ -20,15 +20,14 @@ from pipeline.common import stage_main
 from pipeline.config import Params
 from syndgan.augment import (
     PlacementSettings,
-    ProcessedDataset,
     check_provenance,
     compute_targets,
     create_method,
     generate_augmented,
     targets_table,
-    train_pool,
 )
-from syndgan.augment.sources import NORMAL, empty_manifest
+from syndgan.augment.generate import empty_manifest
+from syndgan.data.processed import NORMAL, ProcessedDataset, train_pool
 from syndgan.io import atomic_dir
 
 log = logging.getLogger("syndgan.augment")

@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline.classify import native_paths
     from pipeline.config import load_params
-    from syndgan.augment import ProcessedDataset
     from syndgan.classify import classification_metrics, load_real, predict, train_classifier
+    from syndgan.data.processed import ProcessedDataset
 
     root = Path(__file__).resolve().parent.parent
     params = load_params(args.params.resolve(), base=root / "params.yaml")  # an overlay of params.yaml

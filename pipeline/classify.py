@@ -24,7 +24,7 @@ import torch
 
 from pipeline.common import is_writer, stage_main
 from pipeline.config import Params
-from syndgan.augment import ProcessedDataset, check_provenance, create_method, train_pool
+from syndgan.augment import check_provenance, create_method
 from syndgan.classify import (
     classification_metrics,
     load_real,
@@ -33,6 +33,7 @@ from syndgan.classify import (
     select_dose,
     train_classifier,
 )
+from syndgan.data.processed import ProcessedDataset, train_pool
 from syndgan.errors import DataError
 from syndgan.io import atomic_dir
 

@@ -36,8 +36,8 @@ from PIL import Image
 from pipeline.common import stage_main
 from pipeline.config import Params
 from pipeline.reconstruction import collect_reconstruction, project_relative
-from syndgan.augment import PlacementSettings, ProcessedDataset, create_method, generate_augmented, train_pool
-from syndgan.augment.sources import NORMAL
+from syndgan.augment import PlacementSettings, create_method, generate_augmented
+from syndgan.data.processed import NORMAL, ProcessedDataset, train_pool
 from syndgan.errors import ImageError
 from syndgan.io import atomic_dir, atomic_write_json, atomic_write_text
 from syndgan.report.quality import FeatureCache, create_quality_metrics, synthesis_quality

@@ -14,7 +14,8 @@ import torch
 
 from pipeline.common import is_writer, stage_main
 from pipeline.config import Params, PretrainConfig
-from pipeline.data import PatchDataset, ProcessedDataset, k_shot_train_ids, read_dataset_info
+from syndgan.data.datasets import PatchDataset, ProcessedImages
+from syndgan.data.processed import read_dataset_info, train_pool_ids
 from syndgan.io import atomic_write_json
 from syndgan.training.pretrain import PretrainSettings, train_pretrain
 
@@ -56,7 +57,7 @@ def settings_from_config(cfg: PretrainConfig, resolution: int, channels: int, n_
 
 def build_dataset(params: Params, resolution: int, channels: int, classes: list[dict]):
     cfg = params.pretrain
-    keep = k_shot_train_ids(params.resolve(params.rasterize.out), params.classify.k_shot, params.classify.k_shot_seed)
+    keep = train_pool_ids(params.resolve(params.rasterize.out), params.classify.k_shot, params.classify.k_shot_seed)
     if cfg.data_mode == "patch":
         interim = params.resolve(params.ingest.out)
         return PatchDataset(
@@ -70,7 +71,7 @@ def build_dataset(params: Params, resolution: int, channels: int, classes: list[
             defect_patch_prob=cfg.defect_patch_prob,
             keep_ids=keep,
         )
-    return ProcessedDataset(params.resolve(params.rasterize.out), split="train", resolution=resolution, keep_ids=keep)
+    return ProcessedImages(params.resolve(params.rasterize.out), split="train", resolution=resolution, keep_ids=keep)
 
 
 def run(params: Params) -> dict:

@@ -26,6 +26,7 @@ from PIL import Image
 from pipeline.common import stage_main
 from pipeline.config import Params
 from pipeline.reconstruction import collect_reconstruction
+from syndgan.data.processed import ProcessedDataset, train_pool
 from syndgan.errors import DataError
 from syndgan.io import atomic_dir, atomic_write_text
 from syndgan.report.document import Document, render_html, render_markdown
@@ -96,13 +97,12 @@ def git_version(cwd: Path | None = None) -> str:
     return f"{commit} ({'dirty: uncommitted changes to tracked files' if status.strip() else 'clean'})"
 
 
-def load_processed(params: Params) -> tuple[pd.DataFrame, dict]:
+def load_processed(params: Params) -> ProcessedDataset:
     root = params.resolve(params.rasterize.out)
-    info = _read_json(root / "dataset.json", "rasterize")
-    index_path = root / "index.parquet"
-    if not index_path.is_file():
-        raise Missing(f"rasterize: {_rel(index_path)} not found")
-    return pd.read_parquet(index_path), info
+    for path in (root / "dataset.json", root / "index.parquet"):
+        if not path.is_file():
+            raise Missing(f"rasterize: {_rel(path)} not found")
+    return ProcessedDataset.load(root)
 
 
 def image_methods(params: Params) -> dict[str, tuple[Path, pd.DataFrame]]:
@@ -126,10 +126,8 @@ def image_methods(params: Params) -> dict[str, tuple[Path, pd.DataFrame]]:
     return found
 
 
-def train_pool_counts(params: Params, index: pd.DataFrame, classes: list[str]) -> dict[str, int]:
-    from syndgan.augment.sources import select_k_shot
-
-    pool = select_k_shot(index[index["split"] == "train"], params.classify.k_shot, params.classify.k_shot_seed, classes)
+def train_pool_counts(params: Params, dataset: ProcessedDataset) -> dict[str, int]:
+    pool = train_pool(dataset, params.classify.k_shot, params.classify.k_shot_seed)
     return pool["label"].value_counts().to_dict()
 
 
@@ -138,8 +136,8 @@ def train_pool_counts(params: Params, index: pd.DataFrame, classes: list[str]) -
 
 def section_dataset(params: Params, doc: Document, figs: Figures) -> None:
     doc.heading("Dataset: images per class before and after augmentation (paper Table 3)")
-    index, info = load_processed(params)
-    classes = [c["name"] for c in sorted(info["classes"], key=lambda c: c["id"])]
+    dataset = load_processed(params)
+    index, classes = dataset.index, dataset.class_names
     split_counts = {s: g["label"].value_counts().to_dict() for s, g in index.groupby("split")}
     synthetic = {
         m: manifest["label"].value_counts().to_dict()
@@ -148,13 +146,13 @@ def section_dataset(params: Params, doc: Document, figs: Figures) -> None:
     }
     k = params.classify.k_shot
     doc.paragraph(
-        f"{len(index)} images at {info.get('resolution')} px, {info.get('channels')} channel(s), from "
+        f"{len(index)} images at {dataset.resolution} px, {dataset.channels} channel(s), from "
         f"`{_rel(params.resolve(params.rasterize.out))}`. Train pool: the train images augmentation and "
         f"the classifiers use ({'all of them' if k is None else f'k_shot = {k} per defect class'}). "
         "`w/ <method>`: train pool + the synthetic images the augment stage made (every classifier dose takes "
         "the first of them by rank)."
     )
-    doc.table(*counts_table(split_counts, classes, train_pool_counts(params, index, classes), synthetic))
+    doc.table(*counts_table(split_counts, classes, train_pool_counts(params, dataset), synthetic))
     if not synthetic:
         doc.paragraph(f"{NOT_RUN}: no augment output with images under `{params.augment.out}`.")
 
@@ -259,22 +257,20 @@ def summed_confusion(params: Params, method: str, dose: str) -> tuple[np.ndarray
 def _class_order(params: Params) -> list[str]:
     """normal, then the defect classes in id order (dataset.json; params when it is missing)."""
     try:
-        _, info = load_processed(params)
-        return ["normal", *(c["name"] for c in sorted(info["classes"], key=lambda c: c["id"]))]
+        return ["normal", *load_processed(params).class_names]
     except Missing:
         return ["normal", *params.ingest.classes]
 
 
 def section_grids(params: Params, doc: Document, figs: Figures) -> None:
     doc.heading("Synthesized examples per class")
-    index, info = load_processed(params)
+    dataset = load_processed(params)
     methods = image_methods(params)
     if not methods:
         raise Missing(f"augment: no synthesized images under {params.augment.out}")
-    root = params.resolve(params.rasterize.out)
-    mode = "L" if int(info.get("channels", 3)) == 1 else "RGB"
-    images = index.set_index("id")["image"].to_dict()
-    colors = {int(c["id"]): c["color"] for c in info["classes"]}
+    root, mode = dataset.root, dataset.mode
+    images = dataset.index.set_index("id")["image"].to_dict()
+    colors = {int(c["id"]): c["color"] for c in dataset.classes}
     lead_name = "syndgan" if "syndgan" in methods else next(iter(methods))
     lead_folder, lead = methods[lead_name]
     doc.paragraph(
@@ -283,7 +279,7 @@ def section_grids(params: Params, doc: Document, figs: Figures) -> None:
         "defect the mask was taken from."
     )
     n = params.report.grid_rows
-    for c in sorted(info["classes"], key=lambda c: c["id"]):
+    for c in dataset.classes:
         rows_df = lead[lead["label"] == c["name"]].sort_values("rank").head(n)
         if rows_df.empty:
             doc.paragraph(f"{NOT_RUN}: no synthesized {c['name']!r} image.")

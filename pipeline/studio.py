@@ -149,6 +149,7 @@ def build_studio(
     """The studio of this project: ingest's manifest, ingest.classes, the checkpoint (and the ablations)."""
     from pipeline.ingest import sources_from_params
     from pipeline.rasterize import class_table
+    from syndgan.data.processed import read_dataset_info
     from syndgan.studio.core import find_scorer
 
     manifest_path = params.resolve(params.ingest.out) / "manifest.parquet"
@@ -157,8 +158,8 @@ def build_studio(
         log.warning("%s not found (run `dvc repro ingest`): only uploaded images can be used", manifest_path)
     roots = [Path.cwd(), *(Path(s.root) for s in sources_from_params(params))]
     store = ImageStore(manifest, roots, max_pixels=params.ingest.max_pixels)
-    dataset_json = params.resolve(params.rasterize.out) / "dataset.json"
-    channels = json.loads(dataset_json.read_text())["channels"] if dataset_json.is_file() else None
+    processed = params.resolve(params.rasterize.out)
+    channels = read_dataset_info(processed)["channels"] if (processed / "dataset.json").is_file() else None
     ckpts = {str(checkpoint): Path(checkpoint)}
     ablations = params.resolve(params.train_synth.ablation_out)
     for p in sorted(ablations.glob("*/synthesizer.pt")) if ablations.is_dir() else []:

@@ -17,22 +17,17 @@ Tables 2 and 5), keyed by the perceptual distance used (``recon_lpips_vgg_*`` or
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
-from PIL import Image
 
 from pipeline.common import is_writer, stage_main
 from pipeline.config import SYNTH_ABLATIONS, Params, TrainSynthConfig
-from pipeline.data import PatchDataset, ProcessedDataset, k_shot_train_ids, read_dataset_info, to_unit_tensor
-from syndgan.data.rasterize import Region, rasterize_labelmap
+from syndgan.data.datasets import ProcessedImages, SynthPatchDataset
+from syndgan.data.processed import read_dataset_info, train_pool_ids
 from syndgan.errors import DataError
 from syndgan.io import atomic_write_json
-from syndgan.synthesis import downsample_labels
 from syndgan.training.synth import SynthSettings, read_pretrained, train_synth
 
 log = logging.getLogger("syndgan.train_synth")
@@ -92,63 +87,10 @@ def settings_from_config(cfg: TrainSynthConfig, ablation: str | None = None) -> 
     return s
 
 
-class SynthPatchDataset(PatchDataset):
-    """``PatchDataset`` windows plus their native-resolution label maps (``labelmap``, coverage-resized).
-
-    ``label`` is the class covering most of the window's label map (0 when it shows no defect).
-    """
-
-    def __init__(self, manifest, annotations, classes, **kwargs):
-        super().__init__(manifest, annotations, classes, **kwargs)
-        ann = pd.read_parquet(annotations)
-        ids = {c["name"]: int(c["id"]) for c in classes}
-        self.regions: dict[str, list[Region]] = {}
-        for a in ann.itertuples(index=False):
-            if a.image_id not in self.boxes:
-                continue
-            self.regions.setdefault(a.image_id, []).append(
-                Region(
-                    class_id=ids[a.label],
-                    polygon=json.loads(a.points) if a.shape == "polygon" else None,
-                    mask_path=a.mask_path if a.shape == "mask" else None,
-                    mask_threshold=int(a.mask_threshold),
-                )
-            )
-        self._maps: dict[int, np.ndarray] = {}
-
-    def _labels(self, i: int, shape: tuple[int, int]) -> np.ndarray:
-        if i not in self._maps:
-            row = self.manifest.iloc[i]
-            lm = rasterize_labelmap(self.regions.get(row["id"], []), int(row["width"]), int(row["height"]))
-            if lm.shape != shape:  # PatchDataset scaled a small image up
-                lm = np.asarray(Image.fromarray(lm).resize(shape[::-1], Image.Resampling.NEAREST))
-            self._maps[i] = lm
-        return self._maps[i]
-
-    def __getitem__(self, i: int) -> dict:
-        arr, scale = self._image(i)
-        h, w = arr.shape[:2]
-        wx, wy, _ = self._window(i, w, h, scale)
-        p = self.patch_size
-        crop = Image.fromarray(arr[wy : wy + p, wx : wx + p])
-        labels = self._labels(i, (h, w))[wy : wy + p, wx : wx + p]
-        if self.resolution != p:
-            crop = crop.resize((self.resolution, self.resolution), Image.Resampling.LANCZOS)
-            labels = downsample_labels(labels, self.resolution)
-        counts = np.bincount(labels.ravel(), minlength=2)
-        counts[0] = 0
-        return {
-            "image": to_unit_tensor(crop),
-            "labelmap": torch.from_numpy(labels.astype(np.int64)),
-            "label": int(counts.argmax()) if counts.any() else 0,
-            "id": self.manifest.iloc[i]["id"],
-        }
-
-
 def build_datasets(params: Params, resolution: int, channels: int, classes: list[dict]):
     cfg = params.train_synth
     processed = params.resolve(params.rasterize.out)
-    keep = k_shot_train_ids(processed, params.classify.k_shot, params.classify.k_shot_seed)  # scarcity setting
+    keep = train_pool_ids(processed, params.classify.k_shot, params.classify.k_shot_seed)  # scarcity setting
     if cfg.data_mode == "patch":
         interim = params.resolve(params.ingest.out)
         kw = dict(patch_size=cfg.patch_size, resolution=resolution, channels=channels)
@@ -156,8 +98,8 @@ def build_datasets(params: Params, resolution: int, channels: int, classes: list
         train = SynthPatchDataset(*args, split="train", defect_patch_prob=cfg.defect_patch_prob, keep_ids=keep, **kw)
         test = SynthPatchDataset(*args, split=cfg.eval_split, defect_patch_prob=1.0, **kw)
         return train, test
-    train = ProcessedDataset(processed, split="train", resolution=resolution, with_maps=True, keep_ids=keep)
-    test = ProcessedDataset(processed, split=cfg.eval_split, resolution=resolution, with_maps=True)
+    train = ProcessedImages(processed, split="train", resolution=resolution, with_maps=True, keep_ids=keep)
+    test = ProcessedImages(processed, split=cfg.eval_split, resolution=resolution, with_maps=True)
     return train, test
 
 

@@ -42,10 +42,6 @@ def atomic_write(path: str | Path, writer: Callable[[Path], Any]) -> Path:
     return Path(path)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    return atomic_write(path, lambda p: p.write_bytes(data))
-
-
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
@@ -64,10 +60,6 @@ def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     import torch
 
     return atomic_write(path, lambda p: torch.save(obj, p))
-
-
-def atomic_write_parquet(path: str | Path, df) -> Path:
-    return atomic_write(path, lambda p: df.to_parquet(p, index=False))
 
 
 def _json_default(obj: Any):

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from syndgan.data.processed import downsample_labels, resize_labels
 from syndgan.errors import SyndganError
 
 
@@ -115,27 +116,6 @@ def mask_to_labelmap(mask: Any, classes: list[dict], size: tuple[int, int]) -> n
             f"mask: colour {tuple(int(v) for v in mask[y, x])} at ({x}, {y}) is no class colour ({colours}; black = background)"
         )
     return labels
-
-
-def downsample_labels(labels: np.ndarray, size: int, coverage: float = 0.5) -> np.ndarray:
-    """Square label map of side ``size`` by area coverage; a class that would vanish keeps its best pixel."""
-    if labels.shape == (size, size):
-        return labels.copy()
-    out = np.zeros((size, size), np.uint8)
-    best = np.zeros((size, size), np.float32)
-    for k in np.unique(labels):
-        if k == 0:
-            continue
-        img = Image.fromarray((labels == k).astype(np.float32), mode="F")
-        resample = Image.Resampling.BOX if labels.shape[0] >= size else Image.Resampling.NEAREST
-        cov = np.asarray(img.resize((size, size), resample), dtype=np.float32)
-        take = (cov >= coverage) & (cov >= best)
-        out[take] = k
-        best = np.maximum(best, np.where(take, cov, 0))
-        if not (out == k).any() and cov.max() > 0:
-            y, x = np.unravel_index(int(np.argmax(cov)), cov.shape)
-            out[y, x] = k
-    return out
 
 
 def feather_alpha(labels: np.ndarray, dilate: int, feather: int) -> np.ndarray:
@@ -283,7 +263,7 @@ class Synthesizer:
         if win is None:  # resize mode: the whole (possibly non-square) image is one window
             img = Image.fromarray(work[:, :, 0] if work.shape[2] == 1 else work)
             square = np.asarray(img.resize((r, r), Image.Resampling.LANCZOS), dtype=np.uint8)
-            y = self._run(square[:, :, None] if square.ndim == 2 else square, _resize_labels(labels, r))
+            y = self._run(square[:, :, None] if square.ndim == 2 else square, resize_labels(labels, r))
             return _resize_float(y, (w, h)), max(h, w) / r
         y = self._run(_crop(work, win), _crop(labels, win))
         x0, y0 = max(win.x0, 0), max(win.y0, 0)
@@ -339,17 +319,6 @@ class Synthesizer:
         if original.ndim == 2:
             return result[:, :, 0]
         return result
-
-
-def _resize_labels(labels: np.ndarray, r: int) -> np.ndarray:
-    """Non-square label map -> (r, r) by coverage (see ``downsample_labels``)."""
-    h, w = labels.shape
-    if (h, w) == (r, r):
-        return labels.copy()
-    side = max(h, w)
-    if h != w:  # stretch to a square first (nearest keeps ids), then cover-downsample
-        labels = np.asarray(Image.fromarray(labels).resize((side, side), Image.Resampling.NEAREST))
-    return downsample_labels(labels, r)
 
 
 def _resize_float(y: np.ndarray, size: tuple[int, int]) -> np.ndarray:

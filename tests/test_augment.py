@@ -14,21 +14,19 @@ from syndgan.augment import (
     METHODS,
     AugmentMethod,
     PlacementSettings,
-    ProcessedDataset,
     check_provenance,
     compute_targets,
     create_method,
     generate_augmented,
     register_method,
-    select_k_shot,
     targets_table,
-    train_pool,
 )
 from syndgan.augment.copy_paste import CopyPaste
 from syndgan.augment.cutmix import CutMix
 from syndgan.augment.foreground import foreground_mask
 from syndgan.augment.placement import DefectSource, Transform, compose_labelmap, place_defect, warp
 from syndgan.data.demo import generate_demo
+from syndgan.data.processed import ProcessedDataset, select_k_shot, train_pool
 from syndgan.errors import ConfigError, DataError
 
 COLORS = {"bump": [255, 64, 64], "chipping": [64, 200, 64], "dust": [64, 128, 255]}

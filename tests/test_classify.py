@@ -10,7 +10,6 @@ from sklearn.metrics import f1_score
 from test_augment import make_tiny_processed
 
 from pipeline.config import parse_params
-from syndgan.augment import ProcessedDataset
 from syndgan.classify import (
     ClassifierSettings,
     ImageSet,
@@ -24,6 +23,7 @@ from syndgan.classify import (
     soft_cross_entropy,
     train_classifier,
 )
+from syndgan.data.processed import ProcessedDataset
 from syndgan.errors import ConfigError
 
 

@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 from pipeline.config import parse_params
-from pipeline.data import PatchDataset, ProcessedDataset
+from syndgan.data.datasets import PatchDataset, ProcessedImages
+from syndgan.data.processed import resize_labels, train_pool_ids
 from syndgan.errors import ConfigError, DataError
 from syndgan.models.generators import load_generator
 from syndgan.training.common import load_checkpoint, source_digest
@@ -124,26 +125,41 @@ def processed(tmp_path_factory):
 
 
 def test_processed_dataset_follows_the_contract(processed):
-    ds = ProcessedDataset(processed, split="train")
+    ds = ProcessedImages(processed, split="train")
     assert len(ds) == 10 and ds.channels == 1
     item = ds[2]
     assert item["image"].shape == (1, RES, RES) and item["label"] == 1 and item["id"] == "demo/part002"
     assert -1 <= item["image"].min() and item["image"].max() <= 1 and item["image"].std() > 0.05
-    small = ProcessedDataset(processed, split=["train", "test"], resolution=16, with_maps=True)
+    small = ProcessedImages(processed, split=["train", "test"], resolution=16, with_maps=True)
     it = small[3]
     assert len(small) == 12 and it["image"].shape == (1, 16, 16) and it["colormap"].shape == (3, 16, 16)
     assert it["labelmap"].dtype == torch.int64 and set(it["labelmap"].unique().tolist()) == {0, 2}
 
 
-def test_k_shot_keeps_every_normal_and_k_defects_per_class(processed):
-    from pipeline.data import k_shot_train_ids
+def test_resized_label_maps_keep_tiny_defects_as_inference_does(tmp_path):
+    """Training label maps shrink by the coverage rule ``Synthesizer`` uses, so a 1 px defect survives."""
+    root = make_processed(tmp_path / "p", n=4)
+    stem = "demo__part003"  # a dust image: replace its defect by one pixel off the 4 px grid
+    lm = np.zeros((RES, RES), np.uint8)
+    lm[13, 22] = 2
+    Image.fromarray(lm).save(root / "labelmaps" / f"{stem}.png")
+    nearest = np.asarray(Image.fromarray(lm).resize((8, 8), Image.Resampling.NEAREST))
+    assert not nearest.any()  # what training did before: the defect vanished
+    it = ProcessedImages(root, split=None, resolution=8, with_maps=True)[3]
+    assert torch.equal(it["labelmap"], torch.from_numpy(resize_labels(lm, 8).astype(np.int64)))
+    assert it["labelmap"].sum() == 2 and it["labelmap"][3, 5] == 2
+    colour = (torch.tensor(CLASSES[1]["color"]) / 127.5 - 1.0).view(3, 1)
+    assert torch.allclose(it["colormap"][:, it["labelmap"] == 2], colour)
+    assert torch.all(it["colormap"][:, it["labelmap"] == 0] == -1)
 
-    assert k_shot_train_ids(processed, None) is None
-    keep = k_shot_train_ids(processed, 1, seed=0)
-    ds = ProcessedDataset(processed, split="train", keep_ids=keep)
+
+def test_k_shot_keeps_every_normal_and_k_defects_per_class(processed):
+    assert train_pool_ids(processed, None) is None
+    keep = train_pool_ids(processed, 1, k_shot_seed=0)
+    ds = ProcessedImages(processed, split="train", keep_ids=keep)
     labels = sorted(ds.index["label"])
     assert labels == ["bump", "dust"] + ["normal"] * 6  # train holds 6 normal, 2 bump, 2 dust
-    assert keep == k_shot_train_ids(processed, 1, seed=0) and set(ds.index["split"]) == {"train"}
+    assert keep == train_pool_ids(processed, 1, k_shot_seed=0) and set(ds.index["split"]) == {"train"}
     # the scarcity setting reaches the training stages: pretrain's dataset is the k-shot pool
     from pipeline.config import parse_params
     from pipeline.pretrain import build_dataset
@@ -154,18 +170,18 @@ def test_k_shot_keeps_every_normal_and_k_defects_per_class(processed):
 
 def test_processed_dataset_errors_name_the_file(tmp_path, processed):
     with pytest.raises(DataError, match="dataset.json: not found"):
-        ProcessedDataset(tmp_path)
+        ProcessedImages(tmp_path)
     bad = make_processed(tmp_path / "bad", n=4)
     df = pd.read_parquet(bad / "index.parquet")
     df.loc[0, "label"] = "scratch"
     df.to_parquet(bad / "index.parquet", index=False)
     with pytest.raises(DataError, match="index.parquet: label 'scratch' is not a class"):
-        ProcessedDataset(bad)
+        ProcessedImages(bad)
     (bad / "images" / "demo__part001.png").unlink()
     df.loc[0, "label"] = "normal"
     df.to_parquet(bad / "index.parquet", index=False)
     with pytest.raises(DataError, match="demo__part001.png: image file not found"):
-        ProcessedDataset(bad)[1]
+        ProcessedImages(bad)[1]
 
 
 def test_patch_dataset_windows_native_resolution(tmp_path):
@@ -201,7 +217,7 @@ def _assert_same(a: dict, b: dict):
 
 
 def test_train_pretrain_writes_everything(processed, tmp_path, caplog):
-    ds = ProcessedDataset(processed)
+    ds = ProcessedImages(processed)
     s = tiny_settings(steps=4, fid_samples=4, fid_every=2, fid_resize=32, sample_every=2)
     summary = train_pretrain(s, ds, tmp_path / "out", log_dir=tmp_path / "plots")
     assert summary["finished"] and summary["steps"] == 4 and summary["images_per_s"] > 0
@@ -218,7 +234,7 @@ def test_train_pretrain_writes_everything(processed, tmp_path, caplog):
 
 
 def test_same_seed_same_parameters_on_cpu(processed, tmp_path):
-    ds = ProcessedDataset(processed)
+    ds = ProcessedImages(processed)
     for name in ("a", "b"):
         train_pretrain(tiny_settings(steps=2), ds, tmp_path / name)
     a, b = _state(tmp_path / "a" / CHECKPOINT), _state(tmp_path / "b" / CHECKPOINT)
@@ -232,7 +248,7 @@ def test_same_seed_same_parameters_on_cpu(processed, tmp_path):
 
 @pytest.mark.parametrize("generator", ["fastgan", "stylegan2"])
 def test_resume_after_interruption_matches_uninterrupted_run(processed, tmp_path, generator):
-    ds = ProcessedDataset(processed)
+    ds = ProcessedImages(processed)
     s = tiny_settings(generator=generator, steps=4, checkpoint_every=2)
     train_pretrain(s, ds, tmp_path / "straight")
     partial = train_pretrain(s, ds, tmp_path / "resumed", max_steps=2)  # "killed" right after step 2
@@ -251,7 +267,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(processed, tmp_path
 
 
 def test_changed_settings_do_not_resume(processed, tmp_path, caplog):
-    ds = ProcessedDataset(processed)
+    ds = ProcessedImages(processed)
     train_pretrain(tiny_settings(steps=2), ds, tmp_path / "run")
     with caplog.at_level(logging.WARNING):
         train_pretrain(tiny_settings(steps=2, lr_g=1e-3), ds, tmp_path / "run")
@@ -270,7 +286,7 @@ def test_changed_settings_do_not_resume(processed, tmp_path, caplog):
 
 
 def test_settings_and_dataset_validation(processed, tmp_path):
-    ds = ProcessedDataset(processed)
+    ds = ProcessedImages(processed)
     with pytest.raises(ConfigError, match="resolution"):
         train_pretrain(tiny_settings(resolution=48), ds, tmp_path)
     with pytest.raises(DataError, match=r"images are \(1, 32, 32\), settings need \(3, 32, 32\)"):
@@ -280,7 +296,7 @@ def test_settings_and_dataset_validation(processed, tmp_path):
 
 
 def test_aux_classifier_and_single_scale_train(processed, tmp_path):
-    ds = ProcessedDataset(processed)
+    ds = ProcessedImages(processed)
     s = tiny_settings(steps=2, n_classes=3, aux_weight=1.0, d_scales=[3], loss="logistic", generator="stylegan2")
     assert train_pretrain(s, ds, tmp_path / "aux")["finished"]
     d_state = _state(tmp_path / "aux" / CHECKPOINT)["D"]

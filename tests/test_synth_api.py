@@ -7,12 +7,12 @@ import torch
 from PIL import Image
 from synth_helpers import CLASSES, one_thread, write_synthesizer  # noqa: F401 (fixture)
 
+from syndgan.data.processed import downsample_labels
 from syndgan.errors import DataError
 from syndgan.synthesis import (
     SynthesisInputError,
     Synthesizer,
     defect_windows,
-    downsample_labels,
     feather_alpha,
     mask_to_labelmap,
 )

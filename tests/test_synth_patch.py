@@ -10,7 +10,8 @@ from PIL import Image
 from synth_helpers import CLASSES, one_thread  # noqa: F401 (fixture)
 
 from pipeline.config import SYNTH_ABLATIONS, TrainSynthConfig
-from pipeline.train_synth import ABLATION_OVERRIDES, SynthPatchDataset, settings_from_config
+from pipeline.train_synth import ABLATION_OVERRIDES, settings_from_config
+from syndgan.data.datasets import SynthPatchDataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

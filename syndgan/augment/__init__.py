@@ -6,23 +6,19 @@ synthetic defect images from train normals and real train defect masks (see ``ge
 
 from syndgan.augment import copy_paste, cutmix, synthesis_net  # noqa: F401  (register the methods)
 from syndgan.augment.base import METHODS, AugmentMethod, available_methods, create_method, register_method
-from syndgan.augment.generate import generate_augmented
+from syndgan.augment.generate import check_provenance, generate_augmented
 from syndgan.augment.placement import PlacementSettings
-from syndgan.augment.sources import ProcessedDataset, check_provenance, select_k_shot, train_pool
 from syndgan.augment.targets import compute_targets, targets_table
 
 __all__ = [
     "METHODS",
     "AugmentMethod",
     "PlacementSettings",
-    "ProcessedDataset",
     "available_methods",
     "check_provenance",
     "compute_targets",
     "create_method",
     "generate_augmented",
     "register_method",
-    "select_k_shot",
     "targets_table",
-    "train_pool",
 ]

@@ -1,5 +1,6 @@
 """Generate a class-balanced synthetic set with one method: pair train normals with real train defect
-masks, place the masks, render, write images + label maps, and return the provenance manifest.
+masks, place the masks, render, write images + label maps, and return the provenance manifest
+(``AUGMENTED_COLUMNS``); ``check_provenance`` proves every image derives from the train pool only.
 
 Pairing and placement depend only on (seed, class, image number), never on the method, so image
 ``k`` of class ``c`` has the same normal image, mask source and transform for ``copy_paste``,
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +32,27 @@ from syndgan.augment.placement import (
     place_defect,
     target_edges,
 )
-from syndgan.augment.sources import MANIFEST_COLUMNS, NORMAL, ProcessedDataset, has_class
+from syndgan.data.processed import NORMAL, ProcessedDataset, has_class
 from syndgan.errors import DataError, SyndganError
 
 log = logging.getLogger("syndgan.augment")
 
+# augment's manifest.csv/parquet: the processed index's columns an image needs, plus where it came from.
+AUGMENTED_COLUMNS = {
+    "id": "str",
+    "label": "str",
+    "labels": "str",
+    "split": "str",
+    "group": "str",
+    "image": "str",
+    "labelmap": "str",
+    "normal_source": "str",
+    "mask_source": "str",  # "|"-joined when several defects were composed
+    "method": "str",
+    "seed": "int64",
+    "rank": "int64",  # position within its class: a dose of n takes ranks 0..n-1
+    "transform": "str",  # JSON list, one placement record per defect
+}
 MAX_NORMAL_ATTEMPTS = 20  # normal images tried for one synthetic image before giving up
 
 
@@ -135,8 +152,8 @@ def generate_augmented(
                 bar.update()
     if bar is not None:
         bar.close()
-    manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
-    return manifest.astype(MANIFEST_COLUMNS)
+    manifest = pd.DataFrame(rows, columns=list(AUGMENTED_COLUMNS))
+    return manifest.astype(AUGMENTED_COLUMNS)
 
 
 def nearest_sources_all(normal_app: np.ndarray, src_app: np.ndarray, k: int) -> list[np.ndarray]:
@@ -184,3 +201,44 @@ def _write(out: Path, method: str, name: str, i: int, image, labels, mode: str, 
         "rank": int(i),
         "transform": json.dumps([p.record() for p in placed]),
     }
+
+
+def check_provenance(
+    manifest: pd.DataFrame, allowed: pd.DataFrame, where: str | Path, index: pd.DataFrame | None = None
+) -> None:
+    """Every synthetic image must derive from ``allowed`` images only (the train pool).
+
+    ``normal_source`` must be an allowed normal image, each ``mask_source`` an allowed image containing
+    the row's class. Raises ``DataError(where, ...)`` naming the first offending row and source (and,
+    given the full ``index``, the split it really is in).
+    """
+    if manifest.empty:
+        return
+    info = allowed.set_index("id")
+    labels = info["label"].to_dict()
+    multi = info["labels"].to_dict()
+    splits = index.set_index("id")["split"].to_dict() if index is not None else {}
+
+    def outside(src: str) -> str:
+        if splits.get(src, "train") != "train":
+            return f"in split {splits[src]!r}"
+        return "not in the train pool (unknown id, or left out by k_shot)"
+
+    for row in manifest.itertuples(index=False):
+        if row.normal_source not in labels:
+            raise DataError(where, f"row {row.id}: normal_source {row.normal_source!r} is {outside(row.normal_source)}")
+        if labels[row.normal_source] != NORMAL:
+            raise DataError(where, f"row {row.id}: normal_source {row.normal_source!r} is not a normal image")
+        for src in _split_sources(row.mask_source):
+            if src not in multi:
+                raise DataError(where, f"row {row.id}: mask_source {src!r} is {outside(src)}")
+            if not has_class(multi[src], row.label):
+                raise DataError(where, f"row {row.id}: mask_source {src!r} has no {row.label!r} defect")
+
+
+def _split_sources(value: str) -> Iterable[str]:
+    return [s for s in str(value).split("|") if s]
+
+
+def empty_manifest() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in AUGMENTED_COLUMNS.items()})

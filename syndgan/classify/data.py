@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from syndgan.augment.sources import NORMAL, ProcessedDataset, read_png, train_pool
+from syndgan.data.processed import NORMAL, ProcessedDataset, read_png, train_pool
 from syndgan.errors import ConfigError, DataError
 
 

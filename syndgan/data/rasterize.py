@@ -87,15 +87,6 @@ def colorize(labels: np.ndarray, palette: dict[int, Sequence[int]]) -> np.ndarra
     return lut[labels]
 
 
-def labels_from_colormap(rgb: np.ndarray, palette: dict[int, Sequence[int]], tolerance: int = 8) -> np.ndarray:
-    """Inverse of ``colorize`` (for user-drawn colour maps): nearest palette colour within ``tolerance``."""
-    rgb = np.asarray(rgb)[..., :3].astype(np.int32)
-    labels = np.zeros(rgb.shape[:2], np.uint8)
-    for k, color in palette.items():
-        labels[np.abs(rgb - np.asarray(color, np.int32)).max(axis=-1) <= tolerance] = k
-    return labels
-
-
 def resize_image(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     """Anti-aliased resize of the photograph itself (the maps use coverage instead)."""
     if img.size == tuple(size):

@@ -318,7 +318,3 @@ def step_bar(start: int, end: int, total: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(range(start, end), initial=start, total=total, desc=desc, disable=not enabled, unit="step")
-
-
-def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -1,16 +1,18 @@
-"""Torch datasets over the pipeline's data contract, shared by the training stages.
+"""Torch datasets over the data contract, shared by the training stages (pretrain, train_synth).
 
-- ``ProcessedDataset``: ``data/processed/index.parquet`` images (and optionally colour / label maps) at the
-  working resolution, optionally resized again to a training resolution.
+- ``ProcessedImages``: ``data/processed`` images (and optionally colour / label maps) at the working
+  resolution, optionally resized again to a training resolution; label maps by the coverage rule of
+  ``syndgan.data.processed.resize_labels`` (the one ``Synthesizer`` uses at inference).
 - ``PatchDataset``: random ``patch_size`` windows at *native* resolution from the original images listed in
   ``data/interim/manifest.parquet``; with probability ``defect_patch_prob`` a window is centred on a random
   point of one of the image's annotated defect regions (``annotations.parquet`` bboxes), so small defects
   are seen at full detail instead of being averaged away by a global resize.
+- ``SynthPatchDataset``: ``PatchDataset`` windows plus their label maps, for train_synth's patch mode.
 
 Items are dicts: ``image`` float (C, R, R) in [-1, 1], ``label`` int (0 normal, k = class id), ``id``;
-plus ``colormap`` (3, R, R) in [-1, 1] and ``labelmap`` (R, R) int64 for ``ProcessedDataset(with_maps=True)``
-and ``window`` (x0, y0, size) in native pixels for ``PatchDataset``. Randomness (patch positions) comes from
-torch's global RNG, which the trainers seed per step.
+plus ``colormap`` (3, R, R) in [-1, 1] and ``labelmap`` (R, R) int64 for ``ProcessedImages(with_maps=True)``,
+``window`` (x0, y0, size) in native pixels for ``PatchDataset`` and ``labelmap`` for ``SynthPatchDataset``.
+Randomness (patch positions) comes from torch's global RNG, which the trainers seed per step.
 """
 
 from __future__ import annotations
@@ -19,53 +21,21 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from syndgan.errors import DataError, ImageError
+from syndgan.data.processed import ProcessedDataset, class_ids, read_png, read_table, resize_labels
+from syndgan.data.rasterize import Region, colorize, rasterize_labelmap
+from syndgan.errors import DataError
 
-INDEX_COLUMNS = ("id", "label", "split", "image", "colormap", "labelmap")
-MANIFEST_COLUMNS = ("id", "path", "width", "height", "label", "split")
-BBOX_COLUMNS = ("image_id", "label", "x0", "y0", "x1", "y1")
-
-
-def read_dataset_info(processed: str | Path) -> dict:
-    path = Path(processed) / "dataset.json"
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(path, "not found (run the rasterize stage first)") from None
-    except json.JSONDecodeError as e:
-        raise DataError(path, f"invalid JSON: {e}") from None
-    for key in ("resolution", "channels", "classes"):
-        if key not in info:
-            raise DataError(path, f"missing key '{key}'")
-    if info["channels"] not in (1, 3):
-        raise DataError(path, f"channels must be 1 or 3, got {info['channels']}")
-    return info
+# The columns these readers use of ingest's tables (syndgan.data.ingest.MANIFEST_COLUMNS / ANNOTATION_COLUMNS).
+MANIFEST_USED = ("id", "path", "width", "height", "label", "split")
+BBOX_USED = ("image_id", "label", "x0", "y0", "x1", "y1")
+REGION_USED = (*BBOX_USED, "shape", "points", "mask_path", "mask_threshold")
 
 
-def class_ids(classes: list[dict]) -> dict[str, int]:
-    """Class name -> id (``dataset.json`` classes), with ``normal`` -> 0."""
-    return {"normal": 0, **{c["name"]: int(c["id"]) for c in classes}}
-
-
-def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    try:
-        df = pd.read_parquet(path)
-    except FileNotFoundError:
-        raise DataError(path, "not found") from None
-    except Exception as e:
-        raise DataError(path, f"unreadable parquet ({type(e).__name__}: {e})") from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataError(path, f"missing column(s) {', '.join(missing)}")
-    return df
-
-
-def _select_split(df: pd.DataFrame, split: str | list[str] | None, keep_ids=None) -> pd.DataFrame:
+def _select(df, split: str | list[str] | None, keep_ids=None):
     if keep_ids is not None:  # the k-shot scarcity setting: only these images exist for training
         df = df[df["id"].isin(set(keep_ids))]
     if split is None:
@@ -74,36 +44,10 @@ def _select_split(df: pd.DataFrame, split: str | list[str] | None, keep_ids=None
     return df[df["split"].isin(splits)].reset_index(drop=True)
 
 
-def k_shot_train_ids(processed: str | Path, k_shot: int | None, seed: int = 0) -> set[str] | None:
-    """Ids of the train images kept by ``classify.k_shot`` (every normal, k per defect class); None: all.
-
-    The scarcity setting holds for every stage that learns from train images (pretrain, train_synth,
-    augment, classify), so nothing downstream has seen the defect images it leaves out.
-    """
-    if k_shot is None:
-        return None
-    from syndgan.augment.sources import select_k_shot
-
-    processed = Path(processed)
-    index = _read_table(processed / "index.parquet", INDEX_COLUMNS)
-    names = [c["name"] for c in sorted(read_dataset_info(processed)["classes"], key=lambda c: c["id"])]
-    return set(select_k_shot(index[index["split"] == "train"], k_shot, seed, names)["id"])
-
-
 def _label_id(ids: dict[str, int], label: str, where: Path) -> int:
     if label not in ids:
         raise DataError(where, f"label '{label}' is not a class of dataset.json ({', '.join(ids)})")
     return ids[label]
-
-
-def load_image(path: str | Path, mode: str) -> Image.Image:
-    try:
-        with Image.open(path) as im:
-            return im.convert(mode)
-    except FileNotFoundError:
-        raise ImageError(path, "image file not found") from None
-    except OSError as e:
-        raise ImageError(path, f"cannot read image: {e}") from None
 
 
 def to_unit_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
@@ -114,8 +58,8 @@ def to_unit_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
     return torch.from_numpy(arr.transpose(2, 0, 1).copy()).float() / 127.5 - 1.0
 
 
-class ProcessedDataset(Dataset):
-    """Working-resolution images of one or more splits (``split=None``: all)."""
+class ProcessedImages(Dataset):
+    """Working-resolution images of one or more splits (``split=None``: all; ``keep_ids``: the train pool)."""
 
     def __init__(
         self,
@@ -126,38 +70,38 @@ class ProcessedDataset(Dataset):
         cache: bool = True,
         keep_ids=None,
     ):
-        self.root = Path(root)
-        self.source = self.root / "index.parquet"
-        self.info = read_dataset_info(self.root)
-        self.channels = int(self.info["channels"])
-        self.mode = "L" if self.channels == 1 else "RGB"
-        self.resolution = resolution or int(self.info["resolution"])
+        self.data = ProcessedDataset.load(root)
+        self.root, self.source = self.data.root, self.data.root / "index.parquet"
+        self.channels, self.mode = self.data.channels, self.data.mode
+        self.resolution = resolution or self.data.resolution
         self.with_maps = with_maps
-        self.ids = class_ids(self.info["classes"])
-        self.index = _select_split(_read_table(self.source, INDEX_COLUMNS), split, keep_ids)
+        self.ids = class_ids(self.data.classes)
+        self.palette = {int(c["id"]): c["color"] for c in self.data.classes}
+        self.index = _select(self.data.index, split, keep_ids)
         self.labels = [_label_id(self.ids, lab, self.source) for lab in self.index["label"]]
         self._cache: dict[int, dict] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def _resize(self, img: Image.Image, nearest: bool = False) -> Image.Image:
+    def _image(self, rel: str) -> Image.Image:
+        img = Image.fromarray(self.data.read_image(rel))
         if img.size == (self.resolution, self.resolution):
             return img
-        resample = Image.Resampling.NEAREST if nearest else Image.Resampling.LANCZOS
-        return img.resize((self.resolution, self.resolution), resample)
+        return img.resize((self.resolution, self.resolution), Image.Resampling.LANCZOS)
 
     def _load(self, i: int) -> dict:
         row = self.index.iloc[i]
-        item = {
-            "image": to_unit_tensor(self._resize(load_image(self.root / row["image"], self.mode))),
-            "label": self.labels[i],
-            "id": row["id"],
-        }
+        item = {"image": to_unit_tensor(self._image(row["image"])), "label": self.labels[i], "id": row["id"]}
         if self.with_maps:
-            item["colormap"] = to_unit_tensor(self._resize(load_image(self.root / row["colormap"], "RGB"), True))
-            lm = np.asarray(self._resize(load_image(self.root / row["labelmap"], "L"), True), dtype=np.int64)
-            item["labelmap"] = torch.from_numpy(lm.copy())
+            lm = self.data.read_labelmap(row["labelmap"])
+            if lm.shape == (self.resolution, self.resolution):
+                cm = read_png(self.root / row["colormap"], "RGB")
+            else:  # coverage keeps a 1 px defect that nearest would drop; the colours follow the labels
+                lm = resize_labels(lm, self.resolution)
+                cm = colorize(lm, self.palette)
+            item["colormap"] = to_unit_tensor(cm)
+            item["labelmap"] = torch.from_numpy(lm.astype(np.int64))
         return item
 
     def __getitem__(self, i: int) -> dict:
@@ -198,15 +142,17 @@ class PatchDataset(Dataset):
         self.channels, self.mode = channels, "L" if channels == 1 else "RGB"
         self.defect_patch_prob = defect_patch_prob
         self.ids = class_ids(classes)
-        self.manifest = _select_split(_read_table(self.source, MANIFEST_COLUMNS), split, keep_ids)
+        self.manifest = _select(read_table(self.source, MANIFEST_USED), split, keep_ids)
         self.labels = [_label_id(self.ids, lab, self.source) for lab in self.manifest["label"]]
-        ann = _read_table(Path(annotations), BBOX_COLUMNS)
-        ann = ann[ann["image_id"].isin(set(self.manifest["id"]))]
+        ann = read_table(Path(annotations), self._annotation_columns)
+        self.annotations = ann[ann["image_id"].isin(set(self.manifest["id"]))]
         self.boxes: dict[str, list[tuple[int, float, float, float, float]]] = {}
-        for a in ann.itertuples(index=False):
+        for a in self.annotations.itertuples(index=False):
             cid = _label_id(self.ids, a.label, Path(annotations))
             self.boxes.setdefault(a.image_id, []).append((cid, float(a.x0), float(a.y0), float(a.x1), float(a.y1)))
         self._cache: dict[int, tuple[np.ndarray, float]] | None = {} if cache else None
+
+    _annotation_columns = BBOX_USED
 
     def __len__(self) -> int:
         return len(self.manifest)
@@ -215,7 +161,7 @@ class PatchDataset(Dataset):
         """Decoded image (scaled up when smaller than a window) and its scale factor from native pixels."""
         if self._cache is not None and i in self._cache:
             return self._cache[i]
-        img = load_image(self.manifest.iloc[i]["path"], self.mode)
+        img = Image.fromarray(read_png(self.manifest.iloc[i]["path"], self.mode))
         scale = max(1.0, self.patch_size / min(img.size))
         if scale > 1:
             size = (max(self.patch_size, round(img.width * scale)), max(self.patch_size, round(img.height * scale)))
@@ -255,4 +201,55 @@ class PatchDataset(Dataset):
             "label": cid,
             "id": self.manifest.iloc[i]["id"],
             "window": torch.tensor([round(wx * native), round(wy * native), round(self.patch_size * native)]),
+        }
+
+
+class SynthPatchDataset(PatchDataset):
+    """``PatchDataset`` windows plus their native-resolution label maps (``labelmap``, coverage-resized).
+
+    ``label`` is the class covering most of the window's label map (0 when it shows no defect).
+    """
+
+    _annotation_columns = REGION_USED
+
+    def __init__(self, manifest, annotations, classes, **kwargs):
+        super().__init__(manifest, annotations, classes, **kwargs)
+        self.regions: dict[str, list[Region]] = {}
+        for a in self.annotations.itertuples(index=False):
+            self.regions.setdefault(a.image_id, []).append(
+                Region(
+                    class_id=self.ids[a.label],
+                    polygon=json.loads(a.points) if a.shape == "polygon" else None,
+                    mask_path=a.mask_path if a.shape == "mask" else None,
+                    mask_threshold=int(a.mask_threshold),
+                )
+            )
+        self._maps: dict[int, np.ndarray] = {}
+
+    def _labels(self, i: int, shape: tuple[int, int]) -> np.ndarray:
+        if i not in self._maps:
+            row = self.manifest.iloc[i]
+            lm = rasterize_labelmap(self.regions.get(row["id"], []), int(row["width"]), int(row["height"]))
+            if lm.shape != shape:  # PatchDataset scaled a small image up
+                lm = np.asarray(Image.fromarray(lm).resize(shape[::-1], Image.Resampling.NEAREST))
+            self._maps[i] = lm
+        return self._maps[i]
+
+    def __getitem__(self, i: int) -> dict:
+        arr, scale = self._image(i)
+        h, w = arr.shape[:2]
+        wx, wy, _ = self._window(i, w, h, scale)
+        p = self.patch_size
+        crop = Image.fromarray(arr[wy : wy + p, wx : wx + p])
+        labels = self._labels(i, (h, w))[wy : wy + p, wx : wx + p]
+        if self.resolution != p:
+            crop = crop.resize((self.resolution, self.resolution), Image.Resampling.LANCZOS)
+            labels = resize_labels(labels, self.resolution)
+        counts = np.bincount(labels.ravel(), minlength=2)
+        counts[0] = 0
+        return {
+            "image": to_unit_tensor(crop),
+            "labelmap": torch.from_numpy(labels.astype(np.int64)),
+            "label": int(counts.argmax()) if counts.any() else 0,
+            "id": self.manifest.iloc[i]["id"],
         }

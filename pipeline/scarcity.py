@@ -8,7 +8,7 @@ The params files are overlays of the project's params.yaml (applied in order; th
 ``scarcity.ks`` the folder ``<workdir>/k<k>/`` holds this project's own ``dvc.yaml`` and the params with
 ``classify.k_shot: k``, so pretrain, train_synth, augment and classify all learn from the k kept images only,
 and classify runs ``classify.methods`` x ``classify.seeds`` x ``classify.doses`` there; each method's dose is
-chosen on val by ``classify_aggregate``. ``<workdir>`` is a DVC project of its own (``dvc init --no-scm``):
+chosen on val by ``classify_aggregate``. ``<workdir>`` is a DVC project of its own (``dvc init --no-scm``, laid out by ``pipeline.run``):
 ``dvc repro`` there builds every cell, caches each finished stage and, after a kill, resumes where it stopped;
 its stage ``scarcity`` (``--aggregate``) writes the records, the DVC metrics and plots, the table and the PNG.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -28,29 +27,16 @@ from pathlib import Path
 import yaml
 
 from pipeline.config import Params, load_params, load_raw, merge_params, parse_params
+from pipeline.run import DVC, ROOT, dvc_env, init_project, project_pipeline, write_if_changed
 from syndgan.errors import ConfigError, DataError
 from syndgan.io import atomic_write_json, atomic_write_text
 
-ROOT = Path(__file__).resolve().parent.parent
-CODE_DIRS = ("syndgan", "pipeline", "flows")
-DVC = [sys.executable, "-m", "dvc"]
 # What one k needs: everything up to the classification table (no evaluate, report or ablations).
 STAGES = ("demo", "ingest", "rasterize", "pretrain", "train_synth", "augment", "classify", "classify_aggregate")
 
 
 def k_dir(k: int | str) -> str:
     return f"k{k}"
-
-
-def _absolute_code_paths(node):
-    """Code paths (deps, foreach items) point back at this project: the benchmark folder holds data only."""
-    if isinstance(node, str) and node.split("/")[0] in CODE_DIRS:
-        return str(ROOT / node)
-    if isinstance(node, dict):
-        return {k: _absolute_code_paths(v) for k, v in node.items()}  # keys are names (augment@syndgan)
-    if isinstance(node, list):
-        return [_absolute_code_paths(v) for v in node]
-    return node
 
 
 def merged_params(files: list[Path]) -> dict:
@@ -68,11 +54,8 @@ def write_project(params_files: list[Path], workdir: Path, ks: list | None = Non
     if ks is not None:
         merged = merge_params(merged, {"scarcity": {"ks": ks}})
     params = parse_params(merged, " + ".join(str(f) for f in params_files))
-    workdir.mkdir(parents=True, exist_ok=True)
-    if not (workdir / ".dvc").is_dir():
-        subprocess.run([*DVC, "init", "--no-scm", "-q"], cwd=workdir, check=True)
-    pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
-    stages = {name: _absolute_code_paths(st) for name, st in pipeline["stages"].items() if name in STAGES}
+    init_project(workdir)
+    stages = {name: st for name, st in project_pipeline()["stages"].items() if name in STAGES}
     methods = params.classify.methods
     # Only what the grid's methods need: no synthesis network unless syndgan is compared.
     stages["augment"]["foreach"] = {m: v for m, v in stages["augment"]["foreach"].items() if m in methods}
@@ -85,8 +68,8 @@ def write_project(params_files: list[Path], workdir: Path, ks: list | None = Non
         (d / "data" / "raw").mkdir(parents=True, exist_ok=True)  # ingest's watched input folder
         k_params = merge_params(merged, {"classify": {"k_shot": None if k == "all" else k}})
         parse_params(k_params, d / "params.yaml")  # fail now, naming the k, not inside a stage
-        _write_if_changed(d / "params.yaml", yaml.safe_dump(k_params, sort_keys=False))
-        _write_if_changed(d / "dvc.yaml", yaml.safe_dump({"stages": stages}, sort_keys=False))
+        write_if_changed(d / "params.yaml", yaml.safe_dump(k_params, sort_keys=False))
+        write_if_changed(d / "dvc.yaml", yaml.safe_dump({"stages": stages}, sort_keys=False))
     c = params.classify
     runs = _cells(params)
     agg = {
@@ -97,14 +80,9 @@ def write_project(params_files: list[Path], workdir: Path, ks: list | None = Non
         "metrics": [{sc.summary: {"cache": False}}],
         "plots": [{sc.plot: {"x": "k_index", "y": "macro_f1", "title": "test macro-F1 against k", "cache": False}}],
     }
-    _write_if_changed(workdir / "params.yaml", yaml.safe_dump(merged, sort_keys=False))
-    _write_if_changed(workdir / "dvc.yaml", yaml.safe_dump({"stages": {"scarcity": agg}}, sort_keys=False))
+    write_if_changed(workdir / "params.yaml", yaml.safe_dump(merged, sort_keys=False))
+    write_if_changed(workdir / "dvc.yaml", yaml.safe_dump({"stages": {"scarcity": agg}}, sort_keys=False))
     return params
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        atomic_write_text(path, text)
 
 
 def aggregate(params: Params) -> dict:
@@ -152,8 +130,7 @@ def run_benchmark(params_files: list[Path], workdir: Path, log_name: str = "repr
 
     params = write_project(params_files, workdir, ks)
     cells = [Path(d) / "metrics.json" for d in _cells(params)]
-    env = {**os.environ, "SYNDGAN_ROOT": str(ROOT), "DVC_NO_ANALYTICS": "1"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # stages run this python
+    env = dvc_env()
     log_path = workdir / log_name
     t0 = time.time()
     print(f"scarcity benchmark: {len(cells)} classifier cells in {workdir} (log: {log_path})", flush=True)

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from pipeline.common import stage_main
 from pipeline.config import Params
+from syndgan.data.processed import INDEX_COLUMNS
 from syndgan.data.rasterize import Region, colorize, rasterize_labelmap, resize_image
 from syndgan.errors import ImageError
 from syndgan.io import atomic_dir, atomic_write_json
@@ -98,7 +99,7 @@ def rasterize_dataset(
                 "colormap": [f"colormaps/{stem_of(i)}.png" for i in manifest["id"]],
                 "labelmap": [f"labelmaps/{stem_of(i)}.png" for i in manifest["id"]],
             }
-        )
+        )[list(INDEX_COLUMNS)]  # the contract's columns, in its order (a missing one fails here, not downstream)
         index.to_parquet(tmp / "index.parquet", index=False)
         counts = {
             split: {str(k): int(v) for k, v in g["label"].value_counts().sort_index().items()}

@@ -43,19 +43,20 @@ def method_options(params: Params, method: str) -> dict:
 
 
 def run(params: Params, method: str) -> dict:
-    cfg, ccfg = params.augment, params.classify
+    cfg = params.augment
     if cfg.threads > 0:
         import torch
 
         torch.set_num_threads(cfg.threads)
     m = create_method(method, **method_options(params, method))
     out = params.resolve(cfg.out) / method
+    dataset = ProcessedDataset.load(params.resolve(params.rasterize.out))
     info: dict = {
         "method": method,
         "produces_images": m.produces_images,
         "options": {k: v for k, v in m.options().items() if k != "checkpoint"},
-        "k_shot": ccfg.k_shot,
-        "k_shot_seed": ccfg.k_shot_seed,
+        "k_shot": dataset.k_shot,  # provenance: the train pool the images were drawn from
+        "k_shot_seed": dataset.k_shot_seed,
     }
     with atomic_dir(out) as tmp:
         if not m.produces_images:
@@ -64,8 +65,7 @@ def run(params: Params, method: str) -> dict:
             (tmp / "augment.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
             log.info("%s works at classifier training time: no images to generate", method)
             return info
-        dataset = ProcessedDataset.load(params.resolve(params.rasterize.out))
-        pool = train_pool(dataset, ccfg.k_shot, ccfg.k_shot_seed)
+        pool = train_pool(dataset)
         counts = {name: int((pool["label"] == name).sum()) for name in [NORMAL, *dataset.class_names]}
         t = cfg.targets
         targets = compute_targets(counts, dataset.class_names, t.mode, t.ratio, t.count, t.per_class)

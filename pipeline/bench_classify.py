@@ -77,9 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                 if not out.is_file():
                     if settings.input not in loaded:
                         native = native_paths(params) if settings.input == "native" else None
-                        loaded[settings.input] = load_real(
-                            dataset, settings.resolution, k_shot, params.classify.k_shot_seed, native
-                        )
+                        pool = dataclasses.replace(dataset, k_shot=k_shot)  # this k on the same processed data
+                        loaded[settings.input] = load_real(pool, settings.resolution, native)
                     real = loaded[settings.input]
                     t0 = time.time()
                     r = train_classifier(real.train, real.val, real.class_names, settings, seed)

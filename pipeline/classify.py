@@ -46,19 +46,18 @@ def run_name(method: str, seed: int) -> str:
     return f"{method}-s{seed}"
 
 
-def read_augment_info(aug_dir: Path, method: str, params: Params) -> dict:
+def read_augment_info(aug_dir: Path, method: str, dataset: ProcessedDataset) -> dict:
     path = aug_dir / "augment.json"
     if not path.is_file():
         raise DataError(path, f"not found; run `dvc repro augment@{method}` first")
     info = json.loads(path.read_text(encoding="utf-8"))
     if info.get("method") != method:
         raise DataError(path, f"made by method {info.get('method')!r}, not {method!r}")
-    c = params.classify
-    if (info.get("k_shot"), info.get("k_shot_seed")) != (c.k_shot, c.k_shot_seed):
+    if (info.get("k_shot"), info.get("k_shot_seed")) != (dataset.k_shot, dataset.k_shot_seed):
         raise DataError(
             path,
-            f"made for k_shot={info.get('k_shot')} (seed {info.get('k_shot_seed')}), but classify.k_shot={c.k_shot} "
-            f"(seed {c.k_shot_seed}); rerun augment@{method}",
+            f"made for k_shot={info.get('k_shot')} (seed {info.get('k_shot_seed')}), but the processed data's train "
+            f"pool has k_shot={dataset.k_shot} (seed {dataset.k_shot_seed}); rerun augment@{method}",
         )
     return info
 
@@ -78,14 +77,14 @@ def run(params: Params, method: str, seed: int) -> dict:
     if settings.threads > 0:
         torch.set_num_threads(settings.threads)
     aug_dir = params.resolve(params.augment.out) / method
-    info = read_augment_info(aug_dir, method, params)
-    m = create_method(method, **info.get("options", {}))
     dataset = ProcessedDataset.load(params.resolve(params.rasterize.out))
+    info = read_augment_info(aug_dir, method, dataset)
+    m = create_method(method, **info.get("options", {}))
     manifest = pd.read_parquet(aug_dir / "manifest.parquet")
-    pool = train_pool(dataset, c.k_shot, c.k_shot_seed)
+    pool = train_pool(dataset)
     check_provenance(manifest, pool, aug_dir / "manifest.parquet", dataset.index)  # no val/test image, ever
     native = native_paths(params) if settings.input == "native" else None
-    real = load_real(dataset, settings.resolution, c.k_shot, c.k_shot_seed, native)
+    real = load_real(dataset, settings.resolution, native)
     names = real.class_names
     budget = settings.step_budget(len(real.train))
     doses = list(c.doses) if m.produces_images else [0]
@@ -101,7 +100,7 @@ def run(params: Params, method: str, seed: int) -> dict:
         settings.batch_size,
     )
     name = run_name(method, seed)
-    results: dict = {"method": method, "seed": seed, "k_shot": c.k_shot, "classes": names, "doses": {}}
+    results: dict = {"method": method, "seed": seed, "k_shot": dataset.k_shot, "classes": names, "doses": {}}
     out_dir, plot_dir = params.resolve(c.out) / name, params.resolve(c.plots) / name
     with contextlib.ExitStack() as stack:
         if is_writer():

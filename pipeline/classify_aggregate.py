@@ -40,7 +40,7 @@ def collect_runs(params: Params) -> list[dict]:
 def run(params: Params) -> dict:
     c = params.classify
     agg = aggregate_runs(collect_runs(params))
-    k = f", k_shot={c.k_shot}" if c.k_shot is not None else ""
+    k = f", k_shot={params.rasterize.k_shot}" if params.rasterize.k_shot is not None else ""
     title = f"Test classification (% , mean ± std over seeds {c.seeds}{k})"
     table = markdown_table(agg, title)
     atomic_write_json(params.resolve(c.metrics), agg)

@@ -75,6 +75,9 @@ class RasterizeConfig:
     out: str = "data/processed"
     coverage: float = 0.5  # a working pixel takes a class when that class covers this fraction of it
     channels: int = 0  # 0: auto (1 when every source image is grayscale, else 3)
+    # The train pool, decided here once for every stage that learns from train images (recorded in dataset.json)
+    k_shot: int | None = None  # keep k train images per defect class (val/test unchanged); null: all
+    k_shot_seed: int = 0  # which k: the same for every stage, method and seed
 
 
 @dataclass
@@ -197,7 +200,7 @@ class TrainSynthConfig:
 
 @dataclass
 class AugmentTargetsConfig:
-    """Synthetic images added per defect class (counts of the train split, after classify.k_shot)."""
+    """Synthetic images added per defect class (counts of the train split, after rasterize.k_shot)."""
 
     mode: Literal["ratio", "count", "balance"] = "ratio"  # ratio x normals | count each | up to the largest class
     ratio: float = 0.5  # mode ratio: the paper adds about 0.5 x the normal count per defect class
@@ -260,8 +263,6 @@ class ClassifyConfig:
     methods: list[str] = field(default_factory=lambda: ["none", "cutmix", "copy_paste", "syndgan"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     doses: list[int | str] = field(default_factory=lambda: ["all"])  # synthetic images per class: all | N
-    k_shot: int | None = None  # keep k train images per defect class (test unchanged); null: all
-    k_shot_seed: int = 0  # which k: the same for every method and seed
     select_on: Literal["val"] = "val"  # a method's reported dose is its best val macro-F1 (test is read once)
     train: ClassifierSettings = field(default_factory=ClassifierSettings)  # one run (syndgan/classify/settings.py)
     save_model: bool = True

@@ -71,6 +71,8 @@ def validate(p: Params, src: Any) -> None:
         bad("rasterize.coverage", "must be in (0, 1]")
     if p.rasterize.channels not in (0, 1, 3):
         bad("rasterize.channels", f"must be 0 (auto), 1 or 3, got {p.rasterize.channels}")
+    if p.rasterize.k_shot is not None and p.rasterize.k_shot < 1:
+        bad("rasterize.k_shot", f"must be >= 1 or null (all), got {p.rasterize.k_shot}")
     if p.demo.parts < 4:
         bad("demo.parts", "must be >= 4")
     if not 0 <= p.demo.defect_fraction <= 1:
@@ -196,8 +198,6 @@ def _validate_classify(c: ClassifyConfig, bad) -> None:
             bad(f"classify.doses[{i}]", f"must be 'all' or a number of images per class >= 1, got {d!r}")
     if len({str(d) for d in c.doses}) != len(c.doses):
         bad("classify.doses", f"values must be unique, got {c.doses}")
-    if c.k_shot is not None and c.k_shot < 1:
-        bad("classify.k_shot", f"must be >= 1 or null (all), got {c.k_shot}")
 
 
 def _validate_evaluate(c: EvaluateConfig, r: ReportConfig, bad) -> None:

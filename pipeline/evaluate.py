@@ -148,7 +148,7 @@ def run(params: Params) -> dict:
     device = None if cfg.device == "auto" else cfg.device
     dataset = ProcessedDataset.load(params.resolve(params.rasterize.out))
     classes = dataset.class_names
-    pool = train_pool(dataset, params.classify.k_shot, params.classify.k_shot_seed)
+    pool = train_pool(dataset)
     test = read_real(dataset, dataset.split("test"), classes)
     train = read_real(dataset, pool, classes)
     log.info("real defects per class: test %s, train %s", _counts(test), _counts(train))

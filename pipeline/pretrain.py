@@ -57,7 +57,7 @@ def settings_from_config(cfg: PretrainConfig, resolution: int, channels: int, n_
 
 def build_dataset(params: Params, resolution: int, channels: int, classes: list[dict]):
     cfg = params.pretrain
-    keep = train_pool_ids(params.resolve(params.rasterize.out), params.classify.k_shot, params.classify.k_shot_seed)
+    keep = train_pool_ids(params.resolve(params.rasterize.out))  # the scarcity setting
     if cfg.data_mode == "patch":
         interim = params.resolve(params.ingest.out)
         return PatchDataset(

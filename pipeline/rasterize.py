@@ -57,8 +57,14 @@ def rasterize_dataset(
     coverage: float = 0.5,
     channels: int = 0,
     workers: int | None = None,
+    k_shot: int | None = None,
+    k_shot_seed: int = 0,
 ) -> dict:
-    """Rasterize every manifest row into ``out_dir`` (replaced atomically). Returns dataset.json's content."""
+    """Rasterize every manifest row into ``out_dir`` (replaced atomically). Returns dataset.json's content.
+
+    ``k_shot``/``k_shot_seed`` decide the train pool (``syndgan.data.processed.train_pool``) for every later
+    stage; dataset.json records them, so no stage downstream reads that setting from params.
+    """
     ids = {c["name"]: c["id"] for c in classes}
     palette = {c["id"]: c["color"] for c in classes}
     if channels == 0:  # auto: grayscale datasets stay single-channel
@@ -106,6 +112,7 @@ def rasterize_dataset(
             for split, g in manifest.groupby("split")
         }
         info = {"resolution": resolution, "channels": channels, "classes": classes, "counts": counts}
+        info |= {"k_shot": k_shot, "k_shot_seed": k_shot_seed}
         atomic_write_json(tmp / "dataset.json", info)
     return info
 
@@ -123,6 +130,8 @@ def run(params: Params) -> dict:
         cfg.resolution,
         cfg.coverage,
         cfg.channels,
+        k_shot=cfg.k_shot,
+        k_shot_seed=cfg.k_shot_seed,
     )
     log.info("rasterized %d images at %d px (%d channel(s))", len(manifest), cfg.resolution, info["channels"])
     return info

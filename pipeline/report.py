@@ -126,9 +126,8 @@ def image_methods(params: Params) -> dict[str, tuple[Path, pd.DataFrame]]:
     return found
 
 
-def train_pool_counts(params: Params, dataset: ProcessedDataset) -> dict[str, int]:
-    pool = train_pool(dataset, params.classify.k_shot, params.classify.k_shot_seed)
-    return pool["label"].value_counts().to_dict()
+def train_pool_counts(dataset: ProcessedDataset) -> dict[str, int]:
+    return train_pool(dataset)["label"].value_counts().to_dict()
 
 
 # --------------------------------------------------------------------------- sections
@@ -144,7 +143,7 @@ def section_dataset(params: Params, doc: Document, figs: Figures) -> None:
         for m, (folder, manifest) in image_methods(params).items()
         if folder.parent == params.resolve(params.augment.out)
     }
-    k = params.classify.k_shot
+    k = dataset.k_shot
     doc.paragraph(
         f"{len(index)} images at {dataset.resolution} px, {dataset.channels} channel(s), from "
         f"`{_rel(params.resolve(params.rasterize.out))}`. Train pool: the train images augmentation and "
@@ -152,7 +151,7 @@ def section_dataset(params: Params, doc: Document, figs: Figures) -> None:
         "`w/ <method>`: train pool + the synthetic images the augment stage made (every classifier dose takes "
         "the first of them by rank)."
     )
-    doc.table(*counts_table(split_counts, classes, train_pool_counts(params, dataset), synthetic))
+    doc.table(*counts_table(split_counts, classes, train_pool_counts(dataset), synthetic))
     if not synthetic:
         doc.paragraph(f"{NOT_RUN}: no augment output with images under `{params.augment.out}`.")
 

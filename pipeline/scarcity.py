@@ -6,7 +6,7 @@
 The params files are overlays of the project's params.yaml (applied in order; the last one holds the
 ``scarcity`` section). For every k in
 ``scarcity.ks`` the folder ``<workdir>/k<k>/`` holds this project's own ``dvc.yaml`` and the params with
-``classify.k_shot: k``, so pretrain, train_synth, augment and classify all learn from the k kept images only,
+``rasterize.k_shot: k``, so pretrain, train_synth, augment and classify all learn from the k kept images only,
 and classify runs ``classify.methods`` x ``classify.seeds`` x ``classify.doses`` there; each method's dose is
 chosen on val by ``classify_aggregate``. ``<workdir>`` is a DVC project of its own (``dvc init --no-scm``, laid out by ``pipeline.run``):
 ``dvc repro`` there builds every cell, caches each finished stage and, after a kill, resumes where it stopped;
@@ -66,7 +66,7 @@ def write_project(params_files: list[Path], workdir: Path, ks: list | None = Non
         d = workdir / k_dir(k)
         d.mkdir(exist_ok=True)
         (d / "data" / "raw").mkdir(parents=True, exist_ok=True)  # ingest's watched input folder
-        k_params = merge_params(merged, {"classify": {"k_shot": None if k == "all" else k}})
+        k_params = merge_params(merged, {"rasterize": {"k_shot": None if k == "all" else k}})
         parse_params(k_params, d / "params.yaml")  # fail now, naming the k, not inside a stage
         write_if_changed(d / "params.yaml", yaml.safe_dump(k_params, sort_keys=False))
         write_if_changed(d / "dvc.yaml", yaml.safe_dump({"stages": stages}, sort_keys=False))
@@ -191,7 +191,7 @@ def publish(workdir: Path, out: Path) -> None:
         f"# Scarcity benchmark: {sc.dataset}",
         "",
         f"Code version {version}; params: `params.yaml` here (the merged params files). For every k, the whole",
-        "pipeline ran with `classify.k_shot: k` (pretrain, train_synth and augment learn from the k kept images only);",
+        "pipeline ran with `rasterize.k_shot: k` (pretrain, train_synth and augment learn from the k kept images only);",
         f"classify: methods {c.methods}, seeds {c.seeds}, doses {c.doses} (each method's dose chosen on val macro-F1;",
         "test read once). Records: `scarcity.json` (one per k, method, seed at the chosen dose; rates in %).",
         "",

@@ -90,7 +90,7 @@ def settings_from_config(cfg: TrainSynthConfig, ablation: str | None = None) -> 
 def build_datasets(params: Params, resolution: int, channels: int, classes: list[dict]):
     cfg = params.train_synth
     processed = params.resolve(params.rasterize.out)
-    keep = train_pool_ids(processed, params.classify.k_shot, params.classify.k_shot_seed)  # scarcity setting
+    keep = train_pool_ids(processed)  # the scarcity setting
     if cfg.data_mode == "patch":
         interim = params.resolve(params.ingest.out)
         kw = dict(patch_size=cfg.patch_size, resolution=resolution, channels=channels)

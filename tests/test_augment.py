@@ -35,7 +35,9 @@ COLORS = {"bump": [255, 64, 64], "chipping": [64, 200, 64], "dust": [64, 128, 25
 # --------------------------------------------------------------------------- a tiny processed dataset
 
 
-def make_tiny_processed(root: Path, classes=("bump", "chipping", "dust"), resolution: int = 32) -> Path:
+def make_tiny_processed(
+    root: Path, classes=("bump", "chipping", "dust"), resolution: int = 32, k_shot: int | None = None
+) -> Path:
     """Demo parts (4 illuminations each) through a hand-made manifest and the real rasterize stage.
 
     Per class 4 parts: 2 train, 1 val, 1 test; 4 normal parts likewise. Parts whose defect class is not in
@@ -94,7 +96,7 @@ def make_tiny_processed(root: Path, classes=("bump", "chipping", "dust"), resolu
             )
     table = [{"name": c, "id": i + 1, "color": COLORS[c]} for i, c in enumerate(classes)]
     out = root / "processed"
-    rasterize_dataset(pd.DataFrame(man), pd.DataFrame(ann), table, out, resolution=resolution, workers=1)
+    rasterize_dataset(pd.DataFrame(man), pd.DataFrame(ann), table, out, resolution=resolution, workers=1, k_shot=k_shot)
     (root / "interim").mkdir(exist_ok=True)  # as ingest leaves it: classify reads the source images it lists
     pd.DataFrame(man).to_parquet(root / "interim" / "manifest.parquet", index=False)
     return out
@@ -314,6 +316,19 @@ def test_provenance_rejects_val_and_test_sources(tiny, tmp_path):
     bad.loc[0, "mask_source"] = bad.loc[0, "normal_source"]  # a train image without that defect
     with pytest.raises(DataError, match="has no 'bump' defect"):
         check_provenance(bad, pool, "manifest.parquet", tiny.index)
+
+
+def test_rasterize_decides_the_train_pool_once(tmp_path):
+    ds = ProcessedDataset.load(make_tiny_processed(tmp_path, classes=("bump", "dust"), k_shot=1))
+    assert (ds.k_shot, ds.k_shot_seed) == (1, 0)
+    train = ds.split("train")
+    pool = train_pool(ds)
+    assert pool.groupby("label").size().to_dict() == {
+        "normal": (train["label"] == "normal").sum(),
+        "bump": 1,
+        "dust": 1,
+    }
+    assert pool.equals(select_k_shot(train, 1, 0, ds.class_names))
 
 
 def test_k_shot_keeps_k_per_class_and_augment_uses_only_those(tiny, tmp_path):

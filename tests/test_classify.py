@@ -94,7 +94,7 @@ def test_aggregate_mean_std_and_table():
         ({"classify": {"doses": [0]}}, "classify.doses[0]"),
         ({"classify": {"seeds": [1, 1]}}, "classify.seeds"),
         ({"classify": {"methods": []}}, "classify.methods"),
-        ({"classify": {"k_shot": 0}}, "classify.k_shot"),
+        ({"rasterize": {"k_shot": 0}}, "rasterize.k_shot"),
         ({"classify": {"train": {"steps": 10}}}, "classify.train.steps"),
         ({"classify": {"train": {"warmup": 1.5}}}, "classify.train.warmup"),
         ({"scarcity": {"ks": [0]}}, "scarcity.ks[0]"),
@@ -234,11 +234,11 @@ def test_end_to_end_augment_classify_aggregate(tiny_dir, tmp_path, monkeypatch, 
     assert classify.main(["--method", "copy_paste", "--seed", "0"]) == 1
     err = capsys.readouterr().err
     assert "normal_source" in err and "is in split 'test'" in err
-    # augment output made for another k-shot setting is refused
-    params["classify"]["k_shot"] = 1
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    # augment output made for another train pool than the processed data's is refused
+    aug_info = tmp_path / "augmented/none/augment.json"
+    aug_info.write_text(json.dumps({**json.loads(aug_info.read_text()), "k_shot": 1}))
     assert classify.main(["--method", "none", "--seed", "0"]) == 1
-    assert "made for k_shot=None" in capsys.readouterr().err
+    assert "made for k_shot=1 (seed 0), but the processed data's train pool has k_shot=None" in capsys.readouterr().err
 
 
 def test_onecycle_schedule_matches_torch():

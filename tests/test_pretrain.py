@@ -153,18 +153,21 @@ def test_resized_label_maps_keep_tiny_defects_as_inference_does(tmp_path):
     assert torch.all(it["colormap"][:, it["labelmap"] == 0] == -1)
 
 
-def test_k_shot_keeps_every_normal_and_k_defects_per_class(processed):
-    assert train_pool_ids(processed, None) is None
-    keep = train_pool_ids(processed, 1, k_shot_seed=0)
+def test_k_shot_keeps_every_normal_and_k_defects_per_class(tmp_path):
+    processed = make_processed(tmp_path / "p")
+    assert train_pool_ids(processed) is None  # dataset.json without k_shot: every train image
+    info = json.loads((processed / "dataset.json").read_text())
+    (processed / "dataset.json").write_text(json.dumps({**info, "k_shot": 1, "k_shot_seed": 0}))
+    keep = train_pool_ids(processed)
     ds = ProcessedImages(processed, split="train", keep_ids=keep)
     labels = sorted(ds.index["label"])
     assert labels == ["bump", "dust"] + ["normal"] * 6  # train holds 6 normal, 2 bump, 2 dust
-    assert keep == train_pool_ids(processed, 1, k_shot_seed=0) and set(ds.index["split"]) == {"train"}
-    # the scarcity setting reaches the training stages: pretrain's dataset is the k-shot pool
+    assert keep == train_pool_ids(processed) and set(ds.index["split"]) == {"train"}
+    # the pool rasterize recorded reaches the training stages: pretrain's dataset is the k-shot pool
     from pipeline.config import parse_params
     from pipeline.pretrain import build_dataset
 
-    params = parse_params({"rasterize": {"out": str(processed)}, "classify": {"k_shot": 1}})
+    params = parse_params({"rasterize": {"out": str(processed)}})
     assert sorted(build_dataset(params, RES, 1, CLASSES).index["id"]) == sorted(keep)
 
 

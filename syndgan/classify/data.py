@@ -98,15 +98,13 @@ def image_set(
 def load_real(
     dataset: ProcessedDataset,
     resolution: int,
-    k_shot: int | None = None,
-    k_shot_seed: int = 0,
     native: Mapping[str, str | Path] | None = None,
 ) -> RealSplits:
-    """Train (after k-shot), val and test images of the processed dataset; ``native`` maps image ids to
+    """Train (the train pool, after k-shot), val and test images of the processed dataset; ``native`` maps image ids to
     their source files (the ingest manifest's paths) to read the originals instead of the processed copies."""
     names = [NORMAL, *dataset.class_names]
     where = dataset.root / "index.parquet"
-    train = train_pool(dataset, k_shot, k_shot_seed)
+    train = train_pool(dataset)
     sets = {
         "train": image_set(dataset.root, train, names, resolution, False, where, native),
         "val": image_set(dataset.root, dataset.split("val"), names, resolution, False, where, native),

@@ -81,6 +81,8 @@ class ProcessedDataset:
     classes: list[dict]  # [{"name", "id", "color"}], sorted by id (1..K)
     channels: int
     resolution: int
+    k_shot: int | None = None  # the train pool rasterize decided (dataset.json; absent: every train image)
+    k_shot_seed: int = 0
 
     @classmethod
     def load(cls, root: str | Path) -> ProcessedDataset:
@@ -90,9 +92,11 @@ class ProcessedDataset:
         try:
             classes = sorted(info["classes"], key=lambda c: c["id"])
             channels, resolution = int(info["channels"]), int(info["resolution"])
+            k_shot = None if info.get("k_shot") is None else int(info["k_shot"])
+            k_shot_seed = int(info.get("k_shot_seed", 0))
         except (ValueError, KeyError, TypeError) as e:
             raise DataError(root / "dataset.json", f"unreadable dataset description: {e}") from None
-        return cls(root, index.reset_index(drop=True), classes, channels, resolution)
+        return cls(root, index.reset_index(drop=True), classes, channels, resolution, k_shot, k_shot_seed)
 
     @property
     def class_names(self) -> list[str]:
@@ -142,16 +146,16 @@ def select_k_shot(train: pd.DataFrame, k: int | None, seed: int, classes) -> pd.
     return pd.concat(keep).sort_index()
 
 
-def train_pool(dataset: ProcessedDataset, k_shot: int | None = None, k_shot_seed: int = 0) -> pd.DataFrame:
-    """The train split after k-shot reduction: the only images any stage may learn or draw from."""
-    return select_k_shot(dataset.split("train"), k_shot, k_shot_seed, dataset.class_names)
+def train_pool(dataset: ProcessedDataset) -> pd.DataFrame:
+    """The train split after the k-shot reduction rasterize recorded: the only images any stage may learn
+    or draw from (pretrain, train_synth, augment, classify, evaluate's real-vs-real floor, the report)."""
+    return select_k_shot(dataset.split("train"), dataset.k_shot, dataset.k_shot_seed, dataset.class_names)
 
 
-def train_pool_ids(root: str | Path, k_shot: int | None, k_shot_seed: int = 0) -> set[str] | None:
-    """Ids of ``train_pool`` for the dataset at ``root``; None when ``k_shot`` is None (all train images)."""
-    if k_shot is None:
-        return None
-    return set(train_pool(ProcessedDataset.load(root), k_shot, k_shot_seed)["id"])
+def train_pool_ids(root: str | Path) -> set[str] | None:
+    """Ids of ``train_pool`` for the dataset at ``root``; None when it keeps every train image."""
+    dataset = ProcessedDataset.load(root)
+    return None if dataset.k_shot is None else set(train_pool(dataset)["id"])
 
 
 # --------------------------------------------------------------------------- label-map resizing

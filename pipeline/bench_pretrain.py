@@ -21,16 +21,15 @@ from pathlib import Path
 
 
 def _settings(params: str | None, generator: str, res: int, batch: int, d_resize: int | None):
-    from pipeline.pretrain import settings_from_config
-    from syndgan.training.pretrain import PretrainSettings
+    from pipeline.config import library_settings
+    from syndgan.training.settings import PretrainSettings
 
     if params and Path(params).exists():
         from pipeline.config import load_params
 
-        p = load_params(params)
-        s = settings_from_config(p.pretrain, resolution=res, channels=3)
+        s = library_settings(load_params(params).pretrain, resolution=res, channels=3)
     else:
-        s = PretrainSettings(resolution=res)
+        s = PretrainSettings(resolution=res, channels=3)
     return dataclasses.replace(s, generator=generator, batch_size=batch, d_resize=d_resize, device="auto")
 
 

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from syndgan.errors import DataError
 from syndgan.io import atomic_save_image, atomic_torch_save, atomic_write_text
+from syndgan.models.snapshots import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -146,20 +146,6 @@ def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Atomic ``torch.save``: a killed process never leaves a truncated checkpoint under ``path``."""
     return atomic_torch_save(path, state)
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """``torch.load(weights_only=True)``; unreadable files raise ``DataError(path, ...)``."""
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise DataError(path, "checkpoint not found") from None
-    except Exception as e:
-        raise DataError(path, f"unreadable checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(state, dict):
-        raise DataError(path, f"checkpoint must hold a dict, got {type(state).__name__}")
-    return state
 
 
 def source_digest(*modules: str) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,24 +36,15 @@ from syndgan.training import distributed
 from syndgan.training.common import (
     CsvLog,
     ModelEMA,
-    amp_dtype,
     autocast,
-    capture_rng_state,
-    configure_determinism,
-    cpu_state,
     derive_seed,
-    load_resumable,
-    optimizer_state_to,
-    restore_rng_state,
     save_checkpoint,
     save_image_grid,
     seed_everything,
-    seed_step,
-    select_device,
     source_digest,
-    step_bar,
     to_plain,
 )
+from syndgan.training.loop import Trainable, TrainerState, run_steps, setup
 from syndgan.training.settings import PretrainSettings
 
 log = logging.getLogger(__name__)
@@ -208,12 +198,8 @@ def train_pretrain(
     """
     s = _resolve(dataset, settings)
     out = Path(out_dir)
-    dist = distributed.current()  # rank 0 of 1 unless launched by torchrun
-    local_batch = dist.local_batch(s.batch_size, "pretrain.batch_size")
-    device = distributed.device_for(select_device(s.device))
-    configure_determinism(device)
-    dtype = amp_dtype(device, s.amp)
-    seed_everything(s.seed)
+    dist, device, dtype = setup(s, "pretrain")
+    local_batch = dist.local_batch(s.batch_size)
 
     G, D = build_networks(s)
     G, D = G.to(device).train(), D.to(device).train()
@@ -221,21 +207,14 @@ def train_pretrain(
     opt_g, opt_d = make_optimizers(G, D, s)
     losses = (*create_adversarial_losses(s.loss), AuxClassifierLoss())
 
-    ckpt_path = out / CHECKPOINT
-    code = source_digest(*CODE)
-    start, history = 0, {"fid_start": None, "fid_end": None, "train_seconds": 0.0, "train_images": 0}
-    ck = load_resumable(ckpt_path, to_plain(s), s.steps, RESUME_NEUTRAL, {"code": (code, "model/training code")})
-    if ck is not None:
-        G.load_state_dict(ck["G"])
-        ema.load_state_dict(ck["G_ema"])
-        D.load_trainable_state_dict(ck["D"])
-        opt_g.load_state_dict(ck["opt_g"])
-        opt_d.load_state_dict(ck["opt_d"])
-        optimizer_state_to(opt_g, device)
-        optimizer_state_to(opt_d, device)
-        restore_rng_state(ck["rng"])
-        start, history = int(ck["step"]), dict(ck["history"])
-        log.info("resuming from %s at step %d", ckpt_path, start)
+    parts = {"G": G, "G_ema": ema, "D": Trainable(D), "opt_g": opt_g, "opt_d": opt_d}
+    state = TrainerState(
+        out / CHECKPOINT, s, RESUME_NEUTRAL, {"code": (source_digest(*CODE), "model/training code")}, parts
+    )
+    start = state.resume(device, {"fid_start": None, "fid_end": None, "train_seconds": 0.0, "train_images": 0})
+    history = state.history
+    if start:
+        log.info("resuming from %s at step %d", state.path, start)
     distributed.broadcast_module(G)  # identical start on every rank
     distributed.broadcast_module(D)
     distributed.broadcast_module(ema.module)
@@ -255,10 +234,9 @@ def train_pretrain(
         z_fid = torch.randn(s.fid_samples, s.z_dim, generator=gen)
         fid = FidEffnet(reals, device, s.feature_weights, s.fid_resize)
 
-    logs = ck["logs"] if ck is not None else {}
     log_dir = Path(log_dir) if log_dir is not None else out
-    loss_log = CsvLog(log_dir / "losses.csv", LOSS_COLUMNS, logs.get("losses"), write=dist.main)
-    fid_log = CsvLog(log_dir / "fid.csv", ["step", "fid_effnet"], logs.get("fid"), write=dist.main)
+    loss_log = CsvLog(log_dir / "losses.csv", LOSS_COLUMNS, state.logs.get("losses"), write=dist.main)
+    fid_log = CsvLog(log_dir / "fid.csv", ["step", "fid_effnet"], state.logs.get("fid"), write=dist.main)
 
     def evaluate(step: int) -> float | None:
         if fid is None:
@@ -268,68 +246,41 @@ def train_pretrain(
         log.info("step %d: fid_effnet %.2f", step, value)
         return value
 
+    class Step:
+        """Pretraining's step: a D and a G update on uniformly drawn images and fresh latents."""
+
+        net = G
+
+        def draw(self) -> torch.Tensor:
+            return torch.randint(len(dataset), (s.batch_size,))
+
+        def step(self, idx: torch.Tensor) -> dict[str, float]:
+            real, labels = _batch(dataset, idx)
+            real, labels = real.to(device), labels.to(device)
+            z = torch.randn(local_batch, s.z_dim, device=device)
+            return train_step(G, D, opt_g, opt_d, real, labels, z, losses, s.aux_weight, device, dtype)
+
+        def after_step(self, done: int) -> None:
+            if dist.main and s.sample_every and (done % s.sample_every == 0 or done == s.steps):
+                with torch.no_grad():
+                    grid = G_ema(z_grid.to(device), noise_mode="const")
+                save_image_grid(grid, out / "samples" / f"step_{done:07d}.png")
+            if done == s.steps or (s.fid_every and done % s.fid_every == 0):
+                value = evaluate(done)
+                if done == s.steps:
+                    history["fid_end"] = value
+
+        def postfix(self, row: dict[str, float]) -> dict[str, str]:
+            return {"d": f"{row['loss_d']:.3f}", "g": f"{row['loss_g']:.3f}"}
+
     def checkpoint(step: int) -> None:
-        if not dist.main:
-            return
-        save_checkpoint(
-            ckpt_path,
-            {
-                "step": step,
-                "G": cpu_state(G),
-                "G_ema": ema.state_dict(),
-                "D": {k: v.cpu() for k, v in D.trainable_state_dict().items()},
-                "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict(),
-                "rng": capture_rng_state(),
-                "settings": to_plain(s),
-                "code": code,
-                "history": history,
-                "logs": {"losses": loss_log.rows, "fid": fid_log.rows},
-            },
-        )
+        if dist.main:
+            state.save(step, {"losses": loss_log.rows, "fid": fid_log.rows})
 
     if start == 0 and history["fid_start"] is None:
         history["fid_start"] = evaluate(0)
-
     end = s.steps if max_steps is None else min(s.steps, max_steps)
-    window_s, window_n = 0.0, 0  # training time only: evaluation and checkpoints stay out of images_per_s
-    bar = step_bar(start, end, s.steps, "pretrain", s.progress and dist.main)
-    for step in bar:
-        t0 = time.perf_counter()
-        seed_step(s.seed, step)
-        idx = torch.randint(len(dataset), (s.batch_size,))
-        if dist.active:  # every rank drew the same global batch: keep its share, then its own RNG stream
-            idx = dist.shard(idx)
-            seed_step(distributed.rank_seed(s.seed), step)
-        real, labels = _batch(dataset, idx)
-        real, labels = real.to(device), labels.to(device)
-        z = torch.randn(local_batch, s.z_dim, device=device)
-
-        stats = train_step(G, D, opt_g, opt_d, real, labels, z, losses, s.aux_weight, device, dtype)
-        images_seen = (step + 1) * s.batch_size
-        ema.update(G, images_seen, s.batch_size)
-        dt = time.perf_counter() - t0
-        history["train_seconds"] += dt
-        history["train_images"] += s.batch_size
-        window_s, window_n = window_s + dt, window_n + s.batch_size
-        done = step + 1
-
-        if s.log_every and (done % s.log_every == 0 or done == s.steps):
-            ips = window_n / max(window_s, 1e-9)
-            window_s, window_n = 0.0, 0
-            row = {"step": done, **distributed.mean_over_ranks(stats), "images_per_s": ips}
-            loss_log.append(row)
-            bar.set_postfix(d=f"{row['loss_d']:.3f}", g=f"{row['loss_g']:.3f}", ips=f"{ips:.1f}")
-        if dist.main and s.sample_every and (done % s.sample_every == 0 or done == s.steps):
-            with torch.no_grad():
-                save_image_grid(G_ema(z_grid.to(device), noise_mode="const"), out / "samples" / f"step_{done:07d}.png")
-        if done == s.steps or (s.fid_every and done % s.fid_every == 0):
-            value = evaluate(done)
-            if done == s.steps:
-                history["fid_end"] = value
-        if (s.checkpoint_every and done % s.checkpoint_every == 0) or done == end:
-            checkpoint(done)
-    bar.close()
+    run_steps(Step(), s, state, ema, loss_log, checkpoint, start=start, end=end, name="pretrain")
 
     if end < s.steps:  # stopped early on purpose: the checkpoint is written, nothing final yet
         return {"step": end, "finished": False}
@@ -380,6 +331,7 @@ CODE = (
     "syndgan.losses",
     "syndgan.training.common",
     "syndgan.training.distributed",
+    "syndgan.training.loop",
     "syndgan.training.pretrain",
     "syndgan.training.settings",
 )

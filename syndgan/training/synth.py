@@ -47,22 +47,14 @@ from syndgan.training import distributed
 from syndgan.training.common import (
     CsvLog,
     ModelEMA,
-    amp_dtype,
-    capture_rng_state,
-    configure_determinism,
     cpu_state,
     derive_seed,
-    load_resumable,
-    optimizer_state_to,
-    restore_rng_state,
     save_checkpoint,
     seed_everything,
-    seed_step,
-    select_device,
     source_digest,
-    step_bar,
     to_plain,
 )
+from syndgan.training.loop import Trainable, TrainerState, run_steps, setup
 from syndgan.training.settings import SynthSettings
 from syndgan.training.synth_eval import evaluate_reconstruction, save_reconstruction_grid
 from syndgan.training.synth_step import (
@@ -152,6 +144,7 @@ CODE = (
     "syndgan.synthesis",
     "syndgan.training.common",
     "syndgan.training.distributed",
+    "syndgan.training.loop",
     "syndgan.training.settings",
     "syndgan.training.synth",
     "syndgan.training.synth_eval",
@@ -187,12 +180,7 @@ def train_synth(
     if [int(c["id"]) for c in classes] != list(range(1, len(classes) + 1)):
         raise ConfigError(f"classes must have ids 1..K in order, got {[c['id'] for c in classes]}")
     out = Path(out_dir)
-    dist = distributed.current()  # rank 0 of 1 unless launched by torchrun
-    dist.local_batch(s.batch_size, "train_synth.batch_size")  # the global batch must split evenly
-    device = distributed.device_for(select_device(s.device))
-    configure_determinism(device)
-    dtype = amp_dtype(device, s.amp)
-    seed_everything(s.seed)
+    dist, device, dtype = setup(s, "train_synth")
 
     pre = read_pretrained(generator_checkpoint)
     G = build_decoder(pre, s.pretrained_decoder, s.seed)
@@ -225,22 +213,16 @@ def train_synth(
     )
 
     init_digest = file_digest(generator_checkpoint)
-    code = source_digest(*CODE)
-    ckpt_path = out / CHECKPOINT
-    start, history = 0, {"train_seconds": 0.0, "train_images": 0}
-    identity = {"init_digest": (init_digest, "pretrained decoder file"), "code": (code, "model/training code")}
-    ck = load_resumable(ckpt_path, to_plain(s), s.steps, RESUME_NEUTRAL, identity)
-    if ck is not None:
-        U.load_state_dict(ck["U"])
-        ema.load_state_dict(ck["U_ema"])
-        D.load_trainable_state_dict(ck["D"])
-        opt_g.load_state_dict(ck["opt_g"])
-        opt_d.load_state_dict(ck["opt_d"])
-        optimizer_state_to(opt_g, device)
-        optimizer_state_to(opt_d, device)
-        restore_rng_state(ck["rng"])
-        start, history = int(ck["step"]), dict(ck["history"])
-        log.info("resuming from %s at step %d", ckpt_path, start)
+    identity = {
+        "init_digest": (init_digest, "pretrained decoder file"),
+        "code": (source_digest(*CODE), "model/training code"),
+    }
+    parts = {"U": U, "U_ema": ema, "D": Trainable(D), "opt_g": opt_g, "opt_d": opt_d}
+    state = TrainerState(out / CHECKPOINT, s, RESUME_NEUTRAL, identity, parts)
+    start = state.resume(device, {"train_seconds": 0.0, "train_images": 0})
+    history = state.history
+    if start:
+        log.info("resuming from %s at step %d", state.path, start)
     distributed.broadcast_module(U)  # identical start on every rank
     distributed.broadcast_module(D)
     distributed.broadcast_module(ema.module)
@@ -256,62 +238,35 @@ def train_synth(
     show_x, show_m, _ = collate(show_set, show_idx)
 
     log_dir = Path(log_dir) if log_dir is not None else out
-    loss_log = CsvLog(log_dir / "losses.csv", LOSS_COLUMNS, (ck or {}).get("logs"), write=dist.main)
+    loss_log = CsvLog(log_dir / "losses.csv", LOSS_COLUMNS, state.logs.get("losses"), write=dist.main)
+
+    class Step:
+        """SyNDGAN's step: a U then a D update on a batch with ``defect_fraction`` defect images."""
+
+        net = U
+
+        def draw(self) -> list[int]:
+            return sample_batch(labels, s.batch_size, s.defect_fraction)
+
+        def step(self, idx: list[int]) -> dict[str, float]:
+            set_train_mode(U, D, s)
+            real, labelmap, lab = collate(dataset, idx)
+            real, labelmap, lab = real.to(device), labelmap.to(device), lab.to(device)
+            return train_step(U, D, opt_g, opt_d, losses, real, labelmap, lab, device, dtype)
+
+        def after_step(self, done: int) -> None:
+            if dist.main and s.sample_every and (done % s.sample_every == 0 or done == s.steps):
+                save_reconstruction_grid(U_ema, show_x, show_m, out / "samples" / f"step_{done:07d}.png", device)
+
+        def postfix(self, row: dict[str, float]) -> dict[str, str]:
+            return {"l1": f"{row['l1']:.3f}", "perc": f"{row['perceptual']:.3f}"}
 
     def checkpoint(step: int) -> None:
-        if not dist.main:
-            return
-        save_checkpoint(
-            ckpt_path,
-            {
-                "step": step,
-                "U": cpu_state(U),
-                "U_ema": ema.state_dict(),
-                "D": {k: v.cpu() for k, v in D.trainable_state_dict().items()},
-                "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict(),
-                "rng": capture_rng_state(),
-                "settings": to_plain(s),
-                "init_digest": init_digest,
-                "code": code,
-                "history": history,
-                "logs": loss_log.rows,
-            },
-        )
+        if dist.main:
+            state.save(step, {"losses": loss_log.rows})
 
     end = s.steps if max_steps is None else min(s.steps, max_steps)
-    window_t, window_n = time.perf_counter(), 0
-    bar = step_bar(start, end, s.steps, "train_synth", s.progress and dist.main)
-    for step in bar:
-        t0 = time.perf_counter()
-        seed_step(s.seed, step)
-        set_train_mode(U, D, s)
-        picked = sample_batch(labels, s.batch_size, s.defect_fraction)
-        if dist.active:  # every rank drew the same global batch: keep its share, then its own RNG stream
-            picked = dist.shard(picked)
-            seed_step(distributed.rank_seed(s.seed), step)
-        real, labelmap, lab = collate(dataset, picked)
-        vals = train_step(
-            U, D, opt_g, opt_d, losses, real.to(device), labelmap.to(device), lab.to(device), device, dtype
-        )
-        ema.update(U, (step + 1) * s.batch_size, s.batch_size)
-        history["train_seconds"] += time.perf_counter() - t0
-        history["train_images"] += s.batch_size
-        window_n += s.batch_size
-        done = step + 1
-        if s.log_every and (done % s.log_every == 0 or done == s.steps):
-            ips = window_n / max(time.perf_counter() - window_t, 1e-9)
-            window_t, window_n = time.perf_counter(), 0
-            vals = distributed.mean_over_ranks(vals)
-            loss_log.append({"step": done, **vals, "images_per_s": ips})
-            bar.set_postfix(l1=f"{vals['l1']:.3f}", perc=f"{vals['perceptual']:.3f}", ips=f"{ips:.1f}")
-        if dist.main and s.sample_every and (done % s.sample_every == 0 or done == s.steps):
-            save_reconstruction_grid(U_ema, show_x, show_m, out / "samples" / f"step_{done:07d}.png", device)
-        if (s.checkpoint_every and done % s.checkpoint_every == 0) or done == end:
-            checkpoint(done)
-        if s.log_every and done % s.log_every == 0:
-            window_t = time.perf_counter()
-    bar.close()
+    run_steps(Step(), s, state, ema, loss_log, checkpoint, start=start, end=end, name="train_synth")
 
     if end < s.steps:
         return {"step": end, "finished": False}

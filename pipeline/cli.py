@@ -109,10 +109,7 @@ def cmd_info(args: argparse.Namespace) -> None:
     print(f"checkpoint: {args.checkpoint}")
     print(f"decoder: {gen['name']} {gen['img_resolution']} px, {gen['img_channels']} channel(s)")
     data = state["data"]
-    print(
-        f"data mode: {data['mode']}"
-        + (f", patch {data['patch_size']} px" if data.get("patch_size") else "")
-    )
+    print(f"data mode: {data['mode']}" + (f", patch {data['patch_size']} px" if data.get("patch_size") else ""))
     print(
         "classes (mask label = id): "
         + ", ".join(f"{c['id']}={c['name']} {tuple(c['color'])}" for c in state["classes"])

@@ -37,7 +37,8 @@ def run_one(generator: str, res: int, steps: int, batch: int, params: str | None
     import torch
 
     from syndgan.losses import AuxClassifierLoss, create_adversarial_losses
-    from syndgan.training.common import amp_dtype, select_device
+    from syndgan.models.snapshots import select_device
+    from syndgan.training.common import amp_dtype
     from syndgan.training.pretrain import build_networks, make_optimizers, train_step
 
     s = _settings(params, generator, res, batch, d_resize)

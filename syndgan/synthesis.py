@@ -215,7 +215,7 @@ class Synthesizer:
         feather: int | None = None,
         source: str = "synthesizer",
     ):
-        from syndgan.training.common import select_device
+        from syndgan.models.snapshots import select_device
 
         try:
             self.device = select_device("auto" if device is None else str(device))

@@ -1,7 +1,8 @@
 """The networks the training stages export, read back for inference: ``generator.pt`` and ``discriminator.pt``
 (pretrain), ``synthesizer.pt`` (train_synth). Each file carries the kwargs (spec) that rebuild its network, and
 is read strictly: a missing key is a ``DataError`` naming the file, never a default. No training code here, so
-``syndgan.synthesis.Synthesizer`` and the studio load networks without importing a trainer.
+``syndgan.synthesis.Synthesizer`` and the studio load networks (and pick the device they run on) without
+importing a trainer.
 """
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ DISCRIMINATOR_SPEC = (
     "img_resolution", "img_channels", "resize", "diffaug", "proj_channels", "scales",
     "channel_base", "channel_max", "n_classes", "proj_seed",
 )  # fmt: skip
+
+
+def select_device(device: str = "auto") -> torch.device:
+    """ "auto": CUDA when present, else CPU. Anything else is passed to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device '{device}' requested but CUDA is not available")
+    return dev
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from syndgan.io import atomic_save_image, atomic_torch_save, atomic_write_text
-from syndgan.models.snapshots import load_checkpoint
+from syndgan.models.snapshots import load_checkpoint, select_device  # noqa: F401  (classify imports it from here)
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +49,6 @@ def seed_step(seed: int, step: int) -> int:
     s = derive_seed(seed, "step", step)
     seed_everything(s)
     return s
-
-
-def select_device(device: str = "auto") -> torch.device:
-    """ "auto": CUDA when present, else CPU. Anything else is passed to ``torch.device``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{device}' requested but CUDA is not available")
-    return dev
 
 
 def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import torch
 
+from syndgan.models.snapshots import select_device
 from syndgan.training import distributed
 from syndgan.training.common import (
     CsvLog,
@@ -30,7 +31,6 @@ from syndgan.training.common import (
     save_checkpoint,
     seed_everything,
     seed_step,
-    select_device,
     step_bar,
     to_plain,
 )

@@ -21,16 +21,15 @@ from pathlib import Path
 
 
 def _settings(params: str | None, generator: str, res: int, batch: int, d_resize: int | None):
-    from pipeline.pretrain import settings_from_config
-    from syndgan.training.pretrain import PretrainSettings
+    from pipeline.config import library_settings
+    from syndgan.training.settings import PretrainSettings
 
     if params and Path(params).exists():
         from pipeline.config import load_params
 
-        p = load_params(params)
-        s = settings_from_config(p.pretrain, resolution=res, channels=3)
+        s = library_settings(load_params(params).pretrain, resolution=res, channels=3)
     else:
-        s = PretrainSettings(resolution=res)
+        s = PretrainSettings(resolution=res, channels=3)
     return dataclasses.replace(s, generator=generator, batch_size=batch, d_resize=d_resize, device="auto")
 
 
@@ -38,7 +37,8 @@ def run_one(generator: str, res: int, steps: int, batch: int, params: str | None
     import torch
 
     from syndgan.losses import AuxClassifierLoss, create_adversarial_losses
-    from syndgan.training.common import amp_dtype, select_device
+    from syndgan.models.snapshots import select_device
+    from syndgan.training.common import amp_dtype
     from syndgan.training.pretrain import build_networks, make_optimizers, train_step
 
     s = _settings(params, generator, res, batch, d_resize)

@@ -24,17 +24,16 @@ def _checkpoint(params, folder: Path, mode: str) -> Path:
     """A synthesizer.pt of the project's architecture at 128 px, random weights."""
     import torch
 
-    from pipeline.pretrain import settings_from_config as pretrain_settings
+    from pipeline.config import library_settings
     from pipeline.rasterize import class_table
-    from pipeline.train_synth import settings_from_config
     from syndgan.models.generators import create_generator, generator_spec
     from syndgan.training.synth import build_network, save_synthesizer
 
     torch.manual_seed(0)
     classes = class_table(params)
-    ps = pretrain_settings(params.pretrain, 128, 3)
+    ps = library_settings(params.pretrain, resolution=128, channels=3)
     G = create_generator(ps.generator, **ps.generator_kwargs())
-    s = settings_from_config(params.train_synth)
+    s = library_settings(params.train_synth)
     U = build_network(G, classes, s)
     data = {"mode": mode, "patch_size": 128} if mode == "patch" else {"mode": "resize"}
     pre = {"generator": generator_spec(ps.generator, **ps.generator_kwargs())}

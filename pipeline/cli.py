@@ -101,21 +101,15 @@ def cmd_synthesize(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    from syndgan.training.common import load_checkpoint
-    from syndgan.training.synth import SYNTHESIZER_FORMAT
+    from syndgan.models.snapshots import check_synthesizer, load_checkpoint
 
     _require_checkpoint(args.checkpoint)
-    state = load_checkpoint(args.checkpoint)
-    if state.get("format") != SYNTHESIZER_FORMAT:
-        raise DataError(args.checkpoint, "not a SyNDGAN synthesizer checkpoint")
+    state = check_synthesizer(load_checkpoint(args.checkpoint), args.checkpoint)
     gen = state["generator"]
     print(f"checkpoint: {args.checkpoint}")
     print(f"decoder: {gen['name']} {gen['img_resolution']} px, {gen['img_channels']} channel(s)")
-    data = state.get("data") or {}
-    print(
-        f"data mode: {data.get('mode', 'resize')}"
-        + (f", patch {data['patch_size']} px" if data.get("patch_size") else "")
-    )
+    data = state["data"]
+    print(f"data mode: {data['mode']}" + (f", patch {data['patch_size']} px" if data.get("patch_size") else ""))
     print(
         "classes (mask label = id): "
         + ", ".join(f"{c['id']}={c['name']} {tuple(c['color'])}" for c in state["classes"])

@@ -18,6 +18,7 @@ import yaml
 from pipeline.typed_yaml import convert, hints
 from syndgan.classify.settings import ClassifierSettings
 from syndgan.errors import ConfigError
+from syndgan.training.settings import PretrainSettings, SynthSettings
 
 # --------------------------------------------------------------------------- sections
 
@@ -103,44 +104,21 @@ class FlowsConfig:
 
 
 @dataclass
-class PretrainConfig:
-    """ProjectedGAN pretraining of the generator SyNDGAN later decodes with (paper III.B-2, III.C-1, IV.A)."""
+class PretrainConfig(PretrainSettings):
+    """The ``pretrain`` section: the library's settings (syndgan/training/settings.py, every training knob) plus
+    the stage's data and output keys."""
 
-    # Defaults: the paper's generator and optimiser (IV.A) with CPU-sized networks. For a 5-minute CPU run
-    # (demo, 64 px, 1200 steps) use lr_g 2e-3, lr_d 2e-4, betas [0, 0.99]: stylegan2 has an equalized learning
-    # rate (StyleGAN2's own lr is 2e-3); at lr_g 2e-4 it was still colour noise after 800 steps.
-    generator: Literal["stylegan2", "fastgan"] = "stylegan2"
-    z_dim: int = 128
-    w_dim: int = 128
-    resolution: int | None = None  # None: rasterize.resolution
     data_mode: Literal["resize", "patch"] = "resize"  # patch: native-resolution windows of the original images
     patch_size: int = 128  # window size in native pixels (patch mode); resized to `resolution`
     defect_patch_prob: float = 0.5  # patch mode: chance a window is centred on an annotated defect
-    g_channel_base: int = 1024  # generator channels at resolution r: min(g_channel_max, g_channel_base // r)
-    g_channel_max: int = 128
-    d_resize: int | None = None  # None: feature network at native size; 224: ProjectedGAN's upsampling
-    d_scales: list[int] = field(default_factory=lambda: [0, 1, 2, 3])  # [3]: single-scale discriminator
-    d_channel_base: int = 2048
-    d_channel_max: int = 128
-    d_proj_channels: int = 32  # CCM output channels of the first scale (x2 per deeper scale)
-    diffaug: str = "color,translation,cutout"
-    loss: Literal["hinge", "logistic"] = "hinge"
-    batch_size: int = 8
-    steps: int = 1200
-    lr_g: float = 2e-4  # paper IV.A
-    lr_d: float = 1e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # paper; ProjectedGAN uses [0, 0.99]
-    ema: float = 2000.0  # G_ema half-life, in images
-    checkpoint_every: int = 200  # steps
-    sample_every: int = 400
-    fid_every: int = 400  # 0: fid_effnet only at start and end
-    fid_samples: int = 128  # G_ema samples (and real images) per fid_effnet; 0 disables it
-    seed: int = 0
     threads: int = 1  # torch CPU threads (0: torch default); 1 stays fast when other jobs share the cores
-    device: str = "auto"  # auto: CUDA when present (bf16 autocast), else CPU
     out: str = "models/pretrain"
     metrics: str = "metrics/pretrain.json"
     plots: str = "plots/pretrain"
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_stage_keys(self)
 
 
 # SyNDGAN ablations (paper Table 5) runnable as `train_synth_ablation` stages; pipeline/train_synth.py maps
@@ -149,46 +127,14 @@ SYNTH_ABLATIONS = ("no_pretrain", "no_pretrained_decoder", "no_inversion", "sing
 
 
 @dataclass
-class TrainSynthConfig:
-    """SyNDGAN synthesis network (paper III.B-3, III.C-2): SFT encoder + pretrained decoder, losses of eq. 2."""
+class TrainSynthConfig(SynthSettings):
+    """The ``train_synth`` section: the library's settings (syndgan/training/settings.py) plus the stage's data,
+    evaluation, ablation and output keys."""
 
     data_mode: Literal["resize", "patch"] = "resize"  # patch: native-resolution windows around the defects
     patch_size: int = 128  # patch mode: window size in native pixels (resized to the decoder's resolution)
     defect_patch_prob: float = 0.9  # patch mode: chance a defect image's window is centred on a defect
-    seg_encoding: Literal["onehot", "color", "both"] = "both"  # class map fed to the encoder and SFT layers
-    latent: Literal["w", "w+"] = "w+"  # encoder output: one W code or per-layer W+ codes
-    n_blocks: int = 7  # SFT residual blocks (paper: 7)
-    enc_channel_base: int = 2048  # encoder channels at resolution r: min(enc_channel_max, base // r)
-    enc_channel_max: int = 128
-    sft_hidden: int = 16  # channels of the SFT conv branches
-    skip_min_res: int = 8  # encoder features are injected into the decoder at resolutions >= this
-    erase_dilate: int = 1  # px (working resolution) blanked around the mask in the input
-    pretrained_decoder: bool = True  # false: random decoder (ablation "w/o Pretrained")
-    pretrained_discriminator: bool = True  # false: random discriminator heads
-    freeze_decoder: bool = False  # true: only the encoder (and skips) learn
-    decoder_lr_mult: float = 0.2  # decoder learning rate = lr_g * this (2e-4: the paper's generator rate)
-    d_scales: list[int] | None = None  # null: the pretrained discriminator's scales; [3]: single scale
-    aux_classifier: bool = False  # auxiliary-classifier discriminator head (Table 5)
-    aux_weight: float = 1.0
-    w_l1: float = 1.0  # eq. 3
-    w_adv: float = 0.05  # eq. 4
-    w_perceptual: float = 1.0  # eq. 5 (LPIPS-VGG, or the EfficientNet distance without VGG weights)
-    w_inversion: float = 1.0  # eq. 6 (in-domain inversion)
-    perceptual: Literal["auto", "vgg", "effnet"] = "auto"  # auto: vgg when its weights are in the torch cache
-    loss: Literal["hinge", "logistic"] = "hinge"
-    batch_size: int = 8
-    steps: int = 200
-    lr_g: float = 1e-3  # encoder + skips: a few hundred CPU steps, not the paper's days (2e-4) on a GPU
-    lr_d: float = 1e-4  # paper IV.A
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    defect_fraction: float = 0.5  # share of defect images in each batch
-    grad_clip: float = 1.0  # max gradient norm of the network's step (0: off)
-    ema: float = 500.0  # half-life of the network's EMA, in images
-    checkpoint_every: int = 100
-    sample_every: int = 400
-    seed: int = 0
     threads: int = 1  # torch CPU threads (0: torch default); 1 stays fast when other jobs share the cores
-    device: str = "auto"
     eval_split: Literal["train", "val", "test"] = "test"  # reconstruction metrics on this split
     ablations: list[Literal[SYNTH_ABLATIONS]] = field(default_factory=lambda: ["no_pretrain"])  # type: ignore[valid-type]
     out: str = "models/train_synth"
@@ -196,6 +142,28 @@ class TrainSynthConfig:
     plots: str = "plots/train_synth"
     ablation_out: str = "models/train_synth_ablations"  # <ablation_out>/<name>/
     ablation_metrics: str = "metrics/train_synth_ablations"  # <ablation_metrics>/<name>.json
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_stage_keys(self)
+        if len(set(self.ablations)) != len(self.ablations):
+            raise ConfigError(f"ablations: names must be unique, got {self.ablations}")
+
+
+def _check_stage_keys(c: PretrainConfig | TrainSynthConfig) -> None:
+    if c.patch_size < 8:
+        raise ConfigError(f"patch_size: must be >= 8, got {c.patch_size}")
+    if not 0 <= c.defect_patch_prob <= 1:
+        raise ConfigError("defect_patch_prob: must be in [0, 1]")
+    if c.threads < 0:
+        raise ConfigError("threads: must be >= 0")
+
+
+def library_settings(section: PretrainSettings | SynthSettings, **changes) -> PretrainSettings | SynthSettings:
+    """The library part of a training section (its base class), without the stage's keys: what the trainer gets
+    and its checkpoints store. ``changes``: values the stage resolves (resolution, ablation overrides)."""
+    cls = next(c for c in type(section).__mro__ if c in (PretrainSettings, SynthSettings))
+    return cls(**({f.name: getattr(section, f.name) for f in dataclasses.fields(cls)} | changes))
 
 
 @dataclass

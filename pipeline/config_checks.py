@@ -12,9 +12,7 @@ from pipeline.config import (
     EvaluateConfig,
     IngestConfig,
     Params,
-    PretrainConfig,
     ReportConfig,
-    TrainSynthConfig,
 )
 from syndgan.errors import ConfigError
 
@@ -25,8 +23,6 @@ def validate(p: Params, src: Any) -> None:
     def bad(key: str, msg: str):
         raise ConfigError(f"{src}: {key}: {msg}")
 
-    _validate_pretrain(p.pretrain, bad)
-    _validate_train_synth(p.train_synth, bad)
     _validate_augment(p, bad)
     _validate_classify(p.classify, bad)
     if not p.scarcity.ks:
@@ -77,66 +73,6 @@ def validate(p: Params, src: Any) -> None:
         bad("demo.parts", "must be >= 4")
     if not 0 <= p.demo.defect_fraction <= 1:
         bad("demo.defect_fraction", "must be in [0, 1]")
-
-
-def _validate_pretrain(c: PretrainConfig, bad) -> None:
-    res = c.resolution
-    if res is not None and (res < 8 or res > 1024 or res & (res - 1)):
-        bad("pretrain.resolution", f"must be a power of 2 in 8..1024 (or null for rasterize.resolution), got {res}")
-    if c.patch_size < 8:
-        bad("pretrain.patch_size", f"must be >= 8, got {c.patch_size}")
-    if not 0 <= c.defect_patch_prob <= 1:
-        bad("pretrain.defect_patch_prob", "must be in [0, 1]")
-    if c.batch_size < 2:
-        bad("pretrain.batch_size", "must be >= 2")
-    if c.steps < 1:
-        bad("pretrain.steps", "must be >= 1")
-    for key in ("lr_g", "lr_d", "ema", "z_dim", "w_dim", "g_channel_base", "g_channel_max", "d_channel_base"):
-        if getattr(c, key) <= 0:
-            bad(f"pretrain.{key}", "must be > 0")
-    if len(c.betas) != 2 or not all(0 <= b < 1 for b in c.betas):
-        bad("pretrain.betas", f"must be two values in [0, 1), got {c.betas}")
-    if not c.d_scales or any(sc not in (0, 1, 2, 3) for sc in c.d_scales):
-        bad("pretrain.d_scales", f"must be a non-empty subset of [0, 1, 2, 3], got {c.d_scales}")
-    if c.d_resize is not None and c.d_resize < 32:
-        bad("pretrain.d_resize", f"must be >= 32 (or null), got {c.d_resize}")
-    ops = [o.strip() for o in c.diffaug.split(",") if o.strip()]
-    if any(o not in ("color", "translation", "cutout") for o in ops):
-        bad("pretrain.diffaug", f"comma-separated subset of color, translation, cutout; got {c.diffaug!r}")
-    for key in ("checkpoint_every", "sample_every", "fid_every", "threads"):
-        if getattr(c, key) < 0:
-            bad(f"pretrain.{key}", "must be >= 0")
-    if c.fid_samples == 1 or c.fid_samples < 0:
-        bad("pretrain.fid_samples", "must be 0 (off) or >= 2")
-
-
-def _validate_train_synth(c: TrainSynthConfig, bad) -> None:
-    if c.patch_size < 8:
-        bad("train_synth.patch_size", f"must be >= 8, got {c.patch_size}")
-    for key in ("defect_patch_prob", "defect_fraction"):
-        if not 0 <= getattr(c, key) <= 1:
-            bad(f"train_synth.{key}", "must be in [0, 1]")
-    for key in ("n_blocks", "enc_channel_base", "enc_channel_max", "sft_hidden", "steps", "lr_g", "lr_d", "ema"):
-        if getattr(c, key) <= 0:
-            bad(f"train_synth.{key}", "must be > 0")
-    if c.batch_size < 2:
-        bad("train_synth.batch_size", "must be >= 2")
-    if c.skip_min_res < 4 or c.skip_min_res & (c.skip_min_res - 1):
-        bad("train_synth.skip_min_res", f"must be a power of 2 >= 4, got {c.skip_min_res}")
-    for key in ("w_l1", "w_adv", "w_perceptual", "w_inversion", "aux_weight", "decoder_lr_mult"):
-        if getattr(c, key) < 0:
-            bad(f"train_synth.{key}", "must be >= 0")
-    for key in ("erase_dilate", "checkpoint_every", "sample_every", "threads", "grad_clip"):
-        if getattr(c, key) < 0:
-            bad(f"train_synth.{key}", "must be >= 0")
-    if len(c.betas) != 2 or not all(0 <= b < 1 for b in c.betas):
-        bad("train_synth.betas", f"must be two values in [0, 1), got {c.betas}")
-    if c.d_scales is not None and (not c.d_scales or any(sc not in (0, 1, 2, 3) for sc in c.d_scales)):
-        bad("train_synth.d_scales", f"must be null or a non-empty subset of [0, 1, 2, 3], got {c.d_scales}")
-    if c.freeze_decoder and not c.pretrained_decoder:
-        bad("train_synth.freeze_decoder", "a randomly initialised decoder (pretrained_decoder: false) must be trained")
-    if len(set(c.ablations)) != len(c.ablations):
-        bad("train_synth.ablations", f"names must be unique, got {c.ablations}")
 
 
 def _validate_augment(p: Params, bad) -> None:

@@ -2,7 +2,8 @@
 
 Reads ``<rasterize.out>/`` (index.parquet, dataset.json) in ``resize`` mode, or the original images of
 ``<ingest.out>/manifest.parquet`` + ``annotations.parquet`` in ``patch`` mode. Writes ``<pretrain.out>/``
-(``checkpoints/last.pt`` - persistent, so a killed run resumes -, ``generator.pt``, ``samples/``),
+(``checkpoints/last.pt`` - persistent, so a killed run resumes -, ``generator.pt``, ``discriminator.pt``,
+``samples/``),
 ``<pretrain.plots>/{losses,fid}.csv`` and ``<pretrain.metrics>`` (fid_effnet at start and end, images/s).
 """
 
@@ -13,46 +14,20 @@ import logging
 import torch
 
 from pipeline.common import is_writer, stage_main
-from pipeline.config import Params, PretrainConfig
+from pipeline.config import Params, PretrainConfig, library_settings
 from syndgan.data.datasets import PatchDataset, ProcessedImages
 from syndgan.data.processed import read_dataset_info, train_pool_ids
 from syndgan.io import atomic_write_json
-from syndgan.training.pretrain import PretrainSettings, train_pretrain
+from syndgan.training.pretrain import train_pretrain
+from syndgan.training.settings import PretrainSettings
 
 log = logging.getLogger("syndgan.pretrain")
 
 
-def settings_from_config(cfg: PretrainConfig, resolution: int, channels: int, n_classes: int = 0) -> PretrainSettings:
-    """Map the params section onto the library's settings (the library never sees params.yaml)."""
-    return PretrainSettings(
-        generator=cfg.generator,
-        z_dim=cfg.z_dim,
-        w_dim=cfg.w_dim,
-        resolution=resolution,
-        channels=channels,
-        g_channel_base=cfg.g_channel_base,
-        g_channel_max=cfg.g_channel_max,
-        d_resize=cfg.d_resize,
-        d_scales=list(cfg.d_scales),
-        d_channel_base=cfg.d_channel_base,
-        d_channel_max=cfg.d_channel_max,
-        d_proj_channels=cfg.d_proj_channels,
-        diffaug=cfg.diffaug,
-        n_classes=n_classes,
-        loss=cfg.loss,
-        batch_size=cfg.batch_size,
-        steps=cfg.steps,
-        lr_g=cfg.lr_g,
-        lr_d=cfg.lr_d,
-        betas=(float(cfg.betas[0]), float(cfg.betas[1])),
-        ema_halflife_images=cfg.ema,
-        seed=cfg.seed,
-        checkpoint_every=cfg.checkpoint_every,
-        sample_every=cfg.sample_every,
-        fid_every=cfg.fid_every,
-        fid_samples=cfg.fid_samples,
-        device=cfg.device,
-    )
+def settings_for(cfg: PretrainConfig, resolution: int, channels: int, classes: list[dict]) -> PretrainSettings:
+    """The library part of the section, with what the data decides filled in."""
+    n_classes = cfg.n_classes or (len(classes) + 1 if cfg.aux_weight > 0 else 0)  # + 1: normal
+    return library_settings(cfg, resolution=resolution, channels=channels, n_classes=n_classes)
 
 
 def build_dataset(params: Params, resolution: int, channels: int, classes: list[dict]):
@@ -82,7 +57,7 @@ def run(params: Params) -> dict:
     resolution = cfg.resolution or int(info["resolution"])
     channels = int(info["channels"])
     dataset = build_dataset(params, resolution, channels, info["classes"])
-    settings = settings_from_config(cfg, resolution, channels)
+    settings = settings_for(cfg, resolution, channels, info["classes"])
     log.info(
         "pretraining %s at %d px, %d channel(s), %s mode, on %d training images, %d steps of %d",
         cfg.generator, resolution, channels, cfg.data_mode, len(dataset), cfg.steps, cfg.batch_size,

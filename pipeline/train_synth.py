@@ -3,7 +3,7 @@
     python -m pipeline.train_synth [--params params.yaml] [--ablation NAME]
 
 Reads the pretrained decoder ``<pretrain.out>/generator.pt`` and discriminator
-``<pretrain.out>/checkpoints/last.pt``, and the training images with their label maps: ``<rasterize.out>/``
+``<pretrain.out>/discriminator.pt``, and the training images with their label maps: ``<rasterize.out>/``
 in ``resize`` mode, the original images + annotations of ``<ingest.out>/`` in ``patch`` mode. Writes
 ``<train_synth.out>/`` (``synthesizer.pt`` for ``syndgan.synthesis.Synthesizer``, ``checkpoints/last.pt`` -
 persistent, so a killed run resumes -, ``samples/``, ``reconstructions.png``), ``<plots>/losses.csv`` and
@@ -23,12 +23,13 @@ from pathlib import Path
 import torch
 
 from pipeline.common import is_writer, stage_main
-from pipeline.config import SYNTH_ABLATIONS, Params, TrainSynthConfig
+from pipeline.config import SYNTH_ABLATIONS, Params, TrainSynthConfig, library_settings
 from syndgan.data.datasets import ProcessedImages, SynthPatchDataset
 from syndgan.data.processed import read_dataset_info, train_pool_ids
 from syndgan.errors import DataError
 from syndgan.io import atomic_write_json
-from syndgan.training.synth import SynthSettings, read_pretrained, train_synth
+from syndgan.training.settings import SynthSettings
+from syndgan.training.synth import read_pretrained, train_synth
 
 log = logging.getLogger("syndgan.train_synth")
 
@@ -43,48 +44,12 @@ ABLATION_OVERRIDES: dict[str, dict] = {
 assert set(ABLATION_OVERRIDES) == set(SYNTH_ABLATIONS)
 
 
-def settings_from_config(cfg: TrainSynthConfig, ablation: str | None = None) -> SynthSettings:
-    s = SynthSettings(
-        seg_encoding=cfg.seg_encoding,
-        latent=cfg.latent,
-        n_blocks=cfg.n_blocks,
-        enc_channel_base=cfg.enc_channel_base,
-        enc_channel_max=cfg.enc_channel_max,
-        sft_hidden=cfg.sft_hidden,
-        skip_min_res=cfg.skip_min_res,
-        erase_dilate=cfg.erase_dilate,
-        pretrained_decoder=cfg.pretrained_decoder,
-        pretrained_discriminator=cfg.pretrained_discriminator,
-        freeze_decoder=cfg.freeze_decoder,
-        decoder_lr_mult=cfg.decoder_lr_mult,
-        d_scales=list(cfg.d_scales) if cfg.d_scales is not None else None,
-        aux_classifier=cfg.aux_classifier,
-        aux_weight=cfg.aux_weight,
-        w_l1=cfg.w_l1,
-        w_adv=cfg.w_adv,
-        w_perceptual=cfg.w_perceptual,
-        w_inversion=cfg.w_inversion,
-        perceptual=cfg.perceptual,
-        loss=cfg.loss,
-        batch_size=cfg.batch_size,
-        steps=cfg.steps,
-        lr_g=cfg.lr_g,
-        lr_d=cfg.lr_d,
-        betas=(float(cfg.betas[0]), float(cfg.betas[1])),
-        defect_fraction=cfg.defect_fraction,
-        grad_clip=cfg.grad_clip,
-        ema_halflife_images=cfg.ema,
-        seed=cfg.seed,
-        checkpoint_every=cfg.checkpoint_every,
-        sample_every=cfg.sample_every,
-        device=cfg.device,
-    )
-    if ablation is not None:
-        for key, value in ABLATION_OVERRIDES[ablation].items():
-            setattr(s, key, value)
-        if not s.pretrained_decoder:
-            s.freeze_decoder = False
-    return s
+def settings_for(cfg: TrainSynthConfig, ablation: str | None = None) -> SynthSettings:
+    """The library part of the section, with the ablation's overrides (a random decoder is never frozen)."""
+    changes = dict(ABLATION_OVERRIDES[ablation]) if ablation is not None else {}
+    if not changes.get("pretrained_decoder", cfg.pretrained_decoder):
+        changes["freeze_decoder"] = False
+    return library_settings(cfg, **changes)
 
 
 def build_datasets(params: Params, resolution: int, channels: int, classes: list[dict]):
@@ -108,7 +73,7 @@ def run(params: Params, ablation: str | None = None) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     pre_dir = params.resolve(params.pretrain.out)
-    gen_ckpt, disc_ckpt = pre_dir / "generator.pt", pre_dir / "checkpoints" / "last.pt"
+    gen_ckpt, disc_ckpt = pre_dir / "generator.pt", pre_dir / "discriminator.pt"
     pre = read_pretrained(gen_ckpt)
     resolution, channels = int(pre["generator"]["img_resolution"]), int(pre["generator"]["img_channels"])
     info = read_dataset_info(params.resolve(params.rasterize.out))
@@ -118,7 +83,7 @@ def run(params: Params, ablation: str | None = None) -> dict:
     if not classes:
         raise DataError(params.resolve(params.rasterize.out) / "dataset.json", "no defect classes to synthesize")
     train, test = build_datasets(params, resolution, channels, classes)
-    settings = settings_from_config(cfg, ablation)
+    settings = settings_for(cfg, ablation)
     if ablation is None:
         out, metrics_path, plots = cfg.out, cfg.metrics, cfg.plots
     else:
@@ -142,7 +107,7 @@ def run(params: Params, ablation: str | None = None) -> dict:
         train,
         params.resolve(out),
         generator_checkpoint=gen_ckpt,
-        discriminator_checkpoint=disc_ckpt if disc_ckpt.exists() else None,
+        discriminator_checkpoint=disc_ckpt,
         classes=classes,
         eval_dataset=test,
         data=data,

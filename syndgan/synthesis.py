@@ -195,7 +195,7 @@ class Synthesizer:
         feather: int | None = None,
         source: str = "synthesizer",
     ):
-        from syndgan.training.common import select_device
+        from syndgan.models.snapshots import select_device
 
         try:
             self.device = select_device("auto" if device is None else str(device))
@@ -216,12 +216,11 @@ class Synthesizer:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None, **kwargs) -> Synthesizer:
         """Load ``synthesizer.pt`` written by the ``train_synth`` stage."""
-        from syndgan.training.common import load_checkpoint
-        from syndgan.training.synth import load_synthesis_network
+        from syndgan.models.snapshots import load_checkpoint, load_synthesis_network
 
         state = load_checkpoint(path)
         U = load_synthesis_network(state, path)
-        return cls(U, state["classes"], state.get("data"), device, source=str(path), **kwargs)
+        return cls(U, state["classes"], state["data"], device, source=str(path), **kwargs)
 
     @property
     def class_names(self) -> list[str]:

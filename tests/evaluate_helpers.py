@@ -80,7 +80,8 @@ def make_processed(root: Path, seed: int = 0) -> pd.DataFrame:
 def write_synthesizer(path: Path, seed: int = 0) -> Path:
     """An untrained but complete synthesizer.pt for CLASSES at RES px (what train_synth writes)."""
     from syndgan.models.generators import create_generator, generator_spec
-    from syndgan.training.synth import SynthSettings, build_network, save_synthesizer
+    from syndgan.training.settings import SynthSettings
+    from syndgan.training.synth import build_network, save_synthesizer
 
     gen_kw = dict(z_dim=16, w_dim=16, img_resolution=RES, img_channels=3, channel_base=256, channel_max=16)
     torch.manual_seed(seed)

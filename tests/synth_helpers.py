@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from syndgan.models.generators import create_generator, generator_spec
+from syndgan.models.snapshots import DISCRIMINATOR_FORMAT
 from syndgan.training.common import save_checkpoint
-from syndgan.training.pretrain import PretrainSettings, build_networks
+from syndgan.training.pretrain import build_networks, discriminator_spec
+from syndgan.training.settings import PretrainSettings, SynthSettings
 
 RES = 32
 CLASSES = [
@@ -37,7 +39,7 @@ def pretrain_settings(generator: str = "fastgan") -> PretrainSettings:
 
 
 def write_pretrained(folder: Path, generator: str = "fastgan") -> tuple[Path, Path]:
-    """(generator.pt, checkpoints/last.pt) as pretraining writes them, with random weights."""
+    """(generator.pt, discriminator.pt) as pretraining writes them, with random weights."""
     from syndgan.training.common import to_plain
 
     torch.manual_seed(0)
@@ -51,8 +53,11 @@ def write_pretrained(folder: Path, generator: str = "fastgan") -> tuple[Path, Pa
             "settings": to_plain(s),
         },
     )
-    last = save_checkpoint(folder / "checkpoints" / "last.pt", {"D": D.trainable_state_dict(), "settings": to_plain(s)})
-    return gen, last
+    disc = save_checkpoint(
+        folder / "discriminator.pt",
+        {"format": DISCRIMINATOR_FORMAT, "spec": discriminator_spec(s), "D": D.trainable_state_dict(), "step": 0},
+    )
+    return gen, disc
 
 
 class TinyDataset:
@@ -80,8 +85,6 @@ class TinyDataset:
 
 
 def tiny_settings(**kw):
-    from syndgan.training.synth import SynthSettings
-
     base = dict(
         n_blocks=3,
         enc_channel_base=128,

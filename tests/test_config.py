@@ -123,3 +123,48 @@ def test_params_yaml_documents_every_flows_setting():
     entries = [line for line in lines[1:] if line.startswith("  ") and not line.startswith("   ")]
     undocumented = [line.split(":")[0].strip() for line in entries if "#" not in line]
     assert undocumented == [], f"flows keys without a comment in params.yaml: {undocumented}"
+
+
+def _plain(p) -> dict:
+    from dataclasses import asdict
+
+    d = asdict(p)
+    d.pop("path")
+    return d
+
+
+@pytest.mark.parametrize(
+    "path", [Path("params.yaml"), *sorted(Path("data/configs").glob("*.yaml"))], ids=lambda p: p.stem
+)
+def test_params_round_trip_through_the_schema(path):
+    """Every shipped params file (data/configs/ as overlays of params.yaml) survives typed -> YAML -> typed, and the
+    training sections hand the library its own settings class, rebuilt exactly from what a checkpoint stores."""
+    from pipeline.config import library_settings
+    from syndgan.training.common import to_plain
+    from syndgan.training.settings import PretrainSettings, SynthSettings
+
+    p = load_params(path, base="params.yaml")
+    again = parse_params(yaml.safe_load(yaml.safe_dump(_plain(p))))
+    assert _plain(again) == _plain(p)
+    for section, cls in ((p.pretrain, PretrainSettings), (p.train_synth, SynthSettings)):
+        s = library_settings(section)
+        assert type(s) is cls and cls(**to_plain(s)) == s
+        assert "out" not in to_plain(s) and "threads" not in to_plain(s)  # the stage's keys stay in the stage
+
+
+@pytest.mark.parametrize(
+    "raw, key",
+    [
+        ({"pretrain": {"fid_samples": 1}}, "pretrain.fid_samples"),
+        ({"pretrain": {"diffaug": "color,blur"}}, "pretrain.diffaug"),
+        ({"pretrain": {"patch_size": 4}}, "pretrain.patch_size"),
+        ({"train_synth": {"skip_min_res": 6}}, "train_synth.skip_min_res"),
+        ({"train_synth": {"freeze_decoder": True, "pretrained_decoder": False}}, "train_synth.freeze_decoder"),
+        ({"train_synth": {"ablations": ["no_inversion", "no_inversion"]}}, "train_synth.ablations"),
+        ({"train_synth": {"latent": "z"}}, "train_synth.latent"),
+    ],
+)
+def test_training_settings_are_checked_once_naming_the_key(raw, key):
+    with pytest.raises(ConfigError) as e:
+        parse_params(raw)
+    assert str(e.value).startswith(f"params.yaml: {key}: ") and "\n" not in str(e.value)

@@ -20,9 +20,11 @@ from syndgan.data.datasets import PatchDataset, ProcessedImages
 from syndgan.data.processed import resize_labels, train_pool_ids
 from syndgan.errors import ConfigError, DataError
 from syndgan.models.generators import load_generator
-from syndgan.training.common import load_checkpoint, source_digest
-from syndgan.training.pretrain import CHECKPOINT, PretrainSettings, train_pretrain
+from syndgan.models.snapshots import load_checkpoint
+from syndgan.training.common import source_digest
+from syndgan.training.pretrain import CHECKPOINT, train_pretrain
 from syndgan.training.pretrain import CODE as PRETRAIN_CODE
+from syndgan.training.settings import PretrainSettings
 
 CLASSES = [{"name": "bump", "id": 1, "color": [255, 64, 64]}, {"name": "dust", "id": 2, "color": [64, 128, 255]}]
 RES = 32
@@ -339,6 +341,13 @@ def test_stage_main_resize_and_patch_modes(tmp_path, monkeypatch):
     assert metrics["steps"] == 2 and metrics["train_images"] == 10 and metrics["fid_effnet"] > 0
     assert (tmp_path / "plots" / "pretrain" / "losses.csv").exists()
     assert (tmp_path / "models" / "pretrain" / "generator.pt").exists()
+    # discriminator.pt: the final D with the spec that rebuilds it (what train_synth and the studio read)
+    from syndgan.models.snapshots import load_discriminator
+
+    D = load_discriminator(tmp_path / "models" / "pretrain" / "discriminator.pt")
+    last = load_checkpoint(tmp_path / "models" / "pretrain" / CHECKPOINT)["D"]
+    assert (D.img_resolution, D.img_channels) == (RES, 1)
+    assert all(torch.equal(D.trainable_state_dict()[k], v) for k, v in last.items())
 
     params = _write_params(tmp_path, {"data_mode": "patch", "patch_size": 40, "out": "models/patch"})
     assert stage.main(["--params", str(params)]) == 0

@@ -134,3 +134,35 @@ def test_bad_checkpoint_is_a_one_line_error(tmp_path):
         Synthesizer.from_checkpoint(bad)
     with pytest.raises(DataError, match="not found"):
         Synthesizer.from_checkpoint(tmp_path / "missing.pt")
+
+
+def test_inference_imports_no_training_code(ckpt, tmp_path):
+    """Loading and running a synthesizer (and the studio's discriminator scorer) pulls in no trainer module."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from synth_helpers import write_pretrained
+
+    _, disc = write_pretrained(tmp_path / "pretrain")
+    code = (
+        "import sys, numpy as np\n"
+        "from syndgan.synthesis import Synthesizer\n"
+        "from syndgan.studio.core import DiscriminatorScorer\n"
+        f"s = Synthesizer.from_checkpoint({str(ckpt)!r}, device='cpu')\n"
+        "m = np.zeros((32, 32), np.uint8); m[10:16, 10:16] = 1\n"
+        "s.synthesize(np.zeros((32, 32, 3), np.uint8), m)\n"
+        f"DiscriminatorScorer.from_file({str(disc)!r})\n"
+        "print(sorted(m for m in sys.modules if m.startswith('syndgan.training')))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(root)},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -10,7 +10,7 @@ from PIL import Image
 from synth_helpers import CLASSES, one_thread  # noqa: F401 (fixture)
 
 from pipeline.config import SYNTH_ABLATIONS, TrainSynthConfig
-from pipeline.train_synth import ABLATION_OVERRIDES, settings_from_config
+from pipeline.train_synth import ABLATION_OVERRIDES, settings_for
 from syndgan.data.datasets import SynthPatchDataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -58,10 +58,10 @@ def test_patch_windows_carry_label_maps(tables):
 def test_ablation_names_map_onto_settings():
     assert set(ABLATION_OVERRIDES) == set(SYNTH_ABLATIONS)
     cfg = TrainSynthConfig(freeze_decoder=True)
-    s = settings_from_config(cfg, "no_pretrain")
+    s = settings_for(cfg, "no_pretrain")
     assert not s.pretrained_decoder and not s.pretrained_discriminator and not s.freeze_decoder
-    assert settings_from_config(cfg, "no_inversion").w_inversion == 0
-    assert settings_from_config(cfg, "single_scale_d").d_scales == [3]
-    assert settings_from_config(cfg, "aux_classifier_d").aux_classifier
-    full = settings_from_config(cfg)
+    assert settings_for(cfg, "no_inversion").w_inversion == 0
+    assert settings_for(cfg, "single_scale_d").d_scales == [3]
+    assert settings_for(cfg, "aux_classifier_d").aux_classifier
+    full = settings_for(cfg)
     assert full.pretrained_decoder and full.w_inversion == cfg.w_inversion

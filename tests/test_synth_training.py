@@ -7,19 +7,9 @@ import torch
 from synth_helpers import CLASSES, TinyDataset, one_thread, tiny_settings, write_pretrained  # noqa: F401 (fixture)
 
 from syndgan.errors import DataError
-from syndgan.training.common import load_checkpoint
-from syndgan.training.synth import (
-    SynthLosses,
-    build_decoder,
-    build_discriminator,
-    build_network,
-    collate,
-    make_optimizers,
-    read_pretrained,
-    sample_batch,
-    train_step,
-    train_synth,
-)
+from syndgan.models.snapshots import load_checkpoint
+from syndgan.training.synth import build_decoder, build_discriminator, build_network, read_pretrained, train_synth
+from syndgan.training.synth_step import SynthLosses, collate, make_optimizers, sample_batch, train_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -42,7 +32,7 @@ def _build(pretrained, settings, seed=0):
     torch.manual_seed(seed)
     G = build_decoder(pre, settings.pretrained_decoder, settings.seed)
     U = build_network(G, CLASSES, settings)
-    D = build_discriminator(pre["settings"], settings, 32, 3, len(CLASSES) + 1, last)
+    D = build_discriminator(last, settings, len(CLASSES) + 1)
     return U.train(), D.train()
 
 
@@ -83,12 +73,12 @@ def test_pretrained_weights_are_loaded_and_ablations_change_them(pretrained):
     assert all(torch.equal(D.trainable_state_dict()[k], v) for k, v in D_state.items())
     U2, D2 = _build(pretrained, tiny_settings(pretrained_decoder=False, pretrained_discriminator=False))
     assert not all(torch.equal(U2.decoder.state_dict()[k], v) for k, v in G_state.items() if v.is_floating_point())
-    single = build_discriminator(read_pretrained(gen)["settings"], tiny_settings(d_scales=[3]), 32, 3, 3, last)
+    single = build_discriminator(last, tiny_settings(d_scales=[3]), 3)
     assert list(single.scales) == [3] and set(single.heads) == {"3"}
     assert torch.equal(
         single.heads["3"].logits.parametrizations.weight.original, D.heads["3"].logits.parametrizations.weight.original
     )
-    aux = build_discriminator(read_pretrained(gen)["settings"], tiny_settings(aux_classifier=True), 32, 3, 3, last)
+    aux = build_discriminator(last, tiny_settings(aux_classifier=True), 3)
     _, cls = aux(torch.zeros(2, 3, 32, 32), return_classes=True)
     assert cls.shape == (2, 3)
 
@@ -149,3 +139,21 @@ def test_wrong_resolution_dataset_is_a_one_line_error(pretrained, tmp_path):
             discriminator_checkpoint=last,
             classes=CLASSES,
         )
+
+
+def test_discriminator_file_is_read_strictly(pretrained, tmp_path):
+    """train_synth rebuilds D from discriminator.pt's spec alone: a missing spec key or a foreign file is an error
+    naming the file, never a default architecture."""
+    from syndgan.models.snapshots import DISCRIMINATOR_FORMAT
+    from syndgan.training.common import save_checkpoint
+
+    _, disc = pretrained
+    state = load_checkpoint(disc)
+    assert state["format"] == DISCRIMINATOR_FORMAT and state["spec"]["proj_channels"] == 8
+    spec = {k: v for k, v in state["spec"].items() if k != "channel_max"}
+    broken = save_checkpoint(tmp_path / "discriminator.pt", {**state, "spec": spec})
+    with pytest.raises(DataError, match="missing 'channel_max'"):
+        build_discriminator(broken, tiny_settings(), 3)
+    foreign = save_checkpoint(tmp_path / "last.pt", {"D": state["D"]})
+    with pytest.raises(DataError, match="not a pretrain discriminator.pt"):
+        build_discriminator(foreign, tiny_settings(), 3)

@@ -304,15 +304,12 @@ class DiscriminatorScorer:
         self.D, self.resolution, self.channels = D.eval().requires_grad_(False), int(resolution), int(channels)
 
     @classmethod
-    def from_files(cls, generator: str | Path, discriminator: str | Path) -> DiscriminatorScorer:
-        from syndgan.training.common import load_checkpoint
-        from syndgan.training.synth import SynthSettings, build_discriminator
+    def from_file(cls, discriminator: str | Path) -> DiscriminatorScorer:
+        """The pretrain stage's ``discriminator.pt`` (its spec names the resolution and channels it judges)."""
+        from syndgan.models.snapshots import load_discriminator
 
-        pre = load_checkpoint(generator).get("settings")
-        if not isinstance(pre, dict) or "resolution" not in pre:
-            raise DataError(generator, "no pretraining settings: not a pretrain generator.pt")
-        res, ch = int(pre["resolution"]), int(pre["channels"])
-        return cls(build_discriminator(pre, SynthSettings(), res, ch, 0, discriminator), res, ch)
+        D = load_discriminator(discriminator)
+        return cls(D, D.img_resolution, D.img_channels)
 
     @torch.no_grad()
     def score(self, image: Image.Image, class_name: str, window=None) -> float:
@@ -329,14 +326,14 @@ class DiscriminatorScorer:
 
 def find_scorer(project: Path, explicit: str | Path | None = None, pretrain_dir: str | Path | None = None):
     """The given classifier (errors if unusable), else the project's real-data classifier, else the
-    pretraining discriminator (``<pretrain_dir>/generator.pt`` + ``checkpoints/last.pt``), else None."""
+    pretraining discriminator (``<pretrain_dir>/discriminator.pt``), else None."""
     if explicit:
         return ClassifierScorer.from_file(explicit)
     path = Path(project) / DEFAULT_CLASSIFIER
     if path.is_file():
         return ClassifierScorer.from_file(path)
     if pretrain_dir is not None:
-        gen, disc = Path(pretrain_dir) / "generator.pt", Path(pretrain_dir) / "checkpoints" / "last.pt"
-        if gen.is_file() and disc.is_file():
-            return DiscriminatorScorer.from_files(gen, disc)
+        disc = Path(pretrain_dir) / "discriminator.pt"
+        if disc.is_file():
+            return DiscriminatorScorer.from_file(disc)
     return None

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from syndgan.errors import DataError
 from syndgan.io import atomic_save_image, atomic_torch_save, atomic_write_text
+from syndgan.models.snapshots import load_checkpoint, select_device  # noqa: F401  (classify imports it from here)
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +49,6 @@ def seed_step(seed: int, step: int) -> int:
     s = derive_seed(seed, "step", step)
     seed_everything(s)
     return s
-
-
-def select_device(device: str = "auto") -> torch.device:
-    """ "auto": CUDA when present, else CPU. Anything else is passed to ``torch.device``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{device}' requested but CUDA is not available")
-    return dev
 
 
 def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
@@ -146,20 +136,6 @@ def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Atomic ``torch.save``: a killed process never leaves a truncated checkpoint under ``path``."""
     return atomic_torch_save(path, state)
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """``torch.load(weights_only=True)``; unreadable files raise ``DataError(path, ...)``."""
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise DataError(path, "checkpoint not found") from None
-    except Exception as e:
-        raise DataError(path, f"unreadable checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(state, dict):
-        raise DataError(path, f"checkpoint must hold a dict, got {type(state).__name__}")
-    return state
 
 
 def source_digest(*modules: str) -> str:

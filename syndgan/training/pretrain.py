@@ -7,6 +7,8 @@ every training image (normal and defect) and writes, under ``out_dir``:
   Written atomically every ``checkpoint_every`` steps and at the end; a rerun resumes from it.
 - ``generator.pt``: ``{"generator": spec, "G_ema": state, "settings": ..., "step": ...}`` for
   downstream stages (``syndgan.models.generators.load_generator``).
+- ``discriminator.pt``: ``{"format", "spec": ProjectedDiscriminator kwargs, "D": trainable state, "step"}``
+  (``syndgan.models.snapshots.load_discriminator``): what train_synth and the studio's scorer start from.
 - ``samples/step_XXXXXXX.png``: G_ema grids on fixed latents.
 - ``losses.csv`` (step, loss_d, loss_g, logits_real, logits_fake, images_per_s) and ``fid.csv``
   (step, fid_effnet): DVC-plots tables. Returns the summary dict (also ``summary.json``).
@@ -18,8 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,130 +31,49 @@ from syndgan.io import atomic_write_json
 from syndgan.losses import AuxClassifierLoss, create_adversarial_losses
 from syndgan.models.discriminator import ProjectedDiscriminator
 from syndgan.models.generators import create_generator, generator_spec
+from syndgan.models.snapshots import DISCRIMINATOR_FORMAT, build_discriminator
 from syndgan.training import distributed
 from syndgan.training.common import (
     CsvLog,
     ModelEMA,
-    amp_dtype,
     autocast,
-    capture_rng_state,
-    configure_determinism,
-    cpu_state,
     derive_seed,
-    load_resumable,
-    optimizer_state_to,
-    restore_rng_state,
     save_checkpoint,
     save_image_grid,
     seed_everything,
-    seed_step,
-    select_device,
     source_digest,
-    step_bar,
     to_plain,
 )
+from syndgan.training.loop import Trainable, TrainerState, run_steps, setup
+from syndgan.training.settings import PretrainSettings
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoints/last.pt"
 LOSS_COLUMNS = ["step", "loss_d", "loss_g", "logits_real", "logits_fake", "images_per_s"]
 GENERATOR = "generator.pt"
+DISCRIMINATOR = "discriminator.pt"
 
 
-@dataclass
-class PretrainSettings:
-    # generator
-    generator: str = "stylegan2"  # "stylegan2" (paper) | "fastgan"
-    z_dim: int = 128
-    w_dim: int = 128
-    resolution: int = 64
-    channels: int = 3
-    g_channel_base: int = 1024  # channels at resolution r: min(g_channel_max, g_channel_base // r)
-    g_channel_max: int = 128
-    # discriminator
-    d_resize: int | None = None  # None: feature network at native size; 224: ProjectedGAN's upsampling
-    d_scales: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
-    d_channel_base: int = 2048
-    d_channel_max: int = 128
-    d_proj_channels: int = 32
-    diffaug: str = "color,translation,cutout"
-    n_classes: int = 0  # > 0 with aux_weight > 0: auxiliary classifier head trained on real labels
-    aux_weight: float = 0.0
-    loss: str = "hinge"
-    # optimisation
-    batch_size: int = 8
-    steps: int = 1200
-    lr_g: float = 2e-4
-    lr_d: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    ema_halflife_images: float = 2000.0
-    ema_rampup: float | None = 0.05
-    seed: int = 0
-    # bookkeeping
-    checkpoint_every: int = 200
-    sample_every: int = 400
-    fid_every: int = 400  # 0: only at start and end
-    fid_samples: int = 128
-    fid_resize: int = 224
-    log_every: int = 10
-    device: str = "auto"
-    amp: bool = True
-    feature_weights: str | None = None  # EfficientNet-Lite0 file; None: the packaged one
-    progress: bool = True
-
-    def validate(self) -> None:
-        def bad(key, msg):
-            raise ConfigError(f"pretrain settings: {key}: {msg}")
-
-        if self.generator not in ("stylegan2", "fastgan"):
-            bad("generator", f"must be 'stylegan2' or 'fastgan', got {self.generator!r}")
-        r = self.resolution
-        if r < 8 or r > 1024 or r & (r - 1):
-            bad("resolution", f"must be a power of 2 in [8, 1024], got {r}")
-        if self.channels not in (1, 3):
-            bad("channels", f"must be 1 or 3, got {self.channels}")
-        if self.batch_size < 2:
-            bad("batch_size", "must be >= 2 (BatchNorm)")
-        if self.steps < 1:
-            bad("steps", "must be >= 1")
-        if not self.d_scales or any(s not in (0, 1, 2, 3) for s in self.d_scales):
-            bad("d_scales", f"must be a non-empty subset of [0, 1, 2, 3], got {self.d_scales}")
-        if self.fid_samples == 1:
-            bad("fid_samples", "must be 0 (off) or >= 2")
-        if self.aux_weight > 0 and self.n_classes < 2:
-            bad("aux_weight", "needs n_classes >= 2")
-        for k in ("checkpoint_every", "sample_every", "fid_every", "log_every"):
-            if getattr(self, k) < 0:
-                bad(k, "must be >= 0")
-
-    def generator_kwargs(self) -> dict[str, Any]:
-        return dict(
-            z_dim=self.z_dim,
-            w_dim=self.w_dim,
-            img_resolution=self.resolution,
-            img_channels=self.channels,
-            channel_base=self.g_channel_base,
-            channel_max=self.g_channel_max,
-        )
-
-
-def build_networks(s: PretrainSettings) -> tuple[torch.nn.Module, ProjectedDiscriminator]:
-    G = create_generator(s.generator, **s.generator_kwargs())
-    D = ProjectedDiscriminator(
-        s.resolution,
-        s.channels,
-        pretrained=True,
-        weights_path=s.feature_weights,
+def discriminator_spec(s: PretrainSettings) -> dict[str, Any]:
+    """The kwargs of pretraining's projected discriminator, as ``discriminator.pt`` stores them."""
+    return dict(
+        img_resolution=s.resolution,
+        img_channels=s.channels,
         resize=s.d_resize,
         diffaug=s.diffaug,
         proj_channels=s.d_proj_channels,
-        scales=tuple(s.d_scales),
+        scales=list(s.d_scales),
         channel_base=s.d_channel_base,
         channel_max=s.d_channel_max,
         n_classes=s.n_classes if s.aux_weight > 0 else 0,
         proj_seed=derive_seed(s.seed, "projection") % 2**31,
     )
-    return G, D
+
+
+def build_networks(s: PretrainSettings) -> tuple[torch.nn.Module, ProjectedDiscriminator]:
+    G = create_generator(s.generator, **s.generator_kwargs())
+    return G, build_discriminator(discriminator_spec(s), s.feature_weights)
 
 
 class FidEffnet:
@@ -247,13 +167,20 @@ def _batch(dataset, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([it["image"] for it in items]), torch.tensor([int(it["label"]) for it in items])
 
 
-def _check_dataset(dataset, s: PretrainSettings) -> None:
+def _resolve(dataset, s: PretrainSettings) -> PretrainSettings:
+    """``s`` with resolution and channels taken from the images where unset; checks the images fit."""
     if len(dataset) == 0:
         raise DataError(getattr(dataset, "source", "dataset"), "no training images")
-    img = dataset[0]["image"]
+    channels, height, width = dataset[0]["image"].shape
+    s = replace(s, resolution=s.resolution or int(width), channels=s.channels or int(channels))
     want = (s.channels, s.resolution, s.resolution)
-    if tuple(img.shape) != want:
-        raise DataError(getattr(dataset, "source", "dataset"), f"images are {tuple(img.shape)}, settings need {want}")
+    if (channels, height, width) != want:
+        raise DataError(
+            getattr(dataset, "source", "dataset"), f"images are {(channels, height, width)}, settings need {want}"
+        )
+    if s.aux_weight > 0 and s.n_classes < 2:
+        raise ConfigError("pretrain settings: aux_weight: needs n_classes >= 2 (the classes incl. normal)")
+    return s
 
 
 def train_pretrain(
@@ -269,38 +196,25 @@ def train_pretrain(
     ``log_dir``: where ``losses.csv`` and ``fid.csv`` go (default ``out_dir``). ``max_steps`` stops after
     that step with a checkpoint written, as a kill would (used by tests).
     """
-    s = settings
-    s.validate()
-    _check_dataset(dataset, s)
+    s = _resolve(dataset, settings)
     out = Path(out_dir)
-    dist = distributed.current()  # rank 0 of 1 unless launched by torchrun
-    local_batch = dist.local_batch(s.batch_size, "pretrain.batch_size")
-    device = distributed.device_for(select_device(s.device))
-    configure_determinism(device)
-    dtype = amp_dtype(device, s.amp)
-    seed_everything(s.seed)
+    dist, device, dtype = setup(s, "pretrain")
+    local_batch = dist.local_batch(s.batch_size)
 
     G, D = build_networks(s)
     G, D = G.to(device).train(), D.to(device).train()
-    ema = ModelEMA(G, s.ema_halflife_images, s.ema_rampup)
+    ema = ModelEMA(G, s.ema, s.ema_rampup)
     opt_g, opt_d = make_optimizers(G, D, s)
     losses = (*create_adversarial_losses(s.loss), AuxClassifierLoss())
 
-    ckpt_path = out / CHECKPOINT
-    code = source_digest(*CODE)
-    start, history = 0, {"fid_start": None, "fid_end": None, "train_seconds": 0.0, "train_images": 0}
-    ck = load_resumable(ckpt_path, to_plain(s), s.steps, RESUME_NEUTRAL, {"code": (code, "model/training code")})
-    if ck is not None:
-        G.load_state_dict(ck["G"])
-        ema.load_state_dict(ck["G_ema"])
-        D.load_trainable_state_dict(ck["D"])
-        opt_g.load_state_dict(ck["opt_g"])
-        opt_d.load_state_dict(ck["opt_d"])
-        optimizer_state_to(opt_g, device)
-        optimizer_state_to(opt_d, device)
-        restore_rng_state(ck["rng"])
-        start, history = int(ck["step"]), dict(ck["history"])
-        log.info("resuming from %s at step %d", ckpt_path, start)
+    parts = {"G": G, "G_ema": ema, "D": Trainable(D), "opt_g": opt_g, "opt_d": opt_d}
+    state = TrainerState(
+        out / CHECKPOINT, s, RESUME_NEUTRAL, {"code": (source_digest(*CODE), "model/training code")}, parts
+    )
+    start = state.resume(device, {"fid_start": None, "fid_end": None, "train_seconds": 0.0, "train_images": 0})
+    history = state.history
+    if start:
+        log.info("resuming from %s at step %d", state.path, start)
     distributed.broadcast_module(G)  # identical start on every rank
     distributed.broadcast_module(D)
     distributed.broadcast_module(ema.module)
@@ -320,10 +234,9 @@ def train_pretrain(
         z_fid = torch.randn(s.fid_samples, s.z_dim, generator=gen)
         fid = FidEffnet(reals, device, s.feature_weights, s.fid_resize)
 
-    logs = ck["logs"] if ck is not None else {}
     log_dir = Path(log_dir) if log_dir is not None else out
-    loss_log = CsvLog(log_dir / "losses.csv", LOSS_COLUMNS, logs.get("losses"), write=dist.main)
-    fid_log = CsvLog(log_dir / "fid.csv", ["step", "fid_effnet"], logs.get("fid"), write=dist.main)
+    loss_log = CsvLog(log_dir / "losses.csv", LOSS_COLUMNS, state.logs.get("losses"), write=dist.main)
+    fid_log = CsvLog(log_dir / "fid.csv", ["step", "fid_effnet"], state.logs.get("fid"), write=dist.main)
 
     def evaluate(step: int) -> float | None:
         if fid is None:
@@ -333,68 +246,41 @@ def train_pretrain(
         log.info("step %d: fid_effnet %.2f", step, value)
         return value
 
+    class Step:
+        """Pretraining's step: a D and a G update on uniformly drawn images and fresh latents."""
+
+        net = G
+
+        def draw(self) -> torch.Tensor:
+            return torch.randint(len(dataset), (s.batch_size,))
+
+        def step(self, idx: torch.Tensor) -> dict[str, float]:
+            real, labels = _batch(dataset, idx)
+            real, labels = real.to(device), labels.to(device)
+            z = torch.randn(local_batch, s.z_dim, device=device)
+            return train_step(G, D, opt_g, opt_d, real, labels, z, losses, s.aux_weight, device, dtype)
+
+        def after_step(self, done: int) -> None:
+            if dist.main and s.sample_every and (done % s.sample_every == 0 or done == s.steps):
+                with torch.no_grad():
+                    grid = G_ema(z_grid.to(device), noise_mode="const")
+                save_image_grid(grid, out / "samples" / f"step_{done:07d}.png")
+            if done == s.steps or (s.fid_every and done % s.fid_every == 0):
+                value = evaluate(done)
+                if done == s.steps:
+                    history["fid_end"] = value
+
+        def postfix(self, row: dict[str, float]) -> dict[str, str]:
+            return {"d": f"{row['loss_d']:.3f}", "g": f"{row['loss_g']:.3f}"}
+
     def checkpoint(step: int) -> None:
-        if not dist.main:
-            return
-        save_checkpoint(
-            ckpt_path,
-            {
-                "step": step,
-                "G": cpu_state(G),
-                "G_ema": ema.state_dict(),
-                "D": {k: v.cpu() for k, v in D.trainable_state_dict().items()},
-                "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict(),
-                "rng": capture_rng_state(),
-                "settings": to_plain(s),
-                "code": code,
-                "history": history,
-                "logs": {"losses": loss_log.rows, "fid": fid_log.rows},
-            },
-        )
+        if dist.main:
+            state.save(step, {"losses": loss_log.rows, "fid": fid_log.rows})
 
     if start == 0 and history["fid_start"] is None:
         history["fid_start"] = evaluate(0)
-
     end = s.steps if max_steps is None else min(s.steps, max_steps)
-    window_s, window_n = 0.0, 0  # training time only: evaluation and checkpoints stay out of images_per_s
-    bar = step_bar(start, end, s.steps, "pretrain", s.progress and dist.main)
-    for step in bar:
-        t0 = time.perf_counter()
-        seed_step(s.seed, step)
-        idx = torch.randint(len(dataset), (s.batch_size,))
-        if dist.active:  # every rank drew the same global batch: keep its share, then its own RNG stream
-            idx = dist.shard(idx)
-            seed_step(distributed.rank_seed(s.seed), step)
-        real, labels = _batch(dataset, idx)
-        real, labels = real.to(device), labels.to(device)
-        z = torch.randn(local_batch, s.z_dim, device=device)
-
-        stats = train_step(G, D, opt_g, opt_d, real, labels, z, losses, s.aux_weight, device, dtype)
-        images_seen = (step + 1) * s.batch_size
-        ema.update(G, images_seen, s.batch_size)
-        dt = time.perf_counter() - t0
-        history["train_seconds"] += dt
-        history["train_images"] += s.batch_size
-        window_s, window_n = window_s + dt, window_n + s.batch_size
-        done = step + 1
-
-        if s.log_every and (done % s.log_every == 0 or done == s.steps):
-            ips = window_n / max(window_s, 1e-9)
-            window_s, window_n = 0.0, 0
-            row = {"step": done, **distributed.mean_over_ranks(stats), "images_per_s": ips}
-            loss_log.append(row)
-            bar.set_postfix(d=f"{row['loss_d']:.3f}", g=f"{row['loss_g']:.3f}", ips=f"{ips:.1f}")
-        if dist.main and s.sample_every and (done % s.sample_every == 0 or done == s.steps):
-            with torch.no_grad():
-                save_image_grid(G_ema(z_grid.to(device), noise_mode="const"), out / "samples" / f"step_{done:07d}.png")
-        if done == s.steps or (s.fid_every and done % s.fid_every == 0):
-            value = evaluate(done)
-            if done == s.steps:
-                history["fid_end"] = value
-        if (s.checkpoint_every and done % s.checkpoint_every == 0) or done == end:
-            checkpoint(done)
-    bar.close()
+    run_steps(Step(), s, state, ema, loss_log, checkpoint, start=start, end=end, name="pretrain")
 
     if end < s.steps:  # stopped early on purpose: the checkpoint is written, nothing final yet
         return {"step": end, "finished": False}
@@ -426,6 +312,15 @@ def train_pretrain(
         out / GENERATOR,
         {"generator": spec, "G_ema": ema.state_dict(), "settings": to_plain(s), "step": s.steps, "summary": summary},
     )
+    save_checkpoint(
+        out / DISCRIMINATOR,
+        {
+            "format": DISCRIMINATOR_FORMAT,
+            "spec": discriminator_spec(s),
+            "D": {k: v.cpu() for k, v in D.trainable_state_dict().items()},
+            "step": s.steps,
+        },
+    )
     atomic_write_json(out / "summary.json", summary)
     return summary
 
@@ -436,7 +331,9 @@ CODE = (
     "syndgan.losses",
     "syndgan.training.common",
     "syndgan.training.distributed",
+    "syndgan.training.loop",
     "syndgan.training.pretrain",
+    "syndgan.training.settings",
 )
 
 # Settings that change bookkeeping, not the trained weights: a checkpoint stays resumable across them.

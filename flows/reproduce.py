@@ -7,7 +7,8 @@ Parameters:
   results as a DVC experiment (``dvc exp save``): ``dvc exp show`` lists it next to its metrics.
 - ``force``: rerun the selected stages even when DVC finds them up to date.
 
-After ``evaluate`` (or at the end when there is no evaluate stage) a markdown artifact holds the metrics.
+After ``headline`` (or at the end when there is no headline stage) a table artifact holds the metrics that
+``dvc metrics show`` lists.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from flows.stages import DVC, load_project_params, project_lock, project_root, p
 from pipeline.config import load_params
 from pipeline.dvcgraph import load_graph
 
-METRICS_AFTER = "evaluate"  # the metrics artifact is published as soon as this stage group has run
+METRICS_AFTER = "headline"  # the metrics artifact is published as soon as this stage (group) has run
 
 _PLAIN = re.compile(r"[A-Za-z_][\w.\-/]*")
 _RESERVED = {"true", "false", "null", "nan", "inf"}

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.recovery import guarded_stage
@@ -102,14 +102,27 @@ def stream(cmd: list[str], cwd: Path, logger, on_line=None, on_start=None) -> tu
             if now - last_progress < PROGRESS_EVERY and "100%|" not in line:
                 continue
             last_progress = now
-        (logger.error if line.startswith(("ERROR", "Traceback")) else logger.info)(line)
+        (logger.error if line.startswith(("ERROR", "Traceback")) or ": error: " in line else logger.info)(line)
     return proc.wait(), list(tail)
 
 
+_DVC_NOISE = ("ERROR: failed to reproduce", "Running stage", "> ", "Updating lock file", "Use `dvc push`")
+
+
 def _failure_summary(tail: list[str]) -> str:
-    """The lines before DVC's own 'ERROR: failed to reproduce': normally the stage's error message."""
-    own = [line for line in tail if not line.startswith(("ERROR: failed to reproduce", "Running stage", "> "))]
-    return " | ".join(own[-3:]) if own else "no output"
+    """The stage's one-line error: the ``<stage>: error: ...`` line ``stage_main`` prints, else a DVC
+    ``ERROR:`` of its own, else the exception line ending a traceback, else the last line that is not DVC's
+    wrapper. Never a traceback or DVC's list of files."""
+    own = [line for line in tail if not line.startswith(_DVC_NOISE)]
+    for pick in (
+        lambda line: ": error: " in line,
+        lambda line: line.startswith("ERROR: "),
+        lambda line: re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*:", line) is not None,
+    ):
+        hits = [line for line in own if pick(line)]
+        if hits:
+            return hits[-1].strip()
+    return own[-1].strip() if own else "no output"
 
 
 @task(name="dvc-stage", task_run_name="{stage}", cache_policy=NO_CACHE, persist_result=False)
@@ -140,12 +153,14 @@ def run_stage(
             on_line=lambda line: line.startswith("Running stage ") and ran.append(line),
             on_start=guard.started,
         )
-        if rc != 0:
-            raise StageFailed(f"stage '{stage}' failed (dvc exit code {rc}): {_failure_summary(tail)}")
+        if rc != 0:  # the one-line error first: it is what the UI shows as the task's state message
+            summary = _failure_summary(tail)
+            logger.error("%s", summary)
+            raise StageFailed(f"{summary} (stage '{stage}', dvc exit code {rc})")
     if push:  # also when DVC skipped the stage: a retry after a failed push still pushes (cheap when present)
         rc, tail = stream([*DVC, "push", stage], root, logger)
         if rc != 0:
-            raise StageFailed(f"dvc push {stage} failed ({rc}): {_failure_summary(tail)}")
+            raise StageFailed(f"{_failure_summary(tail)} (dvc push {stage}, exit code {rc})")
     return {"stage": stage, "ran": any(ran), "seconds": round(time.monotonic() - start, 2)}
 
 
@@ -218,7 +233,8 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def collect_metrics(root: Path) -> dict[str, dict[str, Any]]:
-    """Metrics files -> flat {metric: value}: what ``dvc metrics show`` declares, plus ``metrics/*.json``."""
+    """The files ``dvc metrics show`` lists (the headline metrics, not the detailed outputs) -> flat
+    {metric: value} per file, in DVC's order."""
     found: dict[str, dict[str, Any]] = {}
     proc = subprocess.run(
         [*DVC, "metrics", "show", "--json"], cwd=root, env=subprocess_env(), capture_output=True, text=True
@@ -231,20 +247,13 @@ def collect_metrics(root: Path) -> dict[str, dict[str, Any]]:
         for path, entry in (rev.get("data") or {}).items():
             if isinstance(entry, dict) and isinstance(entry.get("data"), dict):
                 found[Path(path).as_posix()] = _flatten(entry["data"])
-    for path in sorted((root / "metrics").glob("*.json")):
-        rel = path.relative_to(root).as_posix()
-        if rel not in found:
-            try:
-                found[rel] = _flatten(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError):
-                continue
     return found
 
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
-    return str(value).replace("|", "\\|")
+    return str(value)
 
 
 def stale_outputs(root: Path, graph: StageGraph, results: list[dict[str, Any]]) -> list[str]:
@@ -260,47 +269,47 @@ def _under_any(path: str, outs: Iterable[str]) -> bool:
     return any(path == o or path.startswith(o.rstrip("/") + "/") for o in outs)
 
 
-def metrics_markdown(
+def metrics_table(metrics: dict[str, dict[str, Any]], stale: Iterable[str] = ()) -> list[dict[str, str]]:
+    """One row per current metrics file (its name without folder and ``.json`` first: the method), one
+    column per metric, as ``dvc metrics show`` prints them; files under ``stale`` outputs are left out."""
+    current = {f: v for f, v in metrics.items() if not _under_any(f, stale)}
+    columns = sorted({k for values in current.values() for k in values})
+    return [
+        {"row": Path(f).stem, **{k: _fmt(values[k]) if k in values else "" for k in columns}, "file": f}
+        for f, values in current.items()
+    ]
+
+
+def metrics_description(
     metrics: dict[str, dict[str, Any]], results: list[dict[str, Any]], report: Path | None, stale: Iterable[str] = ()
 ) -> str:
+    """What the table is: the stages run and skipped, the files left out as stale, the report's address."""
     ran = [r["stage"] for r in results if r.get("ran")]
     skipped = [r["stage"] for r in results if not r.get("ran")]
-    lines = ["# syndgan metrics", ""]
-    lines.append(
-        f"Stages run: {', '.join(ran) or 'none'}; up to date (skipped by DVC): {', '.join(skipped) or 'none'}."
-    )
-    lines.append("")
+    lines = [f"Stages run: {', '.join(ran) or 'none'}; up to date (skipped by DVC): {', '.join(skipped) or 'none'}."]
     old = [f for f in metrics if _under_any(f, stale)]
     if old:
         shown = ", ".join(f"`{f}`" for f in old)
-        lines += [f"Not listed, from an older build (a stage upstream ran in this run, theirs did not): {shown}.", ""]
-        metrics = {f: v for f, v in metrics.items() if f not in old}
-    if report is not None:
-        lines += [f"Report: [{REPORT_PATH}]({report.as_uri()})", ""]
+        lines.append(f"Not listed, from an older build (a stage upstream ran in this run, theirs did not): {shown}.")
     if not metrics:
-        lines.append("No metrics yet (no stage declares a metrics file, and `metrics/` is empty).")
-        return "\n".join(lines) + "\n"
-    lines += ["| file | metric | value |", "|---|---|---|"]
-    rows = [(f, k, v) for f, values in metrics.items() for k, v in values.items()]
-    for f, k, v in rows[:300]:
-        lines.append(f"| `{f}` | {k} | {_fmt(v)} |")
-    if len(rows) > 300:
-        lines.append(f"| ... | {len(rows) - 300} more | |")
-    return "\n".join(lines) + "\n"
+        lines.append("No metrics yet (no stage's metrics file exists).")
+    if report is not None:
+        lines.append(f"Report: [{REPORT_PATH}]({report.as_uri()})")
+    return "\n\n".join(lines)
 
 
 def publish_metrics(root: Path, graph: StageGraph, results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """A markdown artifact with the metrics table (and a link artifact to the report when it exists); returns
-    the metrics listed (stale ones left out)."""
+    """A table artifact with the metrics ``dvc metrics show`` lists (and a link artifact to the report when
+    it exists); returns the metrics listed (stale ones left out)."""
     logger = get_run_logger()
     stale = stale_outputs(root, graph, results)
     metrics = collect_metrics(root)
     report = root / REPORT_PATH
     report = report if report.is_file() else None
-    create_markdown_artifact(
+    create_table_artifact(
         key=METRICS_ARTIFACT,
-        markdown=metrics_markdown(metrics, results, report, stale),
-        description=f"Metrics of {root.name} after this run",
+        table=metrics_table(metrics, stale),
+        description=metrics_description(metrics, results, report, stale),
     )
     if report is not None:
         create_link_artifact(

@@ -283,6 +283,13 @@ class ReportConfig:
 
 
 @dataclass
+class HeadlineConfig:
+    """The headline metrics (stage ``headline``): ``<out>/<method>.json``, the files ``dvc metrics show`` lists."""
+
+    out: str = "metrics/headline"
+
+
+@dataclass
 class ScarcityConfig:
     """The scarcity benchmark (``python -m pipeline.scarcity``, ``make benchmark``): the pipeline once per k,
     classify.methods x classify.seeds x classify.doses each time, in a DVC project of its own."""
@@ -306,6 +313,7 @@ class Params:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    headline: HeadlineConfig = field(default_factory=HeadlineConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     flows: FlowsConfig = field(default_factory=FlowsConfig)
     scarcity: ScarcityConfig = field(default_factory=ScarcityConfig)

@@ -236,8 +236,9 @@ def test_reproduce_runs_one_task_per_stage_and_publishes_metrics(project):
     assert sorted(r.name for r in runs) == ["count", "evaluate", "ingest"]
     assert all(r.state.is_completed() for r in runs)
     artifact = _artifact(flow_run_id, "syndgan-metrics")
-    assert artifact is not None and artifact.type == "markdown"
-    assert "| `metrics/scores.json` | images | 2 |" in artifact.data
+    assert artifact is not None and artifact.type == "table"
+    rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    assert rows == [{"row": "scores", "classes": "2", "images": "2", "seed": "0", "file": "metrics/scores.json"}]
     logs = _wait(lambda: "Running stage 'evaluate'" in _logs(flow_run_id) and _logs(flow_run_id))
     assert "> python stages.py evaluate" in logs  # the stage's own output, streamed into the Prefect log
     assert "Stage 'ingest' didn't change, skipping" in logs
@@ -352,6 +353,8 @@ def test_malformed_annotation_fails_the_run_and_keeps_the_last_good_artifacts(pr
     assert "src/bad.json: malformed annotation (JSONDecodeError)" in logs  # the ingest error, in Prefect
     runs = _task_runs(flow_run_id, expected=1)
     assert [(r.name, r.state.type.value) for r in runs] == [("ingest", "FAILED")]  # count, evaluate not started
+    # what the UI shows for the task: the one-line error right after Prefect's prefix, DVC's wrapper after it
+    assert "StageFailed: src/bad.json: malformed annotation (JSONDecodeError) (stage 'ingest'" in runs[0].state.message
     for path, data in kept.items():
         assert (project / path).read_bytes() == data, path
     assert (project / ".syndgan/watch_state.json").read_bytes() == watch_state  # the change is still pending

@@ -11,7 +11,13 @@ from syndgan.errors import ConfigError
 pytest.importorskip("prefect")
 
 from flows.reproduce import to_overrides  # noqa: E402
-from flows.stages import _failure_summary, _flatten, metrics_markdown, project_root  # noqa: E402
+from flows.stages import (  # noqa: E402
+    _failure_summary,
+    _flatten,
+    metrics_description,
+    metrics_table,
+    project_root,
+)
 
 
 def test_overrides_round_trip_through_dvcs_set_param(tmp_path):
@@ -38,16 +44,29 @@ def test_overrides_round_trip_through_dvcs_set_param(tmp_path):
 
 
 def test_metrics_table_and_report_link(tmp_path):
-    metrics = {"metrics/eval.json": _flatten({"f1": {"macro": 0.812345, "per_class": [0.9, 0.7]}, "note": "a|b"})}
-    assert metrics["metrics/eval.json"] == {"f1.macro": 0.812345, "f1.per_class": "[0.9, 0.7]", "note": "a|b"}
+    """One row per metrics file, named by the file (the method), one column per metric, as DVC shows them."""
+    metrics = {
+        "metrics/headline/syndgan.json": _flatten({"f1": 50.2912, "dose": "all", "per": {"l1": [0.9, 0.7]}}),
+        "metrics/headline/none.json": _flatten({"f1": 40.26, "fid": 61.02}),
+    }
+    assert metrics["metrics/headline/syndgan.json"] == {"f1": 50.2912, "dose": "all", "per.l1": "[0.9, 0.7]"}
+    table = metrics_table(metrics)
+    assert [r["row"] for r in table] == ["syndgan", "none"]
+    assert table[0] == {
+        "row": "syndgan",
+        "dose": "all",
+        "f1": "50.29",
+        "fid": "",
+        "per.l1": "[0.9, 0.7]",
+        "file": "metrics/headline/syndgan.json",
+    }
+    assert table[1]["fid"] == "61.02" and table[1]["dose"] == ""
     results = [{"stage": "ingest", "ran": False}, {"stage": "evaluate", "ran": True}]
     report = tmp_path / "reports/report.html"
-    md = metrics_markdown(metrics, results, report)
-    assert "Stages run: evaluate; up to date (skipped by DVC): ingest." in md
-    assert "| `metrics/eval.json` | f1.macro | 0.8123 |" in md
-    assert "| `metrics/eval.json` | note | a\\|b |" in md  # a pipe would break the table
-    assert f"({report.as_uri()})" in md
-    assert "No metrics yet" in metrics_markdown({}, results, None)
+    text = metrics_description(metrics, results, report)
+    assert "Stages run: evaluate; up to date (skipped by DVC): ingest." in text
+    assert f"({report.as_uri()})" in text
+    assert metrics_table({}) == [] and "No metrics yet" in metrics_description({}, results, None)
 
 
 def test_failure_summary_names_the_stage_error_not_dvcs_wrapper():
@@ -58,6 +77,24 @@ def test_failure_summary_names_the_stage_error_not_dvcs_wrapper():
         "ERROR: failed to reproduce 'ingest': failed to run: python -m pipeline.ingest, exited with 1",
     ]
     assert _failure_summary(tail) == "data/raw/x/a.json: invalid JSON (line 1)"
+
+
+def test_failure_summary_prefers_the_one_line_error_over_tracebacks_and_file_lists():
+    tail = [
+        "Running stage 'ingest':",
+        "> python -m pipeline.ingest",
+        "Traceback (most recent call last):",
+        '  File "x.py", line 3, in <module>',
+        "ValueError: warning from a library, caught",
+        "ingest: error: data/raw/x/a.json: invalid JSON (line 1)",
+        *[f"Added 'data/raw/x/{i}.png'" for i in range(20)],
+        "ERROR: failed to reproduce 'ingest': failed to run: python -m pipeline.ingest, exited with 1",
+    ]
+    assert _failure_summary(tail) == "ingest: error: data/raw/x/a.json: invalid JSON (line 1)"
+    crash = ["> python -m pipeline.x", "Traceback (most recent call last):", '  File "x.py", line 3', "KeyError: 'a'"]
+    crash += ["Added 'data/y.png'", "ERROR: failed to reproduce 'x': failed to run"]
+    assert _failure_summary(crash) == "KeyError: 'a'"
+    assert _failure_summary(["ERROR: failed to reproduce 'x'"]) == "no output"
 
 
 def test_project_root_requires_dvc_yaml(tmp_path):
@@ -124,9 +161,10 @@ def test_metrics_of_stages_left_behind_by_this_run_are_not_listed_as_current(tmp
     assert stale_outputs(root, graph, both) == []
 
     metrics = {"metrics/ingest.json": {"images": 3}, "metrics/classify.json": {"f1": 0.5}}
-    md = metrics_markdown(metrics, ingest_only, None, stale_outputs(root, graph, ingest_only))
-    assert "| `metrics/ingest.json` | images | 3 |" in md and "| `metrics/classify.json`" not in md
-    assert "from an older build (a stage upstream ran in this run, theirs did not): `metrics/classify.json`" in md
+    stale = stale_outputs(root, graph, ingest_only)
+    assert [r["row"] for r in metrics_table(metrics, stale)] == ["ingest"]
+    text = metrics_description(metrics, ingest_only, None, stale)
+    assert "from an older build (a stage upstream ran in this run, theirs did not): `metrics/classify.json`" in text
 
 
 def test_locks_of_dead_or_zombie_dvc_processes_are_released(tmp_path):

@@ -69,16 +69,24 @@ def image_grid(
     return _png(fig)
 
 
-def confusion_figure(panels: Sequence[tuple[str, Sequence[Sequence[float]], Sequence[str]]], columns: int = 4) -> bytes:
+# Confusion matrices: digits at DIGIT_PT points on a DPI figure are DIGIT_PT / 72 * DPI px tall (16.7 px), and
+# the figure stays narrower than the report's 1100 px column so the HTML never scales it down.
+CONFUSION_DPI = 100
+DIGIT_PT = 12
+REPORT_WIDTH_PX = 1100
+
+
+def confusion_figure(panels: Sequence[tuple[str, Sequence[Sequence[float]], Sequence[str]]], columns: int = 3) -> bytes:
     """Confusion matrices side by side, one per ``(title, matrix, classes)`` (rows: actual, columns:
     predicted), with counts and row-normalized shading."""
     plt = _pyplot()
     n = max(len(panels), 1)
-    cols = min(n, columns)
-    n_rows = -(-n // cols)
     k_max = max((len(c) for _, _, c in panels), default=1)
-    side = 1.0 + 0.6 * k_max
-    fig, axes = plt.subplots(n_rows, cols, figsize=(side * cols, (side + 0.3) * n_rows), dpi=100, squeeze=False)
+    side = 1.4 + 0.75 * k_max
+    cols = max(1, min(n, columns, int(REPORT_WIDTH_PX / CONFUSION_DPI // (side + 0.2))))
+    n_rows = -(-n // cols)
+    figsize = (side * cols, (side + 0.4) * n_rows)
+    fig, axes = plt.subplots(n_rows, cols, figsize=figsize, dpi=CONFUSION_DPI, squeeze=False)
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     for ax, (title, matrix, classes) in zip(axes.flat, panels, strict=False):
@@ -92,12 +100,12 @@ def confusion_figure(panels: Sequence[tuple[str, Sequence[Sequence[float]], Sequ
                 value = cm[i, j]
                 text = f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
                 color = "white" if frac[i, j] > 0.5 else "black"
-                ax.text(j, i, text, ha="center", va="center", fontsize=8, color=color)
-        ax.set_xticks(range(k), classes, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(k), classes, fontsize=8)
-        ax.set_xlabel("predicted", fontsize=9)
-        ax.set_ylabel("actual", fontsize=9)
-        ax.set_title(title, fontsize=10)
+                ax.text(j, i, text, ha="center", va="center", fontsize=DIGIT_PT, color=color)
+        ax.set_xticks(range(k), classes, rotation=45, ha="right", fontsize=DIGIT_PT - 1)
+        ax.set_yticks(range(k), classes, fontsize=DIGIT_PT - 1)
+        ax.set_xlabel("predicted", fontsize=DIGIT_PT - 1)
+        ax.set_ylabel("actual", fontsize=DIGIT_PT - 1)
+        ax.set_title(title, fontsize=DIGIT_PT)
     fig.tight_layout()
     return _png(fig)
 

@@ -129,6 +129,7 @@ def run_benchmark(params_files: list[Path], workdir: Path, log_name: str = "repr
     from tqdm import tqdm
 
     params = write_project(params_files, workdir, ks)
+    version = code_version()
     cells = [Path(d) / "metrics.json" for d in _cells(params)]
     env = dvc_env()
     log_path = workdir / log_name
@@ -163,11 +164,22 @@ def run_benchmark(params_files: list[Path], workdir: Path, log_name: str = "repr
         return 1
     runs_path = workdir / "runs.json"  # wall time of every benchmark run, for the report
     history = json.loads(runs_path.read_text()) if runs_path.is_file() else []
-    history.append({"ks": [str(k) for k in params.scarcity.ks], "minutes": round(minutes, 1), "cells": len(cells)})
+    history.append(
+        {"ks": [str(k) for k in params.scarcity.ks], "minutes": round(minutes, 1), "cells": len(cells), "code": version}
+    )
     atomic_write_json(runs_path, history)
     print(f"scarcity benchmark done in {minutes:.1f} min: {workdir / params.scarcity.table}", flush=True)
     print((workdir / params.scarcity.table).read_text(encoding="utf-8"), flush=True)
     return 0
+
+
+def code_version() -> str:
+    """The commit the benchmark runs with, and whether tracked files differed from it."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+    )
+    return commit.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else " (clean tree)")
 
 
 def publish(workdir: Path, out: Path) -> None:
@@ -180,12 +192,8 @@ def publish(workdir: Path, out: Path) -> None:
     shutil.copyfile(workdir / sc.records, out / "scarcity.json")
     shutil.copyfile(workdir / sc.figure, out / "scarcity.png")
     shutil.copyfile(workdir / "params.yaml", out / "params.yaml")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
-    )
-    version = commit.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
     runs = json.loads((workdir / "runs.json").read_text()) if (workdir / "runs.json").is_file() else []
+    version = runs[-1].get("code", "unknown") if runs else "unknown"  # what the last run ran, not what is here now
     c = params.classify
     lines = [
         f"# Scarcity benchmark: {sc.dataset}",

@@ -70,6 +70,8 @@ def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path):
     assert json.loads((report / "scarcity.json").read_text()) == records
     readme = (report / "README.md").read_text()
     assert "Scarcity benchmark: tiny" in readme and "| all | syndgan |" in readme and "min for 3 cells" in readme
+    run = json.loads((work / "runs.json").read_text())[-1]
+    assert f"Code version {run['code']};" in readme and run["code"].split()[0] in scarcity.code_version()
 
 
 def test_bad_scarcity_params_name_the_key(tmp_path, capsys):

@@ -199,7 +199,7 @@ def publish(workdir: Path, out: Path) -> None:
         f"# Scarcity benchmark: {sc.dataset}",
         "",
         f"Code version {version}; params: `params.yaml` here (the merged params files). For every k, the whole",
-        "pipeline ran with `rasterize.k_shot: k` (pretrain, train_synth and augment learn from the k kept images only);",
+        "pipeline ran with k_shot = k (pretrain, train_synth and augment learn from the k kept images only);",
         f"classify: methods {c.methods}, seeds {c.seeds}, doses {c.doses} (each method's dose chosen on val macro-F1;",
         "test read once). Records: `scarcity.json` (one per k, method, seed at the chosen dose; rates in %).",
         "",

@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.config import Params, load_params, load_raw, merge_params, parse_params
+from pipeline.provenance import git_version
 from pipeline.run import DVC, ROOT, dvc_env, init_project, project_pipeline, write_if_changed
 from syndgan.errors import ConfigError, DataError
 from syndgan.io import atomic_write_json, atomic_write_text
@@ -129,7 +130,7 @@ def run_benchmark(params_files: list[Path], workdir: Path, log_name: str = "repr
     from tqdm import tqdm
 
     params = write_project(params_files, workdir, ks)
-    version = code_version()
+    version = git_version(ROOT)  # the code the cells run with, recorded for the published README
     cells = [Path(d) / "metrics.json" for d in _cells(params)]
     env = dvc_env()
     log_path = workdir / log_name
@@ -171,15 +172,6 @@ def run_benchmark(params_files: list[Path], workdir: Path, log_name: str = "repr
     print(f"scarcity benchmark done in {minutes:.1f} min: {workdir / params.scarcity.table}", flush=True)
     print((workdir / params.scarcity.table).read_text(encoding="utf-8"), flush=True)
     return 0
-
-
-def code_version() -> str:
-    """The commit the benchmark runs with, and whether tracked files differed from it."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
-    )
-    return commit.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else " (clean tree)")
 
 
 def publish(workdir: Path, out: Path) -> None:

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from pipeline import scarcity
+from pipeline.provenance import git_version
 
 TINY = {
     "demo": {"parts": 16, "resolution": 64, "defect_fraction": 0.6},
@@ -71,7 +72,7 @@ def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path):
     readme = (report / "README.md").read_text()
     assert "Scarcity benchmark: tiny" in readme and "| all | syndgan |" in readme and "min for 3 cells" in readme
     run = json.loads((work / "runs.json").read_text())[-1]
-    assert f"Code version {run['code']};" in readme and run["code"].split()[0] in scarcity.code_version()
+    assert f"Code version {run['code']};" in readme and run["code"].split()[0] in git_version(scarcity.ROOT)
 
 
 def test_bad_scarcity_params_name_the_key(tmp_path, capsys):

@@ -296,6 +296,7 @@ class ScarcityConfig:
 
     dataset: str = "demo"  # name recorded in every result
     ks: list[int | str] = field(default_factory=lambda: [5, 10, 20, "all"])  # defect images per class kept
+    report_ks: list[int | str] = field(default_factory=list)  # these ks also run evaluate + report (the full report)
     records: str = "metrics/scarcity.json"  # one record per (k, method, seed) at the dose chosen on val
     summary: str = "metrics/scarcity_summary.json"  # mean +- std per (k, method): DVC metrics
     plot: str = "plots/scarcity.csv"  # macro-F1 against k per method (DVC plots)

@@ -32,6 +32,9 @@ def validate(p: Params, src: Any) -> None:
             bad(f"scarcity.ks[{i}]", f"must be 'all' or a number of defect images per class >= 1, got {k!r}")
     if len({str(k) for k in p.scarcity.ks}) != len(p.scarcity.ks):
         bad("scarcity.ks", f"values must be unique, got {p.scarcity.ks}")
+    for i, k in enumerate(p.scarcity.report_ks):
+        if str(k) not in {str(x) for x in p.scarcity.ks}:
+            bad(f"scarcity.report_ks[{i}]", f"{k!r} is not one of scarcity.ks {p.scarcity.ks}")
     _validate_evaluate(p.evaluate, p.report, bad)
 
     f = p.flows

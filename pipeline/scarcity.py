@@ -34,6 +34,7 @@ from syndgan.io import atomic_write_json, atomic_write_text
 
 # What one k needs: everything up to the classification table (no evaluate, report or ablations).
 STAGES = ("demo", "ingest", "rasterize", "pretrain", "train_synth", "augment", "classify", "classify_aggregate")
+REPORT_STAGES = ("train_synth_ablation", "evaluate", "report")  # the ks in scarcity.report_ks: the full report
 
 
 def k_dir(k: int | str) -> str:
@@ -53,10 +54,15 @@ def write_project(params_files: list[Path], workdir: Path, ks: list | None = Non
     ``scarcity.ks`` (part of the grid now, the rest in a later run: finished cells stay cached)."""
     merged = merged_params(params_files)
     if ks is not None:
-        merged = merge_params(merged, {"scarcity": {"ks": ks}})
+        full = parse_params(merged, " + ".join(str(f) for f in params_files)).scarcity.report_ks
+        merged = merge_params(
+            merged, {"scarcity": {"ks": ks, "report_ks": [k for k in full if str(k) in map(str, ks)]}}
+        )
     params = parse_params(merged, " + ".join(str(f) for f in params_files))
     init_project(workdir)
-    stages = {name: st for name, st in project_pipeline()["stages"].items() if name in STAGES}
+    stages = {name: st for name, st in project_pipeline()["stages"].items() if name in STAGES + REPORT_STAGES}
+    if not params.train_synth.ablations:
+        del stages["train_synth_ablation"]  # DVC refuses an empty foreach
     methods = params.classify.methods
     # Only what the grid's methods need: no synthesis network unless syndgan is compared.
     stages["augment"]["foreach"] = {m: v for m, v in stages["augment"]["foreach"].items() if m in methods}
@@ -70,12 +76,17 @@ def write_project(params_files: list[Path], workdir: Path, ks: list | None = Non
         k_params = merge_params(merged, {"rasterize": {"k_shot": None if k == "all" else k}})
         parse_params(k_params, d / "params.yaml")  # fail now, naming the k, not inside a stage
         write_if_changed(d / "params.yaml", yaml.safe_dump(k_params, sort_keys=False))
-        write_if_changed(d / "dvc.yaml", yaml.safe_dump({"stages": stages}, sort_keys=False))
+        full = str(k) in map(str, sc.report_ks)
+        k_stages = {name: st for name, st in stages.items() if full or name in STAGES}
+        write_if_changed(d / "dvc.yaml", yaml.safe_dump({"stages": k_stages}, sort_keys=False))
     c = params.classify
     runs = _cells(params)
     agg = {
         "cmd": "python -m pipeline.scarcity --aggregate",
-        "deps": [f"{k_dir(k)}/{c.metrics}" for k in sc.ks] + runs + [str(ROOT / "pipeline/scarcity.py")],
+        "deps": [f"{k_dir(k)}/{c.metrics}" for k in sc.ks]
+        + [f"{k_dir(k)}/{params.report.out}/report.html" for k in sc.report_ks]  # so that repro builds them
+        + runs
+        + [str(ROOT / "pipeline/scarcity.py")],
         "params": ["scarcity", "classify.methods", "classify.seeds"],
         "outs": [{sc.records: {"cache": False}}, {sc.table: {"cache": False}}, {sc.figure: {"cache": False}}],
         "metrics": [{sc.summary: {"cache": False}}],
@@ -174,32 +185,61 @@ def run_benchmark(params_files: list[Path], workdir: Path, log_name: str = "repr
     return 0
 
 
+def _json_list(path: Path) -> list:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+
+
 def publish(workdir: Path, out: Path) -> None:
-    """Copy a finished benchmark's results into ``out`` (a reports/ folder) with a README saying what ran."""
+    """Add a finished benchmark's results to ``out`` (a reports/ folder) with a README saying what ran.
+
+    The ks this run covers replace theirs in ``out``; ks published before stay, each with the code version
+    and params it ran with (``runs.json``, ``params/k<k>.yaml``): the grid takes more than one CPU session."""
     import shutil
 
+    from syndgan.classify.scarcity import figure, markdown, summarize
+
     params = load_params(workdir / "params.yaml")
-    sc = params.scarcity
+    sc, c = params.scarcity, params.classify
+    ks = [str(k) for k in sc.ks]
+    runs = _json_list(workdir / "runs.json")
+    if not runs:
+        raise DataError(workdir / "runs.json", "not found: the benchmark has not finished here")
+    # resumed runs of the same code add up; cells of earlier code were re-run by DVC, so the last code is what ran
+    same = [r for r in runs if r.get("code") == runs[-1].get("code") and set(r["ks"]) & set(ks)]
+    this_run = {"ks": ks, "code": runs[-1].get("code", "unknown"), "minutes": round(sum(r["minutes"] for r in same), 1),
+                "cells": runs[-1]["cells"]}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(workdir / sc.records, out / "scarcity.json")
-    shutil.copyfile(workdir / sc.figure, out / "scarcity.png")
-    shutil.copyfile(workdir / "params.yaml", out / "params.yaml")
-    runs = json.loads((workdir / "runs.json").read_text()) if (workdir / "runs.json").is_file() else []
-    version = runs[-1].get("code", "unknown") if runs else "unknown"  # what the last run ran, not what is here now
-    c = params.classify
+    records = [r for r in _json_list(out / "scarcity.json") if str(r["k"]) not in ks]
+    records += json.loads((workdir / sc.records).read_text(encoding="utf-8"))
+    records.sort(key=lambda r: float("inf") if r["k"] == "all" else r["k"])  # stable: methods and seeds keep order
+    history = [{**r, "ks": [k for k in r["ks"] if k not in ks]} for r in _json_list(out / "runs.json")]
+    history = [r for r in history if r["ks"]] + [this_run]
+    (out / "params").mkdir(exist_ok=True)
+    for k in ks:
+        shutil.copyfile(workdir / k_dir(k) / "params.yaml", out / "params" / f"{k_dir(k)}.yaml")
+    for k in map(str, sc.report_ks):
+        dest = out / f"report-{k_dir(k)}"
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(workdir / k_dir(k) / params.report.out, dest)
+    summary = summarize(records)
+    atomic_write_json(out / "scarcity.json", records)
+    atomic_write_json(out / "runs.json", history)
+    figure(summary, out / "scarcity.png", sc.dataset)
     lines = [
         f"# Scarcity benchmark: {sc.dataset}",
         "",
-        f"Code version {version}; params: `params.yaml` here (the merged params files). For every k, the whole",
-        "pipeline ran with k_shot = k (pretrain, train_synth and augment learn from the k kept images only);",
-        f"classify: methods {c.methods}, seeds {c.seeds}, doses {c.doses} (each method's dose chosen on val macro-F1;",
-        "test read once). Records: `scarcity.json` (one per k, method, seed at the chosen dose; rates in %).",
+        "For every k, the whole pipeline ran with k_shot = k (pretrain, train_synth and augment learn from the k",
+        "kept images only); classify ran every method x seed x dose and chose each method's dose on val macro-F1",
+        "(test read once). Records: `scarcity.json` (one per k, method, seed at the chosen dose; rates in %).",
+        f"Last run: methods {c.methods}, seeds {c.seeds}, doses {c.doses}. Each k's exact params: `params/k<k>.yaml`.",
         "",
-        (workdir / sc.table).read_text(encoding="utf-8"),
+        markdown(summary, sc.dataset),
         "![macro-F1 against k](scarcity.png)",
         "",
-        "Wall time of the benchmark runs (2 CPU cores): "
-        + "; ".join(f"k {', '.join(r['ks'])}: {r['minutes']} min for {r['cells']} cells" for r in runs),
+        "What ran (2 CPU cores; wall time of the benchmark invocations with that code):",
+        "",
+        *(f"- k {', '.join(r['ks'])}: code {r['code']}, {r['minutes']} min for {r['cells']} cells" for r in history),
+        *(f"- k {k}: the full report (evaluate, report) is in `report-{k_dir(k)}/report.html`" for k in sc.report_ks),
         "",
     ]
     atomic_write_text(out / "README.md", "\n".join(lines))

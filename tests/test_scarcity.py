@@ -41,6 +41,7 @@ def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path):
     assert (work / ".dvc").is_dir() and (work / "k1" / "dvc.lock").is_file()
     # a second k: the finished k = 1 cells are DVC-cached, only k = all runs
     TINY["scarcity"]["ks"] = [1, "all"]
+    TINY["scarcity"]["report_ks"] = ["all"]  # k = all also runs evaluate and report
     overlay.write_text(yaml.safe_dump(TINY))
     assert scarcity.run_benchmark([overlay], work, log_name="second.log") == 0
     log = (work / "second.log").read_text()
@@ -65,14 +66,23 @@ def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path):
     assert "| 1 | copy_paste |" in (work / "scarcity.md").read_text()
     plot = (work / "plots" / "scarcity.csv").read_text().splitlines()
     assert plot[0] == "k_index,k,method,macro_f1,macro_f1_std" and len(plot) == 1 + 6
-    # the committed form: records, figure, params and a README saying what ran
+    assert "Running stage 'kall/dvc.yaml:report'" in log and "Running stage 'k1/dvc.yaml:report'" not in log
+    # the committed form: records, figure, params and a README saying what ran; a k published earlier
+    # (here k = 5, by other code) stays, the ks of this run replace theirs
     report = tmp_path / "report"
+    report.mkdir()
+    earlier = [{**r, "k": 5} for r in records if r["k"] == 1] + [{**records[0], "macro_f1": 0.0}]
+    (report / "scarcity.json").write_text(json.dumps(earlier))
+    (report / "runs.json").write_text(json.dumps([{"ks": ["5", "1"], "code": "abc1234", "minutes": 1, "cells": 3}]))
     assert scarcity.main(["--params", str(overlay), "--workdir", str(work), "--publish", str(report)]) == 0
-    assert json.loads((report / "scarcity.json").read_text()) == records
+    k1 = [r for r in records if r["k"] == 1]
+    assert json.loads((report / "scarcity.json").read_text()) == k1 + earlier[:3] + records[len(k1) :]
     readme = (report / "README.md").read_text()
-    assert "Scarcity benchmark: tiny" in readme and "| all | syndgan |" in readme and "min for 3 cells" in readme
+    assert "Scarcity benchmark: tiny" in readme and "| all | syndgan |" in readme and "| 5 | none |" in readme
     run = json.loads((work / "runs.json").read_text())[-1]
-    assert f"Code version {run['code']};" in readme and run["code"].split()[0] in git_version(scarcity.ROOT)
+    assert run["code"].split()[0] in git_version(scarcity.ROOT)
+    assert "- k 5: code abc1234, 1 min for 3 cells" in readme and f"- k 1, all: code {run['code']}" in readme
+    assert (report / "params" / "kall.yaml").is_file() and (report / "report-kall" / "report.html").is_file()
 
 
 def test_bad_scarcity_params_name_the_key(tmp_path, capsys):

@@ -58,9 +58,9 @@ def write_project(params_files: list[Path], workdir: Path, ks: list | None = Non
     init_project(workdir)
     stages = {name: st for name, st in project_pipeline()["stages"].items() if name in STAGES}
     methods = params.classify.methods
-    # Only what the grid's methods need: no synthesis network unless syndgan is compared.
+    # Only what the grid's methods need: no synthesis network unless a method rendering with it is compared.
     stages["augment"]["foreach"] = {m: v for m, v in stages["augment"]["foreach"].items() if m in methods}
-    if "syndgan" not in methods:
+    if not {"syndgan", "hybrid"} & set(methods):
         del stages["pretrain"], stages["train_synth"]
     sc = params.scarcity
     for k in sc.ks:

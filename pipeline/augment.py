@@ -19,7 +19,6 @@ from pathlib import Path
 from pipeline.common import stage_main
 from pipeline.config import Params
 from syndgan.augment import (
-    PlacementSettings,
     check_provenance,
     compute_targets,
     create_method,
@@ -70,8 +69,7 @@ def run(params: Params, method: str) -> dict:
         t = cfg.targets
         targets = compute_targets(counts, dataset.class_names, t.mode, t.ratio, t.count, t.per_class)
         log.info("synthetic images per class (mode %s):\n%s", t.mode, targets_table(counts, targets))
-        placement = PlacementSettings(**dataclasses.asdict(cfg.placement))
-        manifest = generate_augmented(dataset, m, targets, tmp, pool, placement, cfg.seed, progress=True)
+        manifest = generate_augmented(dataset, m, targets, tmp, pool, cfg.placement, cfg.seed, progress=True)
         check_provenance(manifest, pool, out / "manifest.parquet", dataset.index)
         manifest.to_parquet(tmp / "manifest.parquet", index=False)
         info.update(
@@ -79,7 +77,7 @@ def run(params: Params, method: str) -> dict:
                 "seed": cfg.seed,
                 "targets": targets,
                 "train_counts": counts,
-                "placement": dataclasses.asdict(cfg.placement),
+                "placement": cfg.placement.record(),
                 "images": len(manifest),
                 "resolution": dataset.resolution,
                 "channels": dataset.channels,

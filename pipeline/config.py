@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from pipeline.typed_yaml import convert, hints
+from syndgan.augment.settings import PlacementSettings
 from syndgan.classify.settings import ClassifierSettings
 from syndgan.errors import ConfigError
 from syndgan.training.settings import PretrainSettings, SynthSettings
@@ -177,22 +178,6 @@ class AugmentTargetsConfig:
 
 
 @dataclass
-class AugmentPlacementConfig:
-    """Real train masks on train normal images: random transform, kept in the image and on the object."""
-
-    flip: bool = True
-    rotate90: bool = True
-    max_rotation: float = 15.0  # degrees, on top of the 90-degree turns
-    scale: list[float] = field(default_factory=lambda: [0.8, 1.25])
-    min_context_agreement: float = 0.9  # object/background around the placed mask must match its source
-    tries: int = 200  # candidate placements per normal image
-    max_defects: int = 1  # >1 composes 1..max_defects defects of the class in one image
-    appearance_top_k: int = 3  # mask source drawn among the k train defects looking most like the normal
-    fg_window: int = 5  # object estimate: local-texture window (px)
-    fg_separability: float = 0.75  # below it (unimodal texture) the whole image is object
-
-
-@dataclass
 class CopyPasteConfig:
     feather: float = 1.5  # px of edge feathering
     match_intensity: bool = True  # shift pasted pixels to the target's local brightness
@@ -202,6 +187,22 @@ class CopyPasteConfig:
 class SyndganAugmentConfig:
     checkpoint: str = "models/train_synth/synthesizer.pt"  # written by the train_synth stage
     device: str = "auto"
+
+
+@dataclass
+class HybridConfig:
+    """copy_paste, then the synthesis network repaints the pasted mask's rim (syndgan/augment/hybrid.py)."""
+
+    checkpoint: str = "models/train_synth/synthesizer.pt"  # written by the train_synth stage
+    device: str = "auto"
+    band: int = 2  # px inside the pasted mask's border repainted as defect (plus the network's margin outside)
+    paste: CopyPasteConfig = field(default_factory=CopyPasteConfig)  # the paste step
+
+    def __post_init__(self):
+        if self.band < 1:
+            raise ConfigError(f"band: must be >= 1 px, got {self.band}")
+        if self.paste.feather < 0:
+            raise ConfigError("paste.feather: must be >= 0")
 
 
 @dataclass
@@ -216,9 +217,10 @@ class AugmentConfig:
 
     seed: int = 0
     targets: AugmentTargetsConfig = field(default_factory=AugmentTargetsConfig)
-    placement: AugmentPlacementConfig = field(default_factory=AugmentPlacementConfig)
+    placement: PlacementSettings = field(default_factory=PlacementSettings)  # syndgan/augment/settings.py
     copy_paste: CopyPasteConfig = field(default_factory=CopyPasteConfig)
     syndgan: SyndganAugmentConfig = field(default_factory=SyndganAugmentConfig)
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
     cutmix: CutmixConfig = field(default_factory=CutmixConfig)
     threads: int = 1  # torch CPU threads for rendering networks; 0: torch default
     out: str = "data/augmented"

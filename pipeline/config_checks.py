@@ -90,22 +90,6 @@ def _validate_augment(p: Params, bad) -> None:
             bad(f"augment.targets.per_class.{name}", f"unknown class (ingest.classes: {', '.join(p.ingest.classes)})")
         if n < 0:
             bad(f"augment.targets.per_class.{name}", f"must be >= 0, got {n}")
-    pl = c.placement
-    if len(pl.scale) != 2 or not 0 < pl.scale[0] <= pl.scale[1]:
-        bad("augment.placement.scale", f"must be [lo, hi] with 0 < lo <= hi, got {pl.scale}")
-    if not 0 <= pl.min_context_agreement <= 1:
-        bad("augment.placement.min_context_agreement", "must be in [0, 1]")
-    if not 0 <= pl.max_rotation <= 180:
-        bad("augment.placement.max_rotation", "must be in [0, 180] degrees")
-    for key in ("tries", "max_defects"):
-        if getattr(pl, key) < 1:
-            bad(f"augment.placement.{key}", "must be >= 1")
-    if pl.appearance_top_k < 0:
-        bad("augment.placement.appearance_top_k", "must be >= 0 (0: any source)")
-    if pl.fg_window < 3:
-        bad("augment.placement.fg_window", "must be >= 3")
-    if not 0 <= pl.fg_separability <= 1:
-        bad("augment.placement.fg_separability", "must be in [0, 1]")
     if c.copy_paste.feather < 0:
         bad("augment.copy_paste.feather", "must be >= 0")
     if c.threads < 0:

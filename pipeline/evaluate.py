@@ -22,7 +22,6 @@ Methods or models that are missing are listed under ``not_run`` with the reason;
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -36,7 +35,7 @@ from PIL import Image
 from pipeline.common import stage_main
 from pipeline.config import Params
 from pipeline.reconstruction import collect_reconstruction, project_relative
-from syndgan.augment import PlacementSettings, create_method, generate_augmented
+from syndgan.augment import create_method, generate_augmented
 from syndgan.data.processed import NORMAL, ProcessedDataset, train_pool
 from syndgan.errors import ImageError
 from syndgan.io import atomic_dir, atomic_write_json, atomic_write_text
@@ -99,9 +98,8 @@ def synthesize_ablation(params: Params, dataset: ProcessedDataset, pool: pd.Data
     ckpt = params.resolve(params.train_synth.ablation_out) / name / "synthesizer.pt"
     method = create_method("syndgan", checkpoint=str(ckpt), device=cfg.device)
     targets = dict.fromkeys(dataset.class_names, cfg.ablation_images_per_class)
-    placement = PlacementSettings(**dataclasses.asdict(acfg.placement))
     t0 = time.perf_counter()
-    manifest = generate_augmented(dataset, method, targets, out, pool, placement, acfg.seed, progress=True)
+    manifest = generate_augmented(dataset, method, targets, out, pool, acfg.placement, acfg.seed, progress=True)
     manifest.to_parquet(out / "manifest.parquet", index=False)
     log.info("%s: synthesized %d images in %.1f s", name, len(manifest), time.perf_counter() - t0)
     return manifest

@@ -64,9 +64,9 @@ def write_project(params_files: list[Path], workdir: Path, ks: list | None = Non
     if not params.train_synth.ablations:
         del stages["train_synth_ablation"]  # DVC refuses an empty foreach
     methods = params.classify.methods
-    # Only what the grid's methods need: no synthesis network unless syndgan is compared.
+    # Only what the grid's methods need: no synthesis network unless a method rendering with it is compared.
     stages["augment"]["foreach"] = {m: v for m, v in stages["augment"]["foreach"].items() if m in methods}
-    if "syndgan" not in methods:
+    if not {"syndgan", "hybrid"} & set(methods):
         del stages["pretrain"], stages["train_synth"]
     sc = params.scarcity
     for k in sc.ks:

@@ -1,24 +1,37 @@
 """Class-balanced defect augmentation: target counts, mask placement and a registry of methods.
 
-``none`` and ``cutmix`` act at classifier training time; ``copy_paste`` and ``syndgan`` render
-synthetic defect images from train normals and real train defect masks (see ``generate``).
+``none`` and ``cutmix`` act at classifier training time; ``copy_paste``, ``syndgan`` and ``hybrid`` (copy-paste
+with the seam repainted by SyNDGAN) render synthetic defect images from train normals and real train defect
+masks (see ``generate``).
+
+Names are imported on first use, so reading the settings schema (``syndgan.augment.settings``, what params.yaml
+is checked against) imports neither numpy nor scipy; that first use also registers every method.
 """
 
-from syndgan.augment import copy_paste, cutmix, synthesis_net  # noqa: F401  (register the methods)
-from syndgan.augment.base import METHODS, AugmentMethod, available_methods, create_method, register_method
-from syndgan.augment.generate import check_provenance, generate_augmented
-from syndgan.augment.placement import PlacementSettings
-from syndgan.augment.targets import compute_targets, targets_table
+from importlib import import_module
 
-__all__ = [
-    "METHODS",
-    "AugmentMethod",
-    "PlacementSettings",
-    "available_methods",
-    "check_provenance",
-    "compute_targets",
-    "create_method",
-    "generate_augmented",
-    "register_method",
-    "targets_table",
-]
+_EXPORTS = {
+    "METHODS": "base",
+    "AugmentMethod": "base",
+    "available_methods": "base",
+    "create_method": "base",
+    "register_method": "base",
+    "check_provenance": "generate",
+    "generate_augmented": "generate",
+    "PlacementSettings": "settings",
+    "compute_targets": "targets",
+    "targets_table": "targets",
+}
+_METHOD_MODULES = ("copy_paste", "cutmix", "hybrid", "synthesis_net")  # each registers its method on import
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    for module in _METHOD_MODULES:
+        import_module(f"{__name__}.{module}")
+    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value

@@ -22,7 +22,9 @@ import pandas as pd
 from PIL import Image
 
 from syndgan.augment.base import AugmentMethod
+from syndgan.augment.deform import recombine
 from syndgan.augment.foreground import foreground_mask
+from syndgan.augment.location import class_distances
 from syndgan.augment.placement import (
     DefectSource,
     PlacementSettings,
@@ -127,6 +129,7 @@ def generate_augmented(
         if not sources:
             raise DataError(index_path, f"no train image with a {name!r} defect to take masks from")
         src_app = np.stack([appearance(src.image, src.fg) for src in sources])
+        prior = class_distances(sources) if s.location_prior else None
         order = np.random.default_rng(np.random.SeedSequence([seed, cid])).permutation(len(normals))
         # for every normal image, the sources that look most like it
         near = nearest_sources_all(normal_app, src_app, s.appearance_top_k)
@@ -135,7 +138,7 @@ def generate_augmented(
             placed = None
             for attempt in range(min(len(normals), MAX_NORMAL_ATTEMPTS)):
                 t = order[(i + attempt) % len(normals)]
-                placed = _place_all(normals[t], sources, near[t], rng, s)
+                placed = _place_all(normals[t], sources, near[t], rng, s, prior)
                 if placed:
                     break
             if not placed:
@@ -160,8 +163,13 @@ def nearest_sources_all(normal_app: np.ndarray, src_app: np.ndarray, k: int) -> 
     return [nearest_sources(a, src_app, k) for a in normal_app]
 
 
-def _place_all(target: _Target, sources, candidates: np.ndarray, rng: np.random.Generator, s: PlacementSettings):
-    """1..max_defects placements of distinct sources on ``target``; [] when the first one fails."""
+def _place_all(
+    target: _Target, sources, candidates: np.ndarray, rng: np.random.Generator, s: PlacementSettings, prior=None
+):
+    """1..max_defects placements of distinct sources on ``target``; [] when the first one fails.
+
+    With ``recombine`` a source may be united with another candidate of the class (possibly itself) first.
+    """
     n_defects = int(rng.integers(1, s.max_defects + 1))
     placed = []
     occupied = np.zeros(target.fg.shape, bool)
@@ -170,7 +178,9 @@ def _place_all(target: _Target, sources, candidates: np.ndarray, rng: np.random.
         if not available:
             break
         src = sources[available.pop(int(rng.integers(len(available))))]
-        p = place_defect(src, target.fg, rng, s, occupied, target.edges)
+        if s.recombine > 0 and rng.random() < s.recombine:
+            src = recombine(src, sources[candidates[int(rng.integers(len(candidates)))]], rng)
+        p = place_defect(src, target.fg, rng, s, occupied, target.edges, prior)
         if p is None:
             break
         placed.append(p)

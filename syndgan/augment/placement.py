@@ -12,6 +12,9 @@ A bump or a dust grain (ring all object) therefore lands on the object, never on
 the part; a chipping (ring half object, half background) lands on an object edge of matching
 orientation. Candidate positions are drawn where they can pass: on target object pixels for surface
 defects, on target edge pixels (aligned with a source edge pixel) for edge defects.
+
+Beyond the affine transform, the mask may be deformed (``elastic``, ``morph``; see ``deform``) and surface
+defects may be placed at the edge distances their class has in train (``location_prior``; see ``location``).
 """
 
 from __future__ import annotations
@@ -24,28 +27,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-
-@dataclass
-class PlacementSettings:
-    flip: bool = True  # random horizontal / vertical flips
-    rotate90: bool = True  # random multiples of 90 degrees
-    max_rotation: float = 15.0  # plus a uniform rotation in +-max_rotation degrees
-    scale: Sequence[float] = (0.8, 1.25)  # uniform scale range
-    min_context_agreement: float = 0.9  # fraction of context-ring pixels whose object/background match
-    tries: int = 200  # candidate placements per (normal image, defect) before giving up on that normal
-    max_defects: int = 1  # defects per synthetic image: uniform in 1..max_defects (same class)
-    appearance_top_k: int = 3  # mask source drawn among the k most similar-looking sources (0: any)
-    fg_window: int = 5  # foreground estimate: local-texture window (px)
-    fg_separability: float = 0.75  # below this Otsu separability the whole image counts as object
-
-    def __post_init__(self):
-        lo, hi = (float(v) for v in self.scale)
-        if not 0 < lo <= hi:
-            raise ValueError(f"scale must be two numbers 0 < lo <= hi, got {list(self.scale)}")
-        if not 0 <= self.min_context_agreement <= 1:
-            raise ValueError(f"min_context_agreement must be in [0, 1], got {self.min_context_agreement}")
-        if self.tries < 1 or self.max_defects < 1 or self.appearance_top_k < 0 or self.fg_window < 3:
-            raise ValueError("tries and max_defects must be >= 1, appearance_top_k >= 0, fg_window >= 3")
+from syndgan.augment.deform import displace, displacement, morph
+from syndgan.augment.location import PositionSampler
+from syndgan.augment.settings import PlacementSettings
 
 
 @dataclass
@@ -65,6 +49,8 @@ class Transform:
     flip_v: bool = False
     angle: float = 0.0  # degrees
     scale: float = 1.0
+    elastic: tuple[float, float, int] | None = None  # (alpha, sigma, seed) of a displacement field after the above
+    morph: int = 0  # then dilate (> 0) or erode (< 0) the mask by this many px
 
     def matrix(self) -> np.ndarray:
         """Forward 2x2 map in (row, col) coordinates: flip, then rotate, then scale."""
@@ -109,6 +95,8 @@ class Placement:
             "height": int(self.mask.shape[0]),
             "width": int(self.mask.shape[1]),
             "context_agreement": round(float(self.agreement), 4),
+            **({"elastic_seed": t.elastic[2]} if t.elastic else {}),
+            **({"morph": t.morph} if t.morph else {}),
         }
 
 
@@ -164,17 +152,26 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
 def make_patch(source: DefectSource, transform: Transform) -> _Patch:
     """Crop the source around its mask (with context), transform it and trim it to mask + ring."""
     radius = ring_radius(source.mask)
-    pad = radius + 2
+    # room for what the deformations move or grow (none when they are off)
+    pad = radius + 2 + (int(math.ceil(transform.elastic[0])) if transform.elastic else 0) + max(transform.morph, 0)
     r0, r1, c0, c1 = _bbox(source.mask)
     H, W = source.mask.shape
     sl = (slice(max(0, r0 - pad), min(H, r1 + pad)), slice(max(0, c0 - pad), min(W, c1 + pad)))
     soft = warp(source.mask[sl].astype(np.float32), transform, order=1)
+    known = warp(np.ones(source.mask[sl].shape, np.float32), transform, order=0)
+    fg = warp(source.fg[sl].astype(np.float32), transform, order=0)
+    pixels = warp(source.image[sl], transform, order=1)
+    if transform.elastic:  # the mask, the pixels under it and what they sat on move together
+        shift = displacement(soft.shape, *transform.elastic)
+        soft, known, fg = displace(soft, shift, 1), displace(known, shift, 0), displace(fg, shift, 0)
+        pixels = displace(pixels, shift, 1)
     mask = soft >= 0.5
     if not mask.any():  # a 1-px dust grain shrunk below half a pixel keeps its strongest pixel
         mask.flat[int(np.argmax(soft))] = True
-    known = warp(np.ones(source.mask[sl].shape, np.float32), transform, order=0) > 0.5
-    src_fg = (warp(source.fg[sl].astype(np.float32), transform, order=0) > 0.5) & known
-    pixels = warp(source.image[sl], transform, order=1)
+    known = known > 0.5
+    src_fg = (fg > 0.5) & known
+    if transform.morph:  # grown only over source pixels that exist: they are what copy-paste pastes
+        mask = morph(mask, transform.morph) & (known | mask)
     radius = ring_radius(mask)
     grown = ndimage.binary_dilation(mask, iterations=radius)
     ring = grown & ~mask & known
@@ -193,12 +190,18 @@ def random_transform(rng: np.random.Generator, s: PlacementSettings) -> Transfor
     angle = 90.0 * int(rng.integers(4)) if s.rotate90 else 0.0
     angle += float(rng.uniform(-s.max_rotation, s.max_rotation)) if s.max_rotation > 0 else 0.0
     lo, hi = (float(v) for v in s.scale)
-    return Transform(
+    t = Transform(
         flip_h=bool(rng.random() < 0.5) if s.flip else False,
         flip_v=bool(rng.random() < 0.5) if s.flip else False,
         angle=angle,
         scale=float(rng.uniform(lo, hi)) if hi > lo else lo,
     )
+    # drawn after the affine part and only when on: with the switches off the draws are those of before
+    if s.elastic.alpha > 0:
+        t.elastic = (float(s.elastic.alpha), float(s.elastic.sigma), int(rng.integers(2**31 - 1)))
+    if s.morph > 0:
+        t.morph = int(rng.integers(-s.morph, s.morph + 1))
+    return t
 
 
 def target_edges(fg: np.ndarray) -> np.ndarray:
@@ -221,11 +224,18 @@ def place_defect(
     settings: PlacementSettings,
     occupied: np.ndarray | None = None,
     edges: np.ndarray | None = None,
+    prior: np.ndarray | None = None,
 ) -> Placement | None:
-    """Find a valid placement of ``source`` on a target with foreground ``target_fg``; None if ``tries`` fail."""
+    """Find a valid placement of ``source`` on a target with foreground ``target_fg``; None if ``tries`` fail.
+
+    ``prior``: the edge distances of the class's train defects (``location.class_distances``); surface defects
+    are then tried at such distances for the first half of the tries, anywhere on the object after that (a
+    distance no position can satisfy does not make the class unplaceable).
+    """
     H, W = target_fg.shape
     edges = target_edges(target_fg) if edges is None else edges
     fg_pixels = None
+    sampler = None
     patch: _Patch | None = None
     transform = None
     for attempt in range(settings.tries):
@@ -247,7 +257,11 @@ def place_defect(
             pool = fg_pixels[bool(want)]
             if not len(pool):
                 continue
-            p = pool[int(rng.integers(len(pool)))]
+            if want and prior is not None and len(prior) and attempt < max(1, settings.tries // 2):
+                sampler = sampler or PositionSampler(pool, target_fg, prior)
+                p = sampler(rng)
+            else:
+                p = pool[int(rng.integers(len(pool)))]
             cy, cx = (np.argwhere(patch.mask).mean(axis=0) + 0.5).astype(int)
             top, left = int(p[0] - cy), int(p[1] - cx)
         if not (0 <= top <= H - h and 0 <= left <= W - w):

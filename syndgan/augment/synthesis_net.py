@@ -40,7 +40,7 @@ class SyndganSynthesis(AugmentMethod):
         try:
             from syndgan.synthesis import Synthesizer
         except ImportError as e:
-            raise SyndganError(f"augmentation method 'syndgan' needs syndgan.synthesis: {e}") from None
+            raise SyndganError(f"augmentation method {self.name!r} needs syndgan.synthesis: {e}") from None
         if not self.checkpoint.is_file():
             raise DataError(self.checkpoint, "synthesizer checkpoint not found; run `dvc repro train_synth` first")
         synth = Synthesizer.from_checkpoint(self.checkpoint, device=None if self.device == "auto" else self.device)

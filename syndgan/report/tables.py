@@ -24,6 +24,7 @@ METHOD_LABELS = {
     REAL_SET: "Real (train vs test)",
     "syndgan": "SyNDGAN (ours)",
     "copy_paste": "Copy-paste",
+    "hybrid": "Hybrid (copy-paste, SyNDGAN seam)",
     "cutmix": "CutMix",
     "none": "Original data",
 }

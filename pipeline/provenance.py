@@ -42,7 +42,9 @@ def git_version(cwd: Path | None = None) -> str:
     """``<commit> (clean)`` or ``<commit> (dirty: <changed tracked files>)``. Untracked files and the DVC
     outputs in ``dvc.lock`` do not count: a ``dvc repro`` from a clean checkout rewrites tracked metrics
     files before this stage runs, and its report must still name the clean commit."""
-    root = Path(cwd or Path.cwd())
+    # by default the code's own checkout: a work folder (pipeline.run, the scarcity benchmark) may lie inside
+    # another checkout, whose commit is not the code that ran
+    root = Path(cwd or Path(__file__).resolve().parent.parent)
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=20, check=True

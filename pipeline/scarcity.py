@@ -220,7 +220,10 @@ def publish(workdir: Path, out: Path) -> None:
     for k in map(str, sc.report_ks):
         dest = out / f"report-{k_dir(k)}"
         shutil.rmtree(dest, ignore_errors=True)
-        shutil.copytree(workdir / k_dir(k) / params.report.out, dest)
+        src = workdir / k_dir(k) / params.report.out  # also holds classify's runs (models): the report only
+        shutil.copytree(src / "figures", dest / "figures")
+        for name in ("report.md", "report.html"):
+            shutil.copyfile(src / name, dest / name)
     summary = summarize(records)
     atomic_write_json(out / "scarcity.json", records)
     atomic_write_json(out / "runs.json", history)

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -116,3 +117,18 @@ def test_code_version_ignores_dvc_outputs_but_not_code(tmp_path):
     assert report.git_version(tmp_path) == f"{head} (clean)"
     (tmp_path / "code.py").write_text("x = 2\n")
     assert report.git_version(tmp_path) == f"{head} (dirty: uncommitted changes to code.py)"
+
+
+def test_code_version_names_the_code_checkout_not_the_working_folder(tmp_path, monkeypatch):
+    # a work folder inside another git checkout (runs/ of a second clone) must not lend its commit
+    import subprocess
+
+    from pipeline import provenance
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    monkeypatch.chdir(tmp_path)
+    code_root = Path(provenance.__file__).resolve().parent.parent
+    code_head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=code_root, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert provenance.git_version().startswith(code_head)

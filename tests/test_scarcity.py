@@ -83,6 +83,7 @@ def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path):
     assert run["code"].split()[0] in git_version(scarcity.ROOT)
     assert "- k 5: code abc1234, 1 min for 3 cells" in readme and f"- k 1, all: code {run['code']}" in readme
     assert (report / "params" / "kall.yaml").is_file() and (report / "report-kall" / "report.html").is_file()
+    assert {p.name for p in (report / "report-kall").iterdir()} == {"report.md", "report.html", "figures"}
 
 
 def test_bad_scarcity_params_name_the_key(tmp_path, capsys):

@@ -182,6 +182,10 @@ class CopyPasteConfig:
     feather: float = 1.5  # px of edge feathering
     match_intensity: bool = True  # shift pasted pixels to the target's local brightness
 
+    def __post_init__(self):  # augment.copy_paste and augment.hybrid.paste alike
+        if self.feather < 0:
+            raise ConfigError(f"feather: must be >= 0, got {self.feather}")
+
 
 @dataclass
 class SyndganAugmentConfig:
@@ -190,19 +194,15 @@ class SyndganAugmentConfig:
 
 
 @dataclass
-class HybridConfig:
+class HybridConfig(SyndganAugmentConfig):
     """copy_paste, then the synthesis network repaints the pasted mask's rim (syndgan/augment/hybrid.py)."""
 
-    checkpoint: str = "models/train_synth/synthesizer.pt"  # written by the train_synth stage
-    device: str = "auto"
     band: int = 2  # px inside the pasted mask's border repainted as defect (plus the network's margin outside)
     paste: CopyPasteConfig = field(default_factory=CopyPasteConfig)  # the paste step
 
     def __post_init__(self):
         if self.band < 1:
             raise ConfigError(f"band: must be >= 1 px, got {self.band}")
-        if self.paste.feather < 0:
-            raise ConfigError("paste.feather: must be >= 0")
 
 
 @dataclass

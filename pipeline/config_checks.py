@@ -90,8 +90,6 @@ def _validate_augment(p: Params, bad) -> None:
             bad(f"augment.targets.per_class.{name}", f"unknown class (ingest.classes: {', '.join(p.ingest.classes)})")
         if n < 0:
             bad(f"augment.targets.per_class.{name}", f"must be >= 0, got {n}")
-    if c.copy_paste.feather < 0:
-        bad("augment.copy_paste.feather", "must be >= 0")
     if c.threads < 0:
         bad("augment.threads", "must be >= 0 (0: torch default)")
     if c.cutmix.alpha <= 0:

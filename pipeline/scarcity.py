@@ -53,12 +53,11 @@ def write_project(params_files: list[Path], workdir: Path, ks: list | None = Non
     """Lay out (or refresh) the benchmark's DVC project; returns the merged params. ``ks`` overrides
     ``scarcity.ks`` (part of the grid now, the rest in a later run: finished cells stay cached)."""
     merged = merged_params(params_files)
-    if ks is not None:
-        full = parse_params(merged, " + ".join(str(f) for f in params_files)).scarcity.report_ks
-        merged = merge_params(
-            merged, {"scarcity": {"ks": ks, "report_ks": [k for k in full if str(k) in map(str, ks)]}}
-        )
-    params = parse_params(merged, " + ".join(str(f) for f in params_files))
+    src = " + ".join(str(f) for f in params_files)
+    if ks is not None:  # the report ks outside this part of the grid wait for their own run
+        report_ks = [k for k in parse_params(merged, src).scarcity.report_ks if str(k) in map(str, ks)]
+        merged = merge_params(merged, {"scarcity": {"ks": ks, "report_ks": report_ks}})
+    params = parse_params(merged, src)
     init_project(workdir)
     stages = {name: st for name, st in project_pipeline()["stages"].items() if name in STAGES + REPORT_STAGES}
     if not params.train_synth.ablations:

@@ -54,7 +54,7 @@ from syndgan.training.common import (
     source_digest,
     to_plain,
 )
-from syndgan.training.loop import Trainable, TrainerState, run_steps, setup
+from syndgan.training.loop import Plan, Trainable, TrainerState, run_steps, setup
 from syndgan.training.settings import SynthSettings
 from syndgan.training.synth_eval import evaluate_reconstruction, save_reconstruction_grid
 from syndgan.training.synth_step import (
@@ -180,7 +180,8 @@ def train_synth(
     if [int(c["id"]) for c in classes] != list(range(1, len(classes) + 1)):
         raise ConfigError(f"classes must have ids 1..K in order, got {[c['id'] for c in classes]}")
     out = Path(out_dir)
-    dist, device, dtype = setup(s, "train_synth")
+    plan = Plan.of(s)
+    dist, device, dtype = setup(plan, "train_synth")
 
     pre = read_pretrained(generator_checkpoint)
     G = build_decoder(pre, s.pretrained_decoder, s.seed)
@@ -219,7 +220,7 @@ def train_synth(
     }
     parts = {"U": U, "U_ema": ema, "D": Trainable(D), "opt_g": opt_g, "opt_d": opt_d}
     state = TrainerState(out / CHECKPOINT, s, RESUME_NEUTRAL, identity, parts)
-    start = state.resume(device, {"train_seconds": 0.0, "train_images": 0})
+    start = state.resume(device, {"train_seconds": 0.0, "train_images": 0}, s.steps)
     history = state.history
     if start:
         log.info("resuming from %s at step %d", state.path, start)
@@ -245,18 +246,19 @@ def train_synth(
 
         net = U
 
-        def draw(self) -> list[int]:
+        def draw(self, step: int) -> list[int]:
             return sample_batch(labels, s.batch_size, s.defect_fraction)
 
-        def step(self, idx: list[int]) -> dict[str, float]:
+        def step(self, step: int, idx: list[int]) -> dict[str, float]:
             set_train_mode(U, D, s)
             real, labelmap, lab = collate(dataset, idx)
             real, labelmap, lab = real.to(device), labelmap.to(device), lab.to(device)
             return train_step(U, D, opt_g, opt_d, losses, real, labelmap, lab, device, dtype)
 
-        def after_step(self, done: int) -> None:
+        def after_step(self, done: int) -> bool:
             if dist.main and s.sample_every and (done % s.sample_every == 0 or done == s.steps):
                 save_reconstruction_grid(U_ema, show_x, show_m, out / "samples" / f"step_{done:07d}.png", device)
+            return False
 
         def postfix(self, row: dict[str, float]) -> dict[str, str]:
             return {"l1": f"{row['l1']:.3f}", "perc": f"{row['perceptual']:.3f}"}
@@ -266,7 +268,7 @@ def train_synth(
             state.save(step, {"losses": loss_log.rows})
 
     end = s.steps if max_steps is None else min(s.steps, max_steps)
-    run_steps(Step(), s, state, ema, loss_log, checkpoint, start=start, end=end, name="train_synth")
+    run_steps(Step(), plan, state, checkpoint, start=start, end=end, name="train_synth", ema=ema, loss_log=loss_log)
 
     if end < s.steps:
         return {"step": end, "finished": False}

@@ -16,7 +16,6 @@ its stage ``scarcity`` (``--aggregate``) writes the records, the DVC metrics and
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.common import read_json
 from pipeline.config import Params, load_params, load_raw, merge_params, parse_params
 from pipeline.provenance import git_version
 from pipeline.run import DVC, ROOT, dvc_env, init_project, project_pipeline, write_if_changed
@@ -94,15 +94,13 @@ def aggregate(params: Params) -> dict:
     records = []
     for k in sc.ks:
         agg_path = params.resolve(k_dir(k)) / c.metrics
-        if not agg_path.is_file():
-            raise DataError(agg_path, "not found; the benchmark has not finished this k (run it again)")
-        agg = json.loads(agg_path.read_text(encoding="utf-8"))
+        agg = read_json(agg_path, hint="the benchmark has not finished this k (run it again)")
         selected = {m: next(d for d, s in doses.items() if s["selected"]) for m, doses in agg.items()}
         runs = []
         for method in c.methods:
             for seed in c.seeds:
                 path = params.resolve(k_dir(k)) / c.out / f"{method}-s{seed}" / "metrics.json"
-                runs.append(json.loads(path.read_text(encoding="utf-8")))
+                runs.append(read_json(path))
         records += records_from_runs(sc.dataset, k, runs, selected)
     summary = summarize(records)
     atomic_write_json(params.resolve(sc.records), records)
@@ -164,7 +162,7 @@ def run_benchmark(params_files: list[Path], workdir: Path, log_name: str = "repr
         print(f"scarcity: error: dvc repro failed after {minutes:.1f} min; see {log_path}", file=sys.stderr)
         return 1
     runs_path = workdir / "runs.json"  # wall time of every benchmark run, for the report
-    history = json.loads(runs_path.read_text()) if runs_path.is_file() else []
+    history = read_json(runs_path, required=False) or []
     history.append(
         {"ks": [str(k) for k in params.scarcity.ks], "minutes": round(minutes, 1), "cells": len(cells), "code": version}
     )
@@ -184,7 +182,7 @@ def publish(workdir: Path, out: Path) -> None:
     shutil.copyfile(workdir / sc.records, out / "scarcity.json")
     shutil.copyfile(workdir / sc.figure, out / "scarcity.png")
     shutil.copyfile(workdir / "params.yaml", out / "params.yaml")
-    runs = json.loads((workdir / "runs.json").read_text()) if (workdir / "runs.json").is_file() else []
+    runs = read_json(workdir / "runs.json", required=False) or []
     version = runs[-1].get("code", "unknown") if runs else "unknown"  # what the last run ran, not what is here now
     c = params.classify
     lines = [

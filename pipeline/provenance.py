@@ -97,7 +97,7 @@ def what_ran(params: Params) -> tuple[list[str], list[str]]:
 
 
 def reconstruction_inputs(params: Params) -> dict:
-    """Reconstruction metrics of every synthesis model whose metrics file is here: evaluate's copy first, then
+    """Reconstruction metrics of every synthesis network whose metrics file is here: evaluate's copy first, then
     train_synth's own files, including ablations run under earlier params or after evaluate (their rows are
     shown, not dropped because params.yaml no longer lists them)."""
     recon = collect_reconstruction(params)

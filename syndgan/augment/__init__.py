@@ -4,7 +4,7 @@
 synthetic defect images from train normals and real train defect masks (see ``generate``).
 """
 
-from syndgan.augment import copy_paste, cutmix, synthesis_net  # noqa: F401  (register the methods)
+from syndgan.augment import copy_paste, cutmix, syndgan  # noqa: F401  (register the methods)
 from syndgan.augment.base import METHODS, AugmentMethod, available_methods, create_method, register_method
 from syndgan.augment.generate import check_provenance, generate_augmented
 from syndgan.augment.placement import PlacementSettings

@@ -266,8 +266,6 @@ def train_classifier(
     fresh = {"train_seconds": 0.0, "train_images": 0, "records": [], "running": [], "best_key": None}
     start = state.resume(device, {**fresh, "best_step": 0, "bad": 0, "stopped": False}, budget)
     history = state.history
-    if start:
-        log.info("resumed from step %d (%s)", start, resume_path)
     net = model
     if dist.active:
         from torch.nn.parallel import DistributedDataParallel

@@ -13,6 +13,7 @@ checkpoints stay out of it.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,8 @@ from syndgan.training.common import (
     step_bar,
     to_plain,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class TrainerState:
                 optimizer_state_to(part, device)
         restore_rng_state(ck["rng"])
         self.history, self.logs = dict(ck["history"]), dict(ck["logs"])
+        log.info("resuming from %s at step %d", self.path, ck["step"])
         return int(ck["step"])
 
     def save(self, step: int, logs: dict[str, list]) -> None:

@@ -214,11 +214,7 @@ def train_pretrain(
     )
     start = state.resume(device, {"fid_start": None, "fid_end": None, "train_seconds": 0.0, "train_images": 0}, s.steps)
     history = state.history
-    if start:
-        log.info("resuming from %s at step %d", state.path, start)
-    distributed.broadcast_module(G)  # identical start on every rank
-    distributed.broadcast_module(D)
-    distributed.broadcast_module(ema.module)
+    distributed.broadcast_module(G, D, ema.module)  # identical start on every rank
     G_ema = ema.module.to(device)
 
     # Fixed latents for samples and FID, independent of the training RNG stream.

@@ -223,11 +223,7 @@ def train_synth(
     state = TrainerState(out / CHECKPOINT, s, RESUME_NEUTRAL, identity, parts)
     start = state.resume(device, {"train_seconds": 0.0, "train_images": 0}, s.steps)
     history = state.history
-    if start:
-        log.info("resuming from %s at step %d", state.path, start)
-    distributed.broadcast_module(network)  # identical start on every rank
-    distributed.broadcast_module(D)
-    distributed.broadcast_module(ema.module)
+    distributed.broadcast_module(network, D, ema.module)  # identical start on every rank
     network_ema = ema.module.to(device)
 
     # Fixed display images (test images when given): independent of the training RNG stream.

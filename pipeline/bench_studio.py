@@ -34,10 +34,10 @@ def _checkpoint(params, folder: Path, mode: str) -> Path:
     ps = library_settings(params.pretrain, resolution=128, channels=3)
     G = create_generator(ps.generator, **ps.generator_kwargs())
     s = library_settings(params.train_synth)
-    U = build_network(G, classes, s)
+    network = build_network(G, classes, s)
     data = {"mode": mode, "patch_size": 128} if mode == "patch" else {"mode": "resize"}
     pre = {"generator": generator_spec(ps.generator, **ps.generator_kwargs())}
-    return save_synthesizer(folder / f"{mode}.pt", U.eval(), pre, s, classes, data, {"steps": 0})
+    return save_synthesizer(folder / f"{mode}.pt", network.eval(), pre, s, classes, data, {"steps": 0})
 
 
 def _square(cx: float, cy: float, r: float) -> dict:

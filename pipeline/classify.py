@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from pipeline.common import is_writer, stage_main
+from pipeline.common import is_writer, read_json, stage_main
 from pipeline.config import Params
 from syndgan.augment import check_provenance, create_method
 from syndgan.classify import (
@@ -48,9 +48,7 @@ def run_name(method: str, seed: int) -> str:
 
 def read_augment_info(aug_dir: Path, method: str, dataset: ProcessedDataset) -> dict:
     path = aug_dir / "augment.json"
-    if not path.is_file():
-        raise DataError(path, f"not found; run `dvc repro augment@{method}` first")
-    info = json.loads(path.read_text(encoding="utf-8"))
+    info = read_json(path, hint=f"run `dvc repro augment@{method}` first")
     if info.get("method") != method:
         raise DataError(path, f"made by method {info.get('method')!r}, not {method!r}")
     if (info.get("k_shot"), info.get("k_shot_seed")) != (dataset.k_shot, dataset.k_shot_seed):

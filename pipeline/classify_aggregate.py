@@ -6,16 +6,14 @@ Reads ``<classify.out>/<method>-s<seed>/metrics.json`` for the configured method
 
 from __future__ import annotations
 
-import json
 import logging
 
 import pandas as pd
 
 from pipeline.classify import run_name
-from pipeline.common import stage_main
+from pipeline.common import read_json, stage_main
 from pipeline.config import Params
 from syndgan.classify import aggregate_runs, markdown_table, table_rows
-from syndgan.errors import DataError
 from syndgan.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("syndgan.classify")
@@ -28,9 +26,7 @@ def collect_runs(params: Params) -> list[dict]:
     for method in c.methods:
         for seed in c.seeds:
             path = params.resolve(c.out) / run_name(method, seed) / "metrics.json"
-            if not path.is_file():
-                raise DataError(path, f"not found; run `dvc repro classify@{method}-{seed}` first")
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            doc = read_json(path, hint=f"run `dvc repro classify@{method}-{seed}` first")
             for dose, m in doc["doses"].items():
                 if dose in wanted:
                     runs.append({"method": method, "seed": seed, "dose": dose, **m})

@@ -1,16 +1,19 @@
-"""Shared plumbing for stage modules: argument parsing, logging, one-line errors, torchrun process groups."""
+"""Shared plumbing for stage modules: argument parsing, logging, one-line errors, torchrun process groups, reading
+other stages' JSON outputs."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import Params, load_params
-from syndgan.errors import SyndganError
+from syndgan.errors import DataError, SyndganError
 from syndgan.io import remove_stale_temps
 
 
@@ -71,3 +74,24 @@ def _distributed():
 def is_writer() -> bool:
     """False on the ranks > 0 of a torchrun launch: only rank 0 writes stage outputs."""
     return _distributed().current().main
+
+
+def read_json(path: Path, required: bool = True, hint: str = "") -> Any:
+    """A JSON file another stage wrote. Missing: ``DataError`` ("not found; <hint>") when ``required``, else None
+    (the caller's section or columns stay empty); invalid JSON is always a ``DataError`` naming the file."""
+    if not path.is_file():
+        if required:
+            raise DataError(path, f"not found; {hint}" if hint else "not found")
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise DataError(path, f"not valid JSON: {e}") from None
+
+
+def project_relative(path: Path) -> str:
+    """``path`` relative to the project root (the working directory) when inside it."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -18,6 +18,7 @@ import yaml
 from pipeline.typed_yaml import convert, hints
 from syndgan.augment.settings import PlacementSettings
 from syndgan.classify.settings import ClassifierSettings
+from syndgan.data.demo import DemoSettings
 from syndgan.errors import ConfigError
 from syndgan.training.settings import PretrainSettings, SynthSettings
 
@@ -25,14 +26,10 @@ from syndgan.training.settings import PretrainSettings, SynthSettings
 
 
 @dataclass
-class DemoConfig:
-    """Synthetic insert-like inspection dataset (paper Fig. 3 in spirit): 4 illuminations per part."""
+class DemoConfig(DemoSettings):
+    """Synthetic insert-like inspection dataset (paper Fig. 3 in spirit): the library's settings
+    (syndgan/data/demo.py) plus the output folder."""
 
-    seed: int = 0
-    parts: int = 80  # each part is imaged under 4 illuminations -> 4 images
-    resolution: int = 256
-    defect_fraction: float = 0.18  # fraction of parts with a defect (paper: ~18 % of images)
-    min_defect_px: int = 4  # smallest defect extent, in pixels at full resolution
     out: str = "data/raw/demo"
 
 

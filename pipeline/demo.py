@@ -16,21 +16,13 @@ def run(params: Params) -> dict:
     cfg = params.demo
     out = params.resolve(cfg.out)
     if params.ingest.sources:
-        # Your own data is configured: the demo is not needed; leave a note instead of 320 images.
+        # Your own data is configured: the demo is not needed; leave a note instead of its images.
         with atomic_dir(out) as tmp:
             (tmp / "NOT_GENERATED.txt").write_text("ingest.sources is set in params.yaml; the demo is not used.\n")
         log.info("ingest.sources configured: demo dataset not generated")
         return {"images": 0}
     with atomic_dir(out) as tmp:  # a killed run never leaves half a dataset behind
-        summary = generate_demo(
-            tmp,
-            seed=cfg.seed,
-            parts=cfg.parts,
-            resolution=cfg.resolution,
-            defect_fraction=cfg.defect_fraction,
-            min_defect_px=cfg.min_defect_px,
-            progress=True,
-        )
+        summary = generate_demo(tmp, cfg, progress=True)
     log.info("wrote %d images of %d parts to %s: %s", summary["images"], summary["parts"], out, summary["counts"])
     return summary
 

@@ -32,9 +32,9 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from pipeline.common import stage_main
+from pipeline.common import project_relative, read_json, stage_main
 from pipeline.config import Params
-from pipeline.reconstruction import collect_reconstruction, project_relative
+from pipeline.reconstruction import collect_reconstruction
 from syndgan.augment import create_method, generate_augmented
 from syndgan.data.processed import NORMAL, ProcessedDataset, train_pool
 from syndgan.errors import ImageError
@@ -79,10 +79,10 @@ def method_sets(params: Params, dataset: ProcessedDataset, not_run: dict) -> dic
     for method in cfg.methods:
         folder = params.resolve(params.augment.out) / method
         info_path = folder / "augment.json"
-        if not info_path.is_file():
+        info = read_json(info_path, required=False)
+        if info is None:
             not_run[method] = f"{project_relative(info_path)} not found (augment@{method} not run)"
             continue
-        info = json.loads(info_path.read_text(encoding="utf-8"))
         manifest = read_manifest(folder)
         if not info.get("produces_images", True) or manifest is None or manifest.empty:
             not_run[method] = f"{method} renders no images (applied at classifier training time)"

@@ -17,7 +17,7 @@ import json
 import logging
 from pathlib import Path
 
-from pipeline.common import stage_main
+from pipeline.common import read_json, stage_main
 from pipeline.config import Params
 from syndgan.errors import DataError
 from syndgan.headline import headline_rows
@@ -28,13 +28,10 @@ log = logging.getLogger("syndgan.headline")
 
 def _read(path: Path) -> dict | None:
     """A stage's detailed metrics, or None when that stage has not written them (its columns stay empty)."""
-    if not path.is_file():
+    doc = read_json(path, required=False)
+    if doc is None:
         log.info("%s not found: its columns are left out", path)
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise DataError(path, f"not valid JSON: {e}") from None
+    return doc
 
 
 def run(params: Params) -> dict[str, dict]:

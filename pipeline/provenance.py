@@ -5,15 +5,14 @@ A stage "ran" when its output is here: the report states what it read, not what 
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
 import yaml
 
+from pipeline.common import read_json
 from pipeline.config import Params
 from pipeline.reconstruction import collect_reconstruction
-from syndgan.errors import DataError
 
 DIRTY_FILES_SHOWN = 5
 
@@ -99,27 +98,20 @@ def what_ran(params: Params) -> tuple[list[str], list[str]]:
     return [s for s, p in outputs.items() if p.is_file()], [s for s, p in outputs.items() if not p.is_file()]
 
 
-def _json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise DataError(path, f"not valid JSON: {e}") from None
-
-
 def reconstruction_inputs(params: Params) -> dict:
-    """Reconstruction metrics of every synthesis model whose metrics file is here: evaluate's copy first, then
+    """Reconstruction metrics of every synthesis network whose metrics file is here: evaluate's copy first, then
     train_synth's own files, including ablations run under earlier params or after evaluate (their rows are
     shown, not dropped because params.yaml no longer lists them)."""
     recon = collect_reconstruction(params)
     folder = params.resolve(params.train_synth.ablation_metrics)
     for extra in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         if extra.stem not in recon["models"]:
-            recon["models"][extra.stem] = _json(extra)
+            recon["models"][extra.stem] = read_json(extra)
             recon["order"].append(extra.stem)
-    path = params.resolve(params.evaluate.metrics)
-    if not path.is_file():
+    evaluated = read_json(params.resolve(params.evaluate.metrics), required=False)
+    if evaluated is None:
         return recon
-    ev = _json(path).get("reconstruction", {})
+    ev = evaluated.get("reconstruction", {})
     models = {**recon["models"], **ev.get("models", {})}
     return {
         "perceptual": ev.get("perceptual") or recon["perceptual"],

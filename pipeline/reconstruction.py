@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
+from pipeline.common import project_relative, read_json
 from pipeline.config import Params
-from syndgan.errors import DataError
 
 
 def collect_reconstruction(params: Params) -> dict:
@@ -16,20 +13,10 @@ def collect_reconstruction(params: Params) -> dict:
     sources.update({a: params.resolve(ts.ablation_metrics) / f"{a}.json" for a in ts.ablations})
     models, not_run = {}, {}
     for name, path in sources.items():
-        if not path.is_file():
+        doc = read_json(path, required=False)
+        if doc is None:
             not_run[name] = f"{project_relative(path)} not found"
-            continue
-        try:
-            models[name] = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as e:
-            raise DataError(path, f"not valid JSON: {e}") from None
+        else:
+            models[name] = doc
     perceptual = next((m.get("perceptual") for m in models.values() if m.get("perceptual")), None)
     return {"perceptual": perceptual, "models": models, "not_run": not_run, "order": list(sources)}
-
-
-def project_relative(path: Path) -> str:
-    """``path`` relative to the project root (the working directory) when inside it."""
-    try:
-        return str(Path(path).relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

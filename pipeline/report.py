@@ -13,7 +13,6 @@ whose inputs are missing says "Not run" and names what is missing.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from pipeline.common import stage_main
+from pipeline.common import project_relative, read_json, stage_main
 from pipeline.config import Params
 from pipeline.provenance import git_version, reconstruction_inputs, stage_outputs, what_ran
 from syndgan.data.processed import ProcessedDataset, train_pool
@@ -63,19 +62,11 @@ class Figures:
 
 
 def _read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise Missing(f"{what}: {_rel(path)} not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise DataError(path, f"not valid JSON: {e}") from None
-
-
-def _rel(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+    """``what``'s output; ``Missing`` (the section says "Not run") when that stage has not written it."""
+    doc = read_json(path, required=False)
+    if doc is None:
+        raise Missing(f"{what}: {project_relative(path)} not found")
+    return doc
 
 
 # --------------------------------------------------------------------------- inputs
@@ -85,7 +76,7 @@ def load_processed(params: Params) -> ProcessedDataset:
     root = params.resolve(params.rasterize.out)
     for path in (root / "dataset.json", root / "index.parquet"):
         if not path.is_file():
-            raise Missing(f"rasterize: {_rel(path)} not found")
+            raise Missing(f"rasterize: {project_relative(path)} not found")
     return ProcessedDataset.load(root)
 
 
@@ -130,7 +121,7 @@ def section_dataset(params: Params, doc: Document, figs: Figures) -> None:
     k = dataset.k_shot
     doc.paragraph(
         f"{len(index)} images at {dataset.resolution} px, {dataset.channels} channel(s), from "
-        f"`{_rel(params.resolve(params.rasterize.out))}`. Train pool: the train images augmentation and "
+        f"`{project_relative(params.resolve(params.rasterize.out))}`. Train pool: the train images augmentation and "
         f"the classifiers use ({'all of them' if k is None else f'k_shot = {k} per defect class'}). "
         "`w/ <method>`: train pool + the synthetic images the augment stage made (every classifier dose takes "
         "the first of them by rank)."
@@ -349,8 +340,8 @@ def _no_log(params: Params, stage: str, log_path: Path) -> str:
     """'Not run' only when the stage's output is absent too; a stage that ran without a loss log says so."""
     output = stage_outputs(params)[stage]
     if output.is_file():
-        return f"{stage} ran (`{_rel(output)}`), but its loss log `{_rel(log_path)}` is not here: no curves."
-    return f"{NOT_RUN}: {stage} (no {_rel(output)}, no {_rel(log_path)})."
+        return f"{stage} ran (`{project_relative(output)}`), but its loss log `{project_relative(log_path)}` is not here: no curves."
+    return f"{NOT_RUN}: {stage} (no {project_relative(output)}, no {project_relative(log_path)})."
 
 
 def section_provenance(params: Params, doc: Document, figs: Figures) -> None:

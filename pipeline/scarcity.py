@@ -16,7 +16,6 @@ its stage ``scarcity`` (``--aggregate``) writes the records, the DVC metrics and
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.common import read_json
 from pipeline.config import Params, load_params, load_raw, merge_params, parse_params
 from pipeline.provenance import git_version
 from pipeline.run import DVC, ROOT, dvc_env, init_project, project_pipeline, write_if_changed
@@ -104,15 +104,13 @@ def aggregate(params: Params) -> dict:
     records = []
     for k in sc.ks:
         agg_path = params.resolve(k_dir(k)) / c.metrics
-        if not agg_path.is_file():
-            raise DataError(agg_path, "not found; the benchmark has not finished this k (run it again)")
-        agg = json.loads(agg_path.read_text(encoding="utf-8"))
+        agg = read_json(agg_path, hint="the benchmark has not finished this k (run it again)")
         selected = {m: next(d for d, s in doses.items() if s["selected"]) for m, doses in agg.items()}
         runs = []
         for method in c.methods:
             for seed in c.seeds:
                 path = params.resolve(k_dir(k)) / c.out / f"{method}-s{seed}" / "metrics.json"
-                runs.append(json.loads(path.read_text(encoding="utf-8")))
+                runs.append(read_json(path))
         records += records_from_runs(sc.dataset, k, runs, selected)
     summary = summarize(records)
     atomic_write_json(params.resolve(sc.records), records)
@@ -174,7 +172,7 @@ def run_benchmark(params_files: list[Path], workdir: Path, log_name: str = "repr
         print(f"scarcity: error: dvc repro failed after {minutes:.1f} min; see {log_path}", file=sys.stderr)
         return 1
     runs_path = workdir / "runs.json"  # wall time of every benchmark run, for the report
-    history = json.loads(runs_path.read_text()) if runs_path.is_file() else []
+    history = read_json(runs_path, required=False) or []
     history.append(
         {"ks": [str(k) for k in params.scarcity.ks], "minutes": round(minutes, 1), "cells": len(cells), "code": version}
     )
@@ -185,7 +183,7 @@ def run_benchmark(params_files: list[Path], workdir: Path, log_name: str = "repr
 
 
 def _json_list(path: Path) -> list:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    return read_json(path, required=False) or []
 
 
 def publish(workdir: Path, out: Path) -> None:
@@ -195,7 +193,7 @@ def publish(workdir: Path, out: Path) -> None:
     and params it ran with (``runs.json``, ``params/k<k>.yaml``): the grid takes more than one CPU session."""
     import shutil
 
-    from syndgan.classify.scarcity import figure, markdown, summarize
+    from syndgan.classify.scarcity import figure, k_order, markdown, summarize
 
     params = load_params(workdir / "params.yaml")
     sc, c = params.scarcity, params.classify
@@ -204,13 +202,13 @@ def publish(workdir: Path, out: Path) -> None:
     if not runs:
         raise DataError(workdir / "runs.json", "not found: the benchmark has not finished here")
     # resumed runs of the same code add up; cells of earlier code were re-run by DVC, so the last code is what ran
-    same = [r for r in runs if r.get("code") == runs[-1].get("code") and set(r["ks"]) & set(ks)]
-    this_run = {"ks": ks, "code": runs[-1].get("code", "unknown"), "minutes": round(sum(r["minutes"] for r in same), 1),
+    same = [r for r in runs if r["code"] == runs[-1]["code"] and set(r["ks"]) & set(ks)]
+    this_run = {"ks": ks, "code": runs[-1]["code"], "minutes": round(sum(r["minutes"] for r in same), 1),
                 "cells": runs[-1]["cells"]}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     records = [r for r in _json_list(out / "scarcity.json") if str(r["k"]) not in ks]
-    records += json.loads((workdir / sc.records).read_text(encoding="utf-8"))
-    records.sort(key=lambda r: float("inf") if r["k"] == "all" else r["k"])  # stable: methods and seeds keep order
+    records += read_json(workdir / sc.records, hint="the benchmark's aggregate stage has not run")
+    records.sort(key=lambda r: k_order(r["k"]))  # stable: methods and seeds keep order
     history = [{**r, "ks": [k for k in r["ks"] if k not in ks]} for r in _json_list(out / "runs.json")]
     history = [r for r in history if r["ks"]] + [this_run]
     (out / "params").mkdir(exist_ok=True)

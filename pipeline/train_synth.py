@@ -1,4 +1,4 @@
-"""Stage `train_synth` (and `train_synth_ablation`): train SyNDGAN's synthesis network U.
+"""Stage `train_synth` (and `train_synth_ablation`): train SyNDGAN's synthesis network.
 
     python -m pipeline.train_synth [--params params.yaml] [--ablation NAME]
 

@@ -56,7 +56,7 @@ def classification_rows(aggregate: Mapping[str, Mapping[str, Mapping[str, Any]]]
 
 
 def quality_rows(evaluate: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """evaluate's pooled (all classes) FID / KID x1e3 per evaluated set, and each synthesis model's defect
+    """evaluate's pooled (all classes) FID / KID x1e3 per evaluated set, and each synthesis network's defect
     reconstruction L1 / perceptual distance; rows named as the sets (``syndgan_<ablation>`` for ablations)."""
     names = evaluate.get("metric_names") or {}
     fid, kid = names.get("fid"), names.get("kid")

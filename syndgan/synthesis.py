@@ -182,7 +182,8 @@ def _crop(arr: np.ndarray, win: Window) -> np.ndarray:
 
 
 class Synthesizer:
-    """A trained SyNDGAN U network with its classes, data mode and blending defaults."""
+    """The inference API: a trained synthesis network (``synthesizer.pt``) with its classes, data mode and blending
+    defaults, applied to PIL images or arrays."""
 
     def __init__(
         self,
@@ -219,8 +220,8 @@ class Synthesizer:
         from syndgan.models.snapshots import load_checkpoint, load_synthesis_network
 
         state = load_checkpoint(path)
-        U = load_synthesis_network(state, path)
-        return cls(U, state["classes"], state["data"], device, source=str(path), **kwargs)
+        network = load_synthesis_network(state, path)
+        return cls(network, state["classes"], state["data"], device, source=str(path), **kwargs)
 
     @property
     def class_names(self) -> list[str]:

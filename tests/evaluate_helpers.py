@@ -87,12 +87,12 @@ def write_synthesizer(path: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     G = create_generator("fastgan", **gen_kw)
     s = SynthSettings(n_blocks=2, enc_channel_base=128, enc_channel_max=16, sft_hidden=4, device="cpu")
-    U = build_network(G, CLASSES, s)
-    for conv in U.skips.values():  # non-zero skips: the output depends on the input image
+    network = build_network(G, CLASSES, s)
+    for conv in network.skips.values():  # non-zero skips: the output depends on the input image
         torch.nn.init.normal_(conv.weight, std=0.1)
     pre = {"generator": generator_spec("fastgan", **gen_kw)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    return save_synthesizer(path, U.eval(), pre, s, CLASSES, {"mode": "resize"}, {"steps": 0})
+    return save_synthesizer(path, network.eval(), pre, s, CLASSES, {"mode": "resize"}, {"steps": 0})
 
 
 def recon_metrics(normal: float, defect: float, ablation: str = "none") -> dict:

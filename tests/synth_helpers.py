@@ -110,12 +110,12 @@ def write_synthesizer(path: Path, data: dict | None = None, generator: str = "fa
     torch.manual_seed(0)
     G = create_generator(generator, **GEN_KW)
     s = tiny_settings()
-    U = build_network(G, CLASSES, s)
+    network = build_network(G, CLASSES, s)
     # Non-zero skips so the output depends on the input image.
-    for conv in U.skips.values():
+    for conv in network.skips.values():
         torch.nn.init.normal_(conv.weight, std=0.1)
     pre = {"generator": generator_spec(generator, **GEN_KW)}
-    return save_synthesizer(path, U.eval(), pre, s, CLASSES, data or {"mode": "resize"}, {"steps": 0})
+    return save_synthesizer(path, network.eval(), pre, s, CLASSES, data or {"mode": "resize"}, {"steps": 0})
 
 
 @pytest.fixture(scope="module")

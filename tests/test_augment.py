@@ -25,7 +25,7 @@ from syndgan.augment.copy_paste import CopyPaste
 from syndgan.augment.cutmix import CutMix
 from syndgan.augment.foreground import foreground_mask
 from syndgan.augment.placement import DefectSource, Transform, compose_labelmap, place_defect, warp
-from syndgan.data.demo import generate_demo
+from syndgan.data.demo import DemoSettings, generate_demo
 from syndgan.data.processed import ProcessedDataset, select_k_shot, train_pool
 from syndgan.errors import ConfigError, DataError
 
@@ -44,7 +44,7 @@ def make_tiny_processed(
     ``classes`` are left out. Returns the processed folder.
     """
     raw = root / "raw"
-    generate_demo(raw, seed=1, parts=20, resolution=64, defect_fraction=0.6)
+    generate_demo(raw, DemoSettings(seed=1, parts=20, resolution=64, defect_fraction=0.6))
     parts: dict[str, list[str]] = {}
     for j in sorted(raw.glob("*_bright.json")):
         doc = json.loads(j.read_text())

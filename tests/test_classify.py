@@ -156,6 +156,47 @@ def test_training_is_repeatable_and_resumes_exactly(tiny_dir, tmp_path):
         assert torch.equal(va, vc), k
 
 
+def test_resume_before_the_first_validation_and_after_an_early_stop(tiny_dir, tmp_path):
+    """Checkpoints come every validation interval, also before the first validation (the running train loss
+    travels with them), and a stopped or finished run resumed from its last checkpoint returns the same result."""
+    torch.set_num_threads(1)
+    real = load_real(ProcessedDataset.load(tiny_dir), 32)
+    names = real.class_names
+    s = _settings(steps=6, eval_from_epoch=0.5)  # 8 steps an epoch: validations at 4 and 6, checkpoints at 2, 4, 6
+    assert s.eval_steps(len(real.train), 6) == [4, 6]
+    a = train_classifier(real.train, real.val, names, s, seed=2, budget=6)
+
+    class Kill(Exception):
+        pass
+
+    calls = []
+
+    def dies_at_step_3(x, y, g):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Kill
+        return x, y
+
+    ckpt = tmp_path / "resume.pt"
+    with pytest.raises(Kill):
+        train_classifier(real.train, real.val, names, s, seed=2, budget=6, mix=dies_at_step_3, resume_path=ckpt)
+    b = train_classifier(real.train, real.val, names, s, seed=2, budget=6, resume_path=ckpt)
+    assert b.resumed_from == 2 and b.history == a.history and [h["step"] for h in a.history] == [4, 6]
+    again = train_classifier(real.train, real.val, names, s, seed=2, budget=6, resume_path=ckpt)  # finished
+    assert again.resumed_from == 6 and again.steps_run == 6 and again.history == a.history
+    for (k, va), vb in zip(a.model.state_dict().items(), again.model.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+    other_seed = train_classifier(real.train, real.val, names, s, seed=3, budget=6, resume_path=ckpt)
+    assert other_seed.resumed_from == 0  # a checkpoint of another run is not continued
+
+    stops = _settings(steps=20, eval_every=1, patience=1)
+    first = train_classifier(real.train, real.val, names, stops, seed=0, budget=20, resume_path=tmp_path / "s.pt")
+    assert first.steps_run < 20
+    resumed = train_classifier(real.train, real.val, names, stops, seed=0, budget=20, resume_path=tmp_path / "s.pt")
+    assert (resumed.resumed_from, resumed.steps_run, resumed.best_step) == (first.steps_run,) * 2 + (first.best_step,)
+    assert resumed.history == first.history
+
+
 def test_early_stopping_and_balanced_sampler(tiny_dir):
     real = load_real(ProcessedDataset.load(tiny_dir), 32)
     r = train_classifier(

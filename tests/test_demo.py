@@ -3,14 +3,14 @@ import json
 import numpy as np
 from PIL import Image
 
-from syndgan.data.demo import CLASSES, ILLUMINATIONS, generate_demo, make_part, plan_labels
+from syndgan.data.demo import CLASSES, ILLUMINATIONS, DemoSettings, generate_demo, make_part, plan_labels
 from syndgan.data.rasterize import Region, rasterize_labelmap
 
 
 def test_demo_is_deterministic_and_labelme(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    sa = generate_demo(a, seed=3, parts=8, resolution=64, defect_fraction=0.5)
-    generate_demo(b, seed=3, parts=8, resolution=64, defect_fraction=0.5)
+    sa = generate_demo(a, DemoSettings(seed=3, parts=8, resolution=64, defect_fraction=0.5))
+    generate_demo(b, DemoSettings(seed=3, parts=8, resolution=64, defect_fraction=0.5))
     assert sa["images"] == 32
     for f in sorted(a.iterdir()):
         assert f.read_bytes() == (b / f.name).read_bytes(), f.name
@@ -45,7 +45,7 @@ def test_demo_defects_are_visible_where_annotated():
 
 
 def test_demo_four_illuminations_same_part(tmp_path):
-    generate_demo(tmp_path, seed=0, parts=4, resolution=64, defect_fraction=1.0)
+    generate_demo(tmp_path, DemoSettings(seed=0, parts=4, resolution=64, defect_fraction=1.0))
     for i in range(4):
         shapes = [json.loads((tmp_path / f"part{i:04d}_{light}.json").read_text())["shapes"] for light in ILLUMINATIONS]
         assert all(s == shapes[0] for s in shapes)  # one annotation per part, shared by its illuminations

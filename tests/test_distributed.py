@@ -102,7 +102,7 @@ def test_pretrain_then_train_synth_under_torchrun(project):
     assert json.loads((project / "metrics" / "pretrain.json").read_text())["steps"] == 4
 
     log = _torchrun("pipeline.train_synth", project)
-    d = _digests(log, "U")
+    d = _digests(log, "synthesis network")
     assert set(d) == {0, 1} and d[0] == d[1], log[-3000:]
     m = json.loads((project / "metrics" / "train_synth.json").read_text())
     assert m["steps"] == 2 and m["recon_images_defect"] == 2 and m["recon_perceptual_effnet_defect"] > 0
@@ -137,7 +137,12 @@ def test_classify_under_torchrun(tmp_path):
             "methods": ["cutmix"],
             "seeds": [0],
             "train": {
-                "resolution": 32, "batch_size": 4, "steps": 4, "epochs": None, "eval_every": 2, "eval_from_epoch": 0,
+                "resolution": 32,
+                "batch_size": 4,
+                "steps": 4,
+                "epochs": None,
+                "eval_every": 2,
+                "eval_from_epoch": 0,
                 "threads": 1,
             },  # fmt: skip
         },

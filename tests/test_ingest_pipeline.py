@@ -95,10 +95,10 @@ def test_config_errors_exit_1_with_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_demo_dataset_is_the_default(tmp_path, monkeypatch):
-    from syndgan.data.demo import generate_demo
+    from syndgan.data.demo import DemoSettings, generate_demo
 
     monkeypatch.chdir(tmp_path)
-    generate_demo(tmp_path / "demo_data", seed=0, parts=4, resolution=64, defect_fraction=0.5)
+    generate_demo(tmp_path / "demo_data", DemoSettings(seed=0, parts=4, resolution=64, defect_fraction=0.5))
     doc = {
         "demo": {"out": "demo_data"},
         "ingest": {"classes": {"bump": [255, 0, 0], "chipping": [0, 255, 0], "dust": [0, 0, 255]}, "out": "interim"},

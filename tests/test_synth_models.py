@@ -1,4 +1,4 @@
-"""SFT layer and the SyNDGAN U network (encoder + decoder): behaviour and shapes at 32 px."""
+"""SFT layer and the synthesis network (encoder + decoder): behaviour and shapes at 32 px."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ from synth_helpers import CLASSES, GEN_KW, one_thread  # noqa: F401 (fixture)
 
 from syndgan.models.generators import create_generator
 from syndgan.models.sft import SFTLayer
-from syndgan.models.syndgan import SyNDGAN, dilate
+from syndgan.models.synthesis_network import SynthesisNetwork, dilate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -46,17 +46,19 @@ def test_sft_modulation_comes_from_the_map_locally():
 def test_u_network_shapes(generator, latent):
     torch.manual_seed(0)
     G = create_generator(generator, **GEN_KW)
-    U = SyNDGAN(G, 2, [c["color"] for c in CLASSES], latent=latent, n_blocks=7, channel_base=128, channel_max=16)
+    network = SynthesisNetwork(
+        G, 2, [c["color"] for c in CLASSES], latent=latent, n_blocks=7, channel_base=128, channel_max=16
+    )
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     lm = torch.zeros(2, 32, 32, dtype=torch.long)
     lm[0, 5:9, 5:9] = 2
-    out, ws = U(x, lm, return_ws=True)
+    out, ws = network(x, lm, return_ws=True)
     assert out.shape == (2, 3, 32, 32) and torch.isfinite(out).all()
     assert ws.shape == (2, G.num_ws, G.w_dim)
     if latent == "w" and G.num_ws > 1:
         assert torch.equal(ws[:, 0], ws[:, -1])
-    assert len(U.encoder.blocks) == 7 and U.encoder.out_res == 4  # conv + 7 residual blocks down to 4x4
-    _, skips = U.encode(x, lm)
+    assert len(network.encoder.blocks) == 7 and network.encoder.out_res == 4  # conv + 7 residual blocks down to 4x4
+    _, skips = network.encode(x, lm)
     assert sorted(skips) == [8, 16, 32]
     for r, t in skips.items():
         assert t.shape == (2, G.synthesis.channels_at(r), r, r)
@@ -70,25 +72,25 @@ def test_conditioning_encodings_and_erasing():
     lm[0, 10, 10] = 1
     lm[0, 20, 20] = 2
     for enc, ch in (("onehot", 2), ("color", 3), ("both", 5)):
-        U = SyNDGAN(G, 2, [c["color"] for c in CLASSES], seg_encoding=enc, n_blocks=3, channel_base=64)
-        seg = U.condition(lm)
+        network = SynthesisNetwork(G, 2, [c["color"] for c in CLASSES], seg_encoding=enc, n_blocks=3, channel_base=64)
+        seg = network.condition(lm)
         assert seg.shape == (1, ch, 32, 32)
-        assert U.condition(torch.zeros_like(lm)).abs().sum() == 0  # empty map: all zeros
+        assert network.condition(torch.zeros_like(lm)).abs().sum() == 0  # empty map: all zeros
         if enc != "color":
             assert seg[0, 0, 10, 10] == 1 and seg[0, 1, 20, 20] == 1 and seg[0, 0, 20, 20] == 0
         if enc != "onehot":
             assert torch.allclose(seg[0, -3:, 10, 10], torch.tensor([1.0, 64 / 255, 64 / 255]))
-    U = SyNDGAN(G, 2, [c["color"] for c in CLASSES], erase_dilate=1, n_blocks=3, channel_base=64)
+    network = SynthesisNetwork(G, 2, [c["color"] for c in CLASSES], erase_dilate=1, n_blocks=3, channel_base=64)
     x = torch.ones(1, 3, 32, 32)
-    erased = U.erase(x, lm)
+    erased = network.erase(x, lm)
     assert erased[0, :, 9:12, 9:12].abs().sum() == 0 and erased[0, :, 12, 12].eq(1).all()
     assert dilate(torch.zeros(1, 1, 4, 4), 2).sum() == 0
 
 
 def test_u_network_rejects_mismatched_maps():
     G = create_generator("fastgan", **GEN_KW)
-    U = SyNDGAN(G, 2, [c["color"] for c in CLASSES], n_blocks=3, channel_base=64)
+    network = SynthesisNetwork(G, 2, [c["color"] for c in CLASSES], n_blocks=3, channel_base=64)
     with pytest.raises(ValueError, match="labelmap"):
-        U(torch.zeros(1, 3, 32, 32), torch.zeros(1, 16, 16, dtype=torch.long))
+        network(torch.zeros(1, 3, 32, 32), torch.zeros(1, 16, 16, dtype=torch.long))
     with pytest.raises(ValueError, match="palette"):
-        SyNDGAN(G, 3, [c["color"] for c in CLASSES])
+        SynthesisNetwork(G, 3, [c["color"] for c in CLASSES])

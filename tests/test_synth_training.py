@@ -31,30 +31,30 @@ def _build(pretrained, settings, seed=0):
     pre = read_pretrained(gen)
     torch.manual_seed(seed)
     G = build_decoder(pre, settings.pretrained_decoder, settings.seed)
-    U = build_network(G, CLASSES, settings)
+    network = build_network(G, CLASSES, settings)
     D = build_discriminator(last, settings, len(CLASSES) + 1)
-    return U.train(), D.train()
+    return network.train(), D.train()
 
 
 def test_every_loss_term_is_finite_and_has_gradients(pretrained, perceptual):
     s = tiny_settings(aux_classifier=True)
-    U, D = _build(pretrained, s)
+    network, D = _build(pretrained, s)
     losses = SynthLosses(s, perceptual)
     assert losses.perceptual_name == "perceptual_effnet"
     ds = TinyDataset()
     x, m, y = collate(ds, [1, 2, 0])
     # Skip convs start at zero; make them non-zero so every path carries gradient in one step.
-    for conv in U.skips.values():
+    for conv in network.skips.values():
         torch.nn.init.normal_(conv.weight, std=0.1)
-    _, terms = losses.generator_terms(U, D, x, m, y)
+    _, terms = losses.generator_terms(network, D, x, m, y)
     assert set(terms) == {"l1", "adv", "aux", "perceptual", "inversion"}
-    enc_params = [p for n, p in U.named_parameters() if n.startswith("encoder.")]
+    enc_params = [p for n, p in network.named_parameters() if n.startswith("encoder.")]
     for name, value in terms.items():
         assert value.dim() == 0 and math.isfinite(float(value.detach())), name
         grads = torch.autograd.grad(value, enc_params, retain_graph=True, allow_unused=True)
         total = sum(float(g.abs().sum()) for g in grads if g is not None)
         assert total > 0, f"{name} gives the encoder no gradient"
-    loss_d, real_logits, _ = losses.discriminator_loss(D, x, U(x, m), y)
+    loss_d, real_logits, _ = losses.discriminator_loss(D, x, network(x, m), y)
     assert math.isfinite(float(loss_d.detach()))
     head = [p for n, p in D.named_parameters() if n.startswith("heads.")]
     grads = torch.autograd.grad(loss_d, head, allow_unused=True)
@@ -66,9 +66,9 @@ def test_every_loss_term_is_finite_and_has_gradients(pretrained, perceptual):
 def test_pretrained_weights_are_loaded_and_ablations_change_them(pretrained):
     gen, last = pretrained
     s = tiny_settings()
-    U, D = _build(pretrained, s)
+    network, D = _build(pretrained, s)
     G_state = load_checkpoint(gen)["G_ema"]
-    assert all(torch.equal(U.decoder.state_dict()[k], v) for k, v in G_state.items())
+    assert all(torch.equal(network.decoder.state_dict()[k], v) for k, v in G_state.items())
     D_state = load_checkpoint(last)["D"]
     assert all(torch.equal(D.trainable_state_dict()[k], v) for k, v in D_state.items())
     U2, D2 = _build(pretrained, tiny_settings(pretrained_decoder=False, pretrained_discriminator=False))
@@ -88,13 +88,13 @@ def test_cpu_step_is_deterministic(pretrained, perceptual):
     results = []
     for _ in range(2):
         s = tiny_settings()
-        U, D = _build(pretrained, s)
-        opt_g, opt_d = make_optimizers(U, D, s)
+        network, D = _build(pretrained, s)
+        opt_g, opt_d = make_optimizers(network, D, s)
         losses = SynthLosses(s, perceptual)
         torch.manual_seed(123)
         x, m, y = collate(ds, sample_batch(ds.labels, 2, 0.5))
-        vals = train_step(U, D, opt_g, opt_d, losses, x, m, y, torch.device("cpu"))
-        results.append((vals, {k: v.clone() for k, v in U.state_dict().items()}))
+        vals = train_step(network, D, opt_g, opt_d, losses, x, m, y, torch.device("cpu"))
+        results.append((vals, {k: v.clone() for k, v in network.state_dict().items()}))
     assert results[0][0] == results[1][0]
     assert all(torch.equal(v, results[1][1][k]) for k, v in results[0][1].items())
     assert results[0][0]["l1"] > 0

@@ -22,7 +22,7 @@ _EXPORTS = {
     "compute_targets": "targets",
     "targets_table": "targets",
 }
-_METHOD_MODULES = ("copy_paste", "cutmix", "hybrid", "synthesis_net")  # each registers its method on import
+_METHOD_MODULES = ("copy_paste", "cutmix", "hybrid", "syndgan")  # each registers its method on import
 
 __all__ = sorted(_EXPORTS)
 

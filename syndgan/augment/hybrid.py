@@ -25,7 +25,7 @@ from scipy import ndimage
 from syndgan.augment.base import register_method
 from syndgan.augment.copy_paste import CopyPaste
 from syndgan.augment.placement import Placement
-from syndgan.augment.synthesis_net import SyndganSynthesis
+from syndgan.augment.syndgan import SyndganAugmentation
 
 
 def rim_labels(shape: tuple[int, int], placements: Sequence[Placement], band: int) -> np.ndarray:
@@ -39,7 +39,7 @@ def rim_labels(shape: tuple[int, int], placements: Sequence[Placement], band: in
 
 
 @register_method
-class Hybrid(SyndganSynthesis):
+class Hybrid(SyndganAugmentation):
     name = "hybrid"
 
     def __init__(

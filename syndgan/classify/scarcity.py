@@ -45,14 +45,14 @@ def records_from_runs(dataset: str, k: int | str | None, runs: Iterable[dict], s
     return out
 
 
-def _order(k: int | str) -> float:
+def k_order(k: int | str) -> float:
     return float("inf") if k == "all" else float(k)
 
 
 def summarize(records: Sequence[dict]) -> dict:
     """{"k=<k>": {method: {rate: {"mean", "std"}, "seeds", "dose"}}}: numbers only, for DVC metrics."""
     out: dict[str, dict] = {}
-    for k in sorted({r["k"] for r in records}, key=_order):
+    for k in sorted({r["k"] for r in records}, key=k_order):
         for method in dict.fromkeys(r["method"] for r in records):
             rs = [r for r in records if r["k"] == k and r["method"] == method]
             if not rs:

@@ -86,9 +86,13 @@ class ClassifierSettings:
             return int(self.steps)
         return max(1, round(self.epochs * self.steps_per_epoch(n_real_train)))
 
+    def eval_interval(self, n_real_train: int) -> int:
+        """Steps between validations: ``eval_every``, or one epoch of the real train set."""
+        return self.eval_every or self.steps_per_epoch(n_real_train)
+
     def eval_steps(self, n_real_train: int, budget: int) -> list[int]:
-        """Steps after which val is scored: every ``eval_every`` steps or epoch, from ``eval_from_epoch``; and
-        always the last step."""
-        every = self.eval_every or self.steps_per_epoch(n_real_train)
+        """Steps after which val is scored: every ``eval_interval`` steps, from ``eval_from_epoch``; and always the
+        last step."""
+        every = self.eval_interval(n_real_train)
         first = round(self.eval_from_epoch * self.steps_per_epoch(n_real_train))
         return sorted({s for s in range(every, budget + 1, every) if s >= first} | {budget})

@@ -8,20 +8,21 @@ Fair comparison rules, identical for every augmentation method (settings in ``sy
 - the best checkpoint by val macro-F1 (ties: lower val loss) among the scheduled validations is the result.
 Batches walk through shuffled epochs of the pool; the shuffle of pool-epoch e and every random draw are
 functions of the seed, so a run resumed from its checkpoint continues exactly as if never interrupted.
-Under ``torchrun`` the model is wrapped in ``DistributedDataParallel``: every rank draws the same global
-batch and trains on its share; rank 0 validates, decides early stopping for all and writes checkpoints.
+It runs in the trainers' skeleton (``syndgan.training.loop``: device, seeding, DDP sharding, resume,
+checkpoints, progress) with a classifier step object. Under ``torchrun`` the model is wrapped in
+``DistributedDataParallel``: every rank draws the same global batch and trains on its share; rank 0
+validates, decides early stopping for all and writes checkpoints.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -32,9 +33,9 @@ from syndgan.classify.data import ImageSet
 from syndgan.classify.metrics import classification_metrics
 from syndgan.classify.settings import ClassifierSettings
 from syndgan.errors import ConfigError
-from syndgan.io import atomic_torch_save
 from syndgan.training import distributed
-from syndgan.training.common import select_device
+from syndgan.training.common import cpu_state, source_digest
+from syndgan.training.loop import Plan, TrainerState, run_steps, setup
 
 log = logging.getLogger("syndgan.classify")
 
@@ -165,12 +166,52 @@ def evaluate(model, data: ImageSet, class_names, device, weight) -> dict:
     return {"loss": loss, "accuracy": m["total_accuracy"], "macro_f1": m["macro_f1"]}
 
 
-def _fingerprint(train: ImageSet, settings: ClassifierSettings, num_classes: int, seed: int, budget: int) -> str:
+def _fingerprint(train: ImageSet, num_classes: int, seed: int, budget: int) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([asdict(settings), num_classes, seed, budget], sort_keys=True).encode())
+    h.update(json.dumps([num_classes, seed, budget]).encode())
     h.update("\n".join(train.ids).encode())
     h.update(train.y.numpy().tobytes())
     return h.hexdigest()
+
+
+class _RandomState:
+    """A ``torch.Generator`` as a checkpoint part."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"state": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["state"])
+
+
+class _Weights:
+    """The best weights so far, as a checkpoint part."""
+
+    def __init__(self, state: dict[str, torch.Tensor]):
+        self.state = state
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.state = state
+
+
+# The code a resume checkpoint depends on (``source_digest``): changed code means a fresh run, not a resume.
+CODE = (
+    "syndgan.classify.metrics",
+    "syndgan.classify.settings",
+    "syndgan.classify.train",
+    "syndgan.models.features",
+    "syndgan.training.common",
+    "syndgan.training.distributed",
+    "syndgan.training.loop",
+)
+# Where a run happens, not what it learns: a checkpoint stays resumable across them.
+RESUME_NEUTRAL = frozenset({"device", "threads"})
 
 
 def train_classifier(
@@ -188,136 +229,119 @@ def train_classifier(
     early stopping; return the best model by val macro-F1.
 
     ``mix(x, y_soft, generator) -> (x, y_soft)``: a training-time augmentation (CutMix) on normalized
-    batches. ``resume_path``: checkpoint written at every validation and resumed from when it matches
-    this exact run (same data, settings, seed); delete it when the run is done.
+    batches. ``resume_path``: checkpoint written every validation interval and where the run ends, resumed
+    from when it belongs to this exact run (same data, settings, seed, code); delete it when the run is done.
     """
     t0 = time.time()
+    s = settings
     k = len(class_names)
     n_real = int((~train.synthetic).sum())
-    budget = settings.step_budget(n_real) if budget is None else budget
-    eval_at = set(settings.eval_steps(n_real, budget))
-    augment = AUGMENT_FNS[settings.augment]
-    dist = distributed.current()  # rank 0 of 1 unless launched by torchrun
-    device = distributed.device_for(select_device(settings.device))
-    torch.manual_seed(seed)
+    budget = s.step_budget(n_real) if budget is None else budget
+    eval_at = set(s.eval_steps(n_real, budget))
+    augment = AUGMENT_FNS[s.augment]
+    n = len(train)
+    bs = min(s.batch_size, n)
+    # Global RNG (dropout) and ``gen`` (sampler, augmentation, mix) run on from the seed without per-step reseeding,
+    # as this classifier always has; the checkpoint (every validation interval) holds both states.
+    every = s.eval_interval(n_real)
+    plan = Plan(seed, budget, bs, s.device, log_every=1, checkpoint_every=every, progress=progress, reseed=False)
+    dist, device, _ = setup(plan, "classify.train")  # fp32: the classifier has no AMP setting
     gen = torch.Generator().manual_seed(seed)
     # channels_last: the depthwise convolutions run ~25 % faster on CPU (measured: 1.34 -> 1.00 s a step)
-    model = create_classifier(settings.arch, k, settings.pretrained).to(device, memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    weight = class_weights(train.y, k) if settings.imbalance == "weighted_ce" else None
+    model = create_classifier(s.arch, k, s.pretrained).to(device, memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    weight = class_weights(train.y, k) if s.imbalance == "weighted_ce" else None
     sample_p = None
-    if settings.imbalance == "balanced_sampler":
+    if s.imbalance == "balanced_sampler":
         sample_p = (1.0 / torch.bincount(train.y, minlength=k).clamp_min(1).float())[train.y]
     loss_weight = weight.to(device) if weight is not None else None
-    fingerprint = _fingerprint(train, settings, k, seed, budget)
 
-    state = {"step": 0, "best_key": None, "best_step": 0, "bad": 0, "history": []}
-    best_state = copy.deepcopy(model.state_dict())
-    resumed = 0
-    if resume_path is not None and Path(resume_path).is_file():
-        ckpt = torch.load(resume_path, map_location="cpu", weights_only=True)
-        if ckpt.get("fingerprint") == fingerprint:
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            gen.set_state(ckpt["generator"])
-            torch.set_rng_state(ckpt["torch_rng"])
-            best_state = ckpt["best_model"]
-            state = {key: ckpt[key] for key in state}
-            state["best_key"] = tuple(state["best_key"]) if state["best_key"] is not None else None
-            resumed = state["step"]
-            log.info("resumed from step %d (%s)", resumed, resume_path)
-        else:
-            log.info("ignoring %s: it belongs to another run", resume_path)
+    best = _Weights(cpu_state(model))
+    identity = {
+        "run": (_fingerprint(train, k, seed, budget), "training images, seed or step budget"),
+        "code": (source_digest(*CODE), "classifier/training code"),
+    }
+    parts = {"model": model, "optimizer": opt, "generator": _RandomState(gen), "best": best}
+    state = TrainerState(None if resume_path is None else Path(resume_path), s, RESUME_NEUTRAL, identity, parts)
+    fresh = {"train_seconds": 0.0, "train_images": 0, "records": [], "running": [], "best_key": None}
+    start = state.resume(device, {**fresh, "best_step": 0, "bad": 0, "stopped": False}, budget)
+    history = state.history
     net = model
     if dist.active:
-        distributed.barrier()  # every rank has read the resume checkpoint before rank 0 may replace it
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        bs_local = dist.local_batch(min(settings.batch_size, len(train)), "classify.train.batch_size")
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    def validate(step: int) -> bool:
+        """Score val, keep the best weights; True when early stopping says stop."""
+        v = evaluate(model, val, class_names, device, weight)
+        running = history["running"]
+        record = {"step": step, "train_loss": sum(running) / len(running), **{f"val_{a}": b for a, b in v.items()}}
+        history["records"].append(record)
+        log.debug("step %d: %s", step, record)
+        key = (v["macro_f1"], -v["loss"])
+        if history["best_key"] is None or key > tuple(history["best_key"]):
+            history["best_key"], history["best_step"], history["bad"] = list(key), step, 0
+            best.state = cpu_state(model)
+            return False
+        history["bad"] += 1
+        return s.patience is not None and history["bad"] >= s.patience
 
-        bar = tqdm(total=budget, initial=state["step"], desc="classify", unit="step", disable=not dist.main)
-    n = len(train)
-    bs = min(settings.batch_size, n)
-    running = []
-    stopped = False
-    while state["step"] < budget and not stopped:
-        step = state["step"]
-        model.train()
-        if sample_p is not None:
-            idx = torch.multinomial(sample_p, bs, replacement=True, generator=gen)
-        else:
-            idx = batch_indices(step, bs, n, seed)
-        if dist.active:  # the same global batch on every rank: keep this rank's share
-            idx = dist.shard(idx)
-            assert len(idx) == bs_local
-        x = train.x[idx]
-        if augment is not None:
-            x = augment(x, gen)
-        x = normalize(x)
-        y = F.one_hot(train.y[idx], k).float()
-        if mix is not None:
-            x, y = mix(x, y, gen)
-        lr, beta1 = schedule(step, budget, settings)
-        for g in opt.param_groups:
-            g["lr"], g["betas"] = lr, (beta1, g["betas"][1])
-        loss = soft_cross_entropy(net(x.to(device, memory_format=torch.channels_last)), y.to(device), loss_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        running.append(loss.item())
-        state["step"] = step = step + 1
-        if bar is not None:
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        if step not in eval_at:
-            continue
-        if not dist.main:
-            stopped = distributed.broadcast_object(None)  # rank 0 validates and decides for every rank
-        else:
-            v = evaluate(model, val, class_names, device, loss_weight.cpu() if loss_weight is not None else None)
-            record = {"step": step, "train_loss": sum(running) / len(running), **{f"val_{a}": b for a, b in v.items()}}
-            running = []
-            state["history"].append(record)
-            key = (v["macro_f1"], -v["loss"])
-            if state["best_key"] is None or key > state["best_key"]:
-                state["best_key"], state["best_step"], state["bad"] = key, step, 0
-                best_state = {name: t.detach().cpu().clone() for name, t in model.state_dict().items()}
-            else:
-                state["bad"] += 1
-                stopped = settings.patience is not None and state["bad"] >= settings.patience
-            stopped = distributed.broadcast_object(stopped)
-            log.debug("step %d: %s", step, record)
-            if resume_path is not None and step < budget and not stopped:
-                atomic_torch_save(
-                    resume_path,
-                    {
-                        **{key_: state[key_] for key_ in ("step", "best_step", "bad", "history")},
-                        "best_key": list(state["best_key"]),
-                        "fingerprint": fingerprint,
-                        "model": model.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "generator": gen.get_state(),
-                        "torch_rng": torch.get_rng_state(),
-                        "best_model": best_state,
-                    },
-                )
-    if bar is not None:
-        bar.close()
+    class Step:
+        """One-cycle AdamW step on class-weighted CE; batches from shuffled pool epochs (or the balanced sampler)
+        with per-image augmentation and the method's batch-time mix (CutMix)."""
+
+        def draw(self, step: int) -> torch.Tensor:
+            if sample_p is not None:
+                return torch.multinomial(sample_p, bs, replacement=True, generator=gen)
+            return batch_indices(step, bs, n, seed)
+
+        def step(self, step: int, idx: torch.Tensor) -> dict[str, float]:
+            model.train()
+            x = train.x[idx]
+            if augment is not None:
+                x = augment(x, gen)
+            x = normalize(x)
+            y = F.one_hot(train.y[idx], k).float()
+            if mix is not None:
+                x, y = mix(x, y, gen)
+            lr, beta1 = schedule(step, budget, s)
+            for g in opt.param_groups:
+                g["lr"], g["betas"] = lr, (beta1, g["betas"][1])
+            loss = soft_cross_entropy(net(x.to(device, memory_format=torch.channels_last)), y.to(device), loss_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            history["running"].append(loss.item())
+            return {"loss": history["running"][-1]}
+
+        def after_step(self, done: int) -> bool:
+            if done not in eval_at:
+                return False
+            stop = validate(done) if dist.main else None  # rank 0 validates and decides for every rank
+            history["running"] = []
+            history["stopped"] = bool(distributed.broadcast_object(stop))
+            return history["stopped"]
+
+        def postfix(self, row: dict[str, float]) -> dict[str, str]:
+            return {"loss": f"{row['loss']:.3f}"}
+
+    def checkpoint(step: int) -> None:
+        if dist.main:
+            state.save(step, {})
+
+    end = start if history["stopped"] else budget  # a run that stopped early stays stopped when resumed
+    done = run_steps(Step(), plan, state, checkpoint, start=start, end=end, name="classify")
     if dist.active:
         log.info("rank %d: final classifier weights %s", dist.rank, distributed.weights_digest(model))
-    model.load_state_dict(best_state)
+    model.load_state_dict(best.state)
     model.eval()
     return TrainResult(
         model=model,
-        history=state["history"],
-        best_step=state["best_step"],
-        steps_run=state["step"],
+        history=history["records"],
+        best_step=history["best_step"],
+        steps_run=done,
         steps_budget=budget,
         seconds=time.time() - t0,
-        resumed_from=resumed,
+        resumed_from=start,
     )

@@ -31,6 +31,17 @@ _TINT = {
 
 
 @dataclass
+class DemoSettings:
+    """The demo dataset: the schema of the ``demo`` section of params.yaml (the stage adds ``out``)."""
+
+    seed: int = 0
+    parts: int = 160  # each part is imaged under 4 illuminations -> 4 images
+    resolution: int = 256
+    defect_fraction: float = 0.18  # fraction of parts with a defect (paper: ~18 % of images)
+    min_defect_px: int = 4  # smallest defect extent, in pixels at full resolution
+
+
+@dataclass
 class Defect:
     label: str
     polygon: list[tuple[float, float]]
@@ -123,7 +134,9 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
     return t.astype(np.float32)
 
 
-def make_part(seed: int, index: int, size: int, defect_label: str | None, min_defect_px: int = 4) -> Part:
+def make_part(
+    seed: int, index: int, size: int, defect_label: str | None, min_defect_px: int = DemoSettings.min_defect_px
+) -> Part:
     rng = _rng(seed, index)
     geo = _Geometry(rng, size)
     sdf = geo.sdf()
@@ -225,22 +238,15 @@ def labelme_json(image_name: str, size: int, defects: list[Defect]) -> dict:
     }
 
 
-def generate_demo(
-    out_dir: str | Path,
-    seed: int = 0,
-    parts: int = 80,
-    resolution: int = 256,
-    defect_fraction: float = 0.18,
-    min_defect_px: int = 4,
-    progress: bool = False,
-) -> dict:
+def generate_demo(out_dir: str | Path, s: DemoSettings, progress: bool = False) -> dict:
     """Write ``part####_<illumination>.png`` + LabelMe ``.json`` into ``out_dir``; return a summary.
 
     Every image gets a JSON (normal images have no shapes), as an annotation tool exports them.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    labels = plan_labels(seed, parts, defect_fraction)
+    seed, parts, resolution = s.seed, s.parts, s.resolution
+    labels = plan_labels(seed, parts, s.defect_fraction)
     counts = {"normal": 0, **{c: 0 for c in CLASSES}}
     it = range(parts)
     if progress:
@@ -248,7 +254,7 @@ def generate_demo(
 
         it = tqdm(it, desc="demo parts", unit="part")
     for i in it:
-        part = make_part(seed, i, resolution, labels[i], min_defect_px)
+        part = make_part(seed, i, resolution, labels[i], s.min_defect_px)
         for light, img in part.images.items():
             stem = f"part{i:04d}_{light}"
             Image.fromarray(img, "RGB").save(out / f"{stem}.png", optimize=False)

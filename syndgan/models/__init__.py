@@ -1,1 +1,1 @@
-"""Networks: feature network, discriminators, generators, the SyNDGAN encoder."""
+"""Networks: feature network, discriminators, generators, SyNDGAN's synthesis network; ``snapshots`` reads them back."""

@@ -17,7 +17,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from syndgan.models.stylegan2 import EqualLinear, check_resolution, check_skips, normalize_2nd_moment, truncate
+from syndgan.models.stylegan2 import (
+    EqualLinear,
+    MappedGenerator,
+    check_resolution,
+    check_skips,
+    normalize_2nd_moment,
+    truncate,
+)
 
 
 class LinearMapping(nn.Module):
@@ -138,7 +145,7 @@ class FastGANSynthesis(nn.Module):
         return torch.tanh(self.to_img(x))
 
 
-class FastGANGenerator(nn.Module):
+class FastGANGenerator(MappedGenerator):
     def __init__(
         self,
         z_dim: int = 128,
@@ -153,16 +160,3 @@ class FastGANGenerator(nn.Module):
         self.synthesis = FastGANSynthesis(w_dim, img_resolution, img_channels, channel_base, channel_max)
         self.num_ws = 1
         self.mapping = LinearMapping(z_dim, w_dim)
-
-    def forward(
-        self,
-        z,
-        c=None,
-        truncation_psi: float = 1.0,
-        truncation_cutoff: int | None = None,
-        noise_mode: str = "random",
-        skips: dict[int, torch.Tensor] | None = None,
-        update_emas: bool = False,
-    ):
-        ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_emas=update_emas)
-        return self.synthesis(ws, skips=skips, noise_mode=noise_mode)

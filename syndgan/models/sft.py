@@ -1,4 +1,4 @@
-"""Spatial feature transform (SFT, Wang et al. 2018) as used by SyNDGAN's encoder (paper Sec. III.B.3).
+"""Spatial feature transform (SFT, Wang et al. 2018) in the synthesis network's encoder (paper Sec. III.B.3).
 
 The segmentation map goes through two separate small conv branches: one ends in a sigmoid and gives the
 per-pixel, per-channel scale ``gamma`` in (0, 1), the other gives the shift ``beta``; the block's features

@@ -90,18 +90,18 @@ def check_synthesizer(state: dict[str, Any], where: str | Path = "synthesizer") 
 
 
 def load_synthesis_network(state: dict[str, Any], where: str | Path = "synthesizer"):
-    """Rebuild U (eval mode, no gradients) from a ``synthesizer.pt`` dict."""
+    """The synthesis network (eval mode, no gradients) stored in a ``synthesizer.pt`` dict."""
     from syndgan.models.generators import create_generator
-    from syndgan.models.syndgan import SyNDGAN
+    from syndgan.models.synthesis_network import SynthesisNetwork
 
     check_synthesizer(state, where)
     spec = dict(state["generator"])
     G = create_generator(spec.pop("name"), **spec)
-    net = dict(state["network"])
-    num_classes = net.pop("num_classes")
-    U = SyNDGAN(G, num_classes, [c["color"] for c in state["classes"]], **net)
+    kwargs = dict(state["network"])
+    num_classes = kwargs.pop("num_classes")
+    network = SynthesisNetwork(G, num_classes, [c["color"] for c in state["classes"]], **kwargs)
     try:
-        U.load_state_dict(state["state"])
+        network.load_state_dict(state["state"])
     except RuntimeError as e:
         raise DataError(where, f"weights do not fit the stored network ({str(e).splitlines()[0]})") from None
-    return U.eval().requires_grad_(False)
+    return network.eval().requires_grad_(False)

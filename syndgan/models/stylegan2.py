@@ -197,7 +197,25 @@ def check_skips(synthesis: nn.Module, skips: dict | None, batch: int) -> None:
             raise ValueError(f"skip at resolution {res}: expected shape {want}, got {tuple(t.shape)}")
 
 
-class StyleGAN2Generator(nn.Module):
+class MappedGenerator(nn.Module):
+    """What every generator (StyleGAN2, FastGAN) is: ``mapping`` (z -> W codes, with ``w_avg``) then ``synthesis``
+    (codes and optional encoder skips -> image); the synthesis network calls ``synthesis`` directly."""
+
+    def forward(
+        self,
+        z,
+        c=None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        noise_mode: str = "random",
+        skips: dict[int, torch.Tensor] | None = None,
+        update_emas: bool = False,
+    ):
+        ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_emas=update_emas)
+        return self.synthesis(ws, skips=skips, noise_mode=noise_mode)
+
+
+class StyleGAN2Generator(MappedGenerator):
     """``G(z)`` -> images (B, img_channels, R, R). See module doc for the output range."""
 
     def __init__(
@@ -215,16 +233,3 @@ class StyleGAN2Generator(nn.Module):
         self.synthesis = StyleGAN2Synthesis(w_dim, img_resolution, img_channels, channel_base, channel_max)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, w_dim, self.num_ws, num_layers=mapping_layers)
-
-    def forward(
-        self,
-        z,
-        c=None,
-        truncation_psi: float = 1.0,
-        truncation_cutoff: int | None = None,
-        noise_mode: str = "random",
-        skips: dict[int, torch.Tensor] | None = None,
-        update_emas: bool = False,
-    ):
-        ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_emas=update_emas)
-        return self.synthesis(ws, skips=skips, noise_mode=noise_mode)

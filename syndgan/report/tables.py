@@ -116,7 +116,7 @@ def synthesis_table(evaluation: Mapping[str, Any], per_class: bool = False) -> t
 
 
 def reconstruction_table(reconstruction: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Rows: the SyNDGAN model and its ablations; columns as Tables 2/5 (normal, defect) plus the
+    """Rows: the synthesis network and its ablations; columns as Tables 2/5 (normal, defect) plus the
     empty-map defect reconstruction and L1."""
     p = reconstruction.get("perceptual") or "perceptual"
     header = [

@@ -1,9 +1,9 @@
-"""Training plumbing shared by every trainer (pretraining, SyNDGAN): seeding, devices, mixed precision,
-checkpoints, EMA, metric logs and image grids.
+"""Training plumbing shared by every trainer (pretraining, train_synth, the classifier): seeding, mixed
+precision, checkpoints, EMA, metric logs and image grids.
 
-Reproducibility model: each step reseeds the global RNGs from ``(seed, step)`` (``seed_step``), so a run
-resumed at step k draws exactly the numbers an uninterrupted run draws, without replaying a sampler.
-RNG states are still captured in checkpoints (``capture_rng_state``) for trainers that do not reseed.
+Reproducibility model: the GAN trainers reseed the global RNGs each step from ``(seed, step)`` (``seed_step``),
+so a run resumed at step k draws exactly the numbers an uninterrupted run draws, without replaying a sampler.
+RNG states are also captured in checkpoints (``capture_rng_state``) for the classifier, which does not reseed.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from syndgan.io import atomic_save_image, atomic_torch_save, atomic_write_text
-from syndgan.models.snapshots import load_checkpoint, select_device  # noqa: F401  (classify imports it from here)
+from syndgan.models.snapshots import load_checkpoint
 
 log = logging.getLogger(__name__)
 

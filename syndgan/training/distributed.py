@@ -106,13 +106,14 @@ def rank_seed(seed: int) -> int:
     return seed if info.rank == 0 else derive_seed(seed, "rank", info.rank)
 
 
-def broadcast_module(module: nn.Module) -> None:
-    """Copy rank 0's parameters and buffers to every rank."""
+def broadcast_module(*modules: nn.Module) -> None:
+    """Copy rank 0's parameters and buffers of ``modules`` to every rank."""
     if not current().active:
         return
     with torch.no_grad():
-        for t in list(module.parameters()) + list(module.buffers()):
-            tdist.broadcast(t.data, src=0)
+        for module in modules:
+            for t in list(module.parameters()) + list(module.buffers()):
+                tdist.broadcast(t.data, src=0)
 
 
 def average_gradients(params) -> None:

@@ -44,7 +44,7 @@ from syndgan.training.common import (
     source_digest,
     to_plain,
 )
-from syndgan.training.loop import Trainable, TrainerState, run_steps, setup
+from syndgan.training.loop import Plan, Trainable, TrainerState, run_steps, setup
 from syndgan.training.settings import PretrainSettings
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,8 @@ def train_pretrain(
     """
     s = _resolve(dataset, settings)
     out = Path(out_dir)
-    dist, device, dtype = setup(s, "pretrain")
+    plan = Plan.of(s)
+    dist, device, dtype = setup(plan, "pretrain")
     local_batch = dist.local_batch(s.batch_size)
 
     G, D = build_networks(s)
@@ -211,13 +212,9 @@ def train_pretrain(
     state = TrainerState(
         out / CHECKPOINT, s, RESUME_NEUTRAL, {"code": (source_digest(*CODE), "model/training code")}, parts
     )
-    start = state.resume(device, {"fid_start": None, "fid_end": None, "train_seconds": 0.0, "train_images": 0})
+    start = state.resume(device, {"fid_start": None, "fid_end": None, "train_seconds": 0.0, "train_images": 0}, s.steps)
     history = state.history
-    if start:
-        log.info("resuming from %s at step %d", state.path, start)
-    distributed.broadcast_module(G)  # identical start on every rank
-    distributed.broadcast_module(D)
-    distributed.broadcast_module(ema.module)
+    distributed.broadcast_module(G, D, ema.module)  # identical start on every rank
     G_ema = ema.module.to(device)
 
     # Fixed latents for samples and FID, independent of the training RNG stream.
@@ -251,16 +248,16 @@ def train_pretrain(
 
         net = G
 
-        def draw(self) -> torch.Tensor:
+        def draw(self, step: int) -> torch.Tensor:
             return torch.randint(len(dataset), (s.batch_size,))
 
-        def step(self, idx: torch.Tensor) -> dict[str, float]:
+        def step(self, step: int, idx: torch.Tensor) -> dict[str, float]:
             real, labels = _batch(dataset, idx)
             real, labels = real.to(device), labels.to(device)
             z = torch.randn(local_batch, s.z_dim, device=device)
             return train_step(G, D, opt_g, opt_d, real, labels, z, losses, s.aux_weight, device, dtype)
 
-        def after_step(self, done: int) -> None:
+        def after_step(self, done: int) -> bool:
             if dist.main and s.sample_every and (done % s.sample_every == 0 or done == s.steps):
                 with torch.no_grad():
                     grid = G_ema(z_grid.to(device), noise_mode="const")
@@ -269,6 +266,7 @@ def train_pretrain(
                 value = evaluate(done)
                 if done == s.steps:
                     history["fid_end"] = value
+            return False
 
         def postfix(self, row: dict[str, float]) -> dict[str, str]:
             return {"d": f"{row['loss_d']:.3f}", "g": f"{row['loss_g']:.3f}"}
@@ -280,7 +278,7 @@ def train_pretrain(
     if start == 0 and history["fid_start"] is None:
         history["fid_start"] = evaluate(0)
     end = s.steps if max_steps is None else min(s.steps, max_steps)
-    run_steps(Step(), s, state, ema, loss_log, checkpoint, start=start, end=end, name="pretrain")
+    run_steps(Step(), plan, state, checkpoint, start=start, end=end, name="pretrain", ema=ema, loss_log=loss_log)
 
     if end < s.steps:  # stopped early on purpose: the checkpoint is written, nothing final yet
         return {"step": end, "finished": False}

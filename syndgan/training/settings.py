@@ -125,13 +125,13 @@ class PretrainSettings:
 
 @dataclass
 class SynthSettings:
-    """SyNDGAN synthesis network U (paper III.B-3, III.C-2): SFT encoder + pretrained decoder, losses of eq. 2.
+    """SyNDGAN's synthesis network (paper III.B-3, III.C-2): SFT encoder + pretrained decoder, losses of eq. 2.
 
     Ablations (paper Table 5) are settings: ``pretrained_decoder=False`` / ``pretrained_discriminator=False``,
     ``w_inversion=0``, ``d_scales=[3]`` (single scale), ``aux_classifier=True``.
     """
 
-    # U network (encoder sizes; the decoder is the pretrained generator)
+    # synthesis network (encoder sizes; the decoder is the pretrained generator)
     seg_encoding: Literal["onehot", "color", "both"] = "both"  # class map fed to the encoder and SFT layers
     latent: Literal["w", "w+"] = "w+"  # encoder output: one W code or per-layer W+ codes
     n_blocks: int = 7  # SFT residual blocks (paper: 7)

@@ -1,18 +1,18 @@
-"""SyNDGAN training (paper eqs. 2-6): the U network (SFT encoder + pretrained decoder) against the pretrained
-projected discriminator.
+"""SyNDGAN training (paper eqs. 2-6): the synthesis network ``net`` (SFT encoder + pretrained decoder) against
+the pretrained projected discriminator.
 
-    L_U = w_l1 |U(x, m) - x|_1 + w_adv L_adv(D(U(x, m))) + w_perceptual P(U(x, m), x)
-          + w_inversion |Enc(x, m) - Enc(U(x, m), m)|_2^2
+    L = w_l1 |net(x, m) - x|_1 + w_adv L_adv(D(net(x, m))) + w_perceptual P(net(x, m), x)
+        + w_inversion |Enc(x, m) - Enc(net(x, m), m)|_2^2
 
-``x`` is a real training image (defect or normal), ``m`` its label map (empty for normal images); U erases the
-defect region and paints it back from the class map. ``P`` is LPIPS-VGG when torchvision's VGG16 file is in
+``x`` is a real training image (defect or normal), ``m`` its label map (empty for normal images); the network
+erases the defect region and paints it back from the class map. ``P`` is LPIPS-VGG when torchvision's VGG16 file is in
 the torch cache, else the EfficientNet-Lite0 perceptual distance (``syndgan.metrics.perceptual``); its name is
 logged and stored. The in-domain inversion term (In-Domain GAN Inversion) compares latent codes, the real
 input's code being the (detached) target.
 
 ``train_synth(settings, dataset, out_dir, generator_checkpoint=..., ...)`` writes under ``out_dir``:
 
-- ``checkpoints/last.pt``: U, EMA of U, D's trainable parts, optimizers, step, RNG, settings; written
+- ``checkpoints/last.pt``: the network, its EMA, D's trainable parts, optimizers, step, RNG, settings; written
   atomically every ``checkpoint_every`` steps; a rerun with the same settings and decoder resumes from it.
 - ``synthesizer.pt``: what ``syndgan.synthesis.Synthesizer`` loads through ``syndgan.models.snapshots``
   (EMA weights, network spec, classes, data mode, blending defaults).
@@ -42,7 +42,7 @@ from syndgan.models import snapshots
 from syndgan.models.discriminator import ProjectedDiscriminator
 from syndgan.models.generators import create_generator, generator_spec
 from syndgan.models.snapshots import SYNTHESIZER_FORMAT, load_checkpoint, read_discriminator
-from syndgan.models.syndgan import SyNDGAN
+from syndgan.models.synthesis_network import SynthesisNetwork
 from syndgan.training import distributed
 from syndgan.training.common import (
     CsvLog,
@@ -54,7 +54,7 @@ from syndgan.training.common import (
     source_digest,
     to_plain,
 )
-from syndgan.training.loop import Trainable, TrainerState, run_steps, setup
+from syndgan.training.loop import Plan, Trainable, TrainerState, run_steps, setup
 from syndgan.training.settings import SynthSettings
 from syndgan.training.synth_eval import evaluate_reconstruction, save_reconstruction_grid
 from syndgan.training.synth_step import (
@@ -132,8 +132,8 @@ def build_discriminator(
     return D
 
 
-def build_network(G: nn.Module, classes: list[dict], s: SynthSettings) -> SyNDGAN:
-    return SyNDGAN(G, len(classes), [list(c["color"]) for c in classes], **s.network_kwargs())
+def build_network(G: nn.Module, classes: list[dict], s: SynthSettings) -> SynthesisNetwork:
+    return SynthesisNetwork(G, len(classes), [list(c["color"]) for c in classes], **s.network_kwargs())
 
 
 # The code a checkpoint depends on (``source_digest``): changed code means a fresh run, not a resume.
@@ -169,7 +169,8 @@ def train_synth(
     max_steps: int | None = None,
     perceptual: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) U and return the summary (reconstruction metrics on ``eval_dataset`` when given).
+    """Train (or resume) the synthesis network and return the summary (reconstruction metrics on
+    ``eval_dataset`` when given).
 
     ``classes``: ``[{"name", "id", "color"}, ...]`` (dataset.json), ids 1..K in order. ``data``: how
     images were prepared (``{"mode": "resize"}`` or ``{"mode": "patch", "patch_size": P}``), stored for
@@ -180,24 +181,25 @@ def train_synth(
     if [int(c["id"]) for c in classes] != list(range(1, len(classes) + 1)):
         raise ConfigError(f"classes must have ids 1..K in order, got {[c['id'] for c in classes]}")
     out = Path(out_dir)
-    dist, device, dtype = setup(s, "train_synth")
+    plan = Plan.of(s)
+    dist, device, dtype = setup(plan, "train_synth")
 
     pre = read_pretrained(generator_checkpoint)
     G = build_decoder(pre, s.pretrained_decoder, s.seed)
     resolution, channels = G.img_resolution, G.img_channels
     labels = check_dataset(dataset, resolution, channels)
     seed_everything(derive_seed(s.seed, "network"))
-    U = build_network(G, classes, s)
-    U.decoder.requires_grad_(not s.freeze_decoder)
+    network = build_network(G, classes, s)
+    network.decoder.requires_grad_(not s.freeze_decoder)
     D = build_discriminator(discriminator_checkpoint, s, len(classes) + 1)
     if (D.img_resolution, D.img_channels) != (resolution, channels):
         raise DataError(
             discriminator_checkpoint, f"judges {D.img_resolution} px images, the decoder makes {resolution}"
         )
-    U, D = U.to(device), D.to(device)
-    set_train_mode(U, D, s)
-    ema = ModelEMA(U, s.ema, s.ema_rampup)
-    opt_g, opt_d = make_optimizers(U, D, s)
+    network, D = network.to(device), D.to(device)
+    set_train_mode(network, D, s)
+    ema = ModelEMA(network, s.ema, s.ema_rampup)
+    opt_g, opt_d = make_optimizers(network, D, s)
     losses = SynthLosses(s, perceptual).to(device)
     log.info(
         "SyNDGAN: %s decoder (%s, %s), D %s (scales %s%s), perceptual loss %s, %d training images (%d defect)",
@@ -217,16 +219,12 @@ def train_synth(
         "init_digest": (init_digest, "pretrained decoder file"),
         "code": (source_digest(*CODE), "model/training code"),
     }
-    parts = {"U": U, "U_ema": ema, "D": Trainable(D), "opt_g": opt_g, "opt_d": opt_d}
+    parts = {"network": network, "network_ema": ema, "D": Trainable(D), "opt_g": opt_g, "opt_d": opt_d}
     state = TrainerState(out / CHECKPOINT, s, RESUME_NEUTRAL, identity, parts)
-    start = state.resume(device, {"train_seconds": 0.0, "train_images": 0})
+    start = state.resume(device, {"train_seconds": 0.0, "train_images": 0}, s.steps)
     history = state.history
-    if start:
-        log.info("resuming from %s at step %d", state.path, start)
-    distributed.broadcast_module(U)  # identical start on every rank
-    distributed.broadcast_module(D)
-    distributed.broadcast_module(ema.module)
-    U_ema = ema.module.to(device)
+    distributed.broadcast_module(network, D, ema.module)  # identical start on every rank
+    network_ema = ema.module.to(device)
 
     # Fixed display images (test images when given): independent of the training RNG stream.
     show_set = eval_dataset if eval_dataset is not None and len(eval_dataset) else dataset
@@ -241,22 +239,23 @@ def train_synth(
     loss_log = CsvLog(log_dir / "losses.csv", LOSS_COLUMNS, state.logs.get("losses"), write=dist.main)
 
     class Step:
-        """SyNDGAN's step: a U then a D update on a batch with ``defect_fraction`` defect images."""
+        """SyNDGAN's step: a synthesis network then a D update on a batch with ``defect_fraction`` defect images."""
 
-        net = U
+        net = network
 
-        def draw(self) -> list[int]:
+        def draw(self, step: int) -> list[int]:
             return sample_batch(labels, s.batch_size, s.defect_fraction)
 
-        def step(self, idx: list[int]) -> dict[str, float]:
-            set_train_mode(U, D, s)
+        def step(self, step: int, idx: list[int]) -> dict[str, float]:
+            set_train_mode(network, D, s)
             real, labelmap, lab = collate(dataset, idx)
             real, labelmap, lab = real.to(device), labelmap.to(device), lab.to(device)
-            return train_step(U, D, opt_g, opt_d, losses, real, labelmap, lab, device, dtype)
+            return train_step(network, D, opt_g, opt_d, losses, real, labelmap, lab, device, dtype)
 
-        def after_step(self, done: int) -> None:
+        def after_step(self, done: int) -> bool:
             if dist.main and s.sample_every and (done % s.sample_every == 0 or done == s.steps):
-                save_reconstruction_grid(U_ema, show_x, show_m, out / "samples" / f"step_{done:07d}.png", device)
+                save_reconstruction_grid(network_ema, show_x, show_m, out / "samples" / f"step_{done:07d}.png", device)
+            return False
 
         def postfix(self, row: dict[str, float]) -> dict[str, str]:
             return {"l1": f"{row['l1']:.3f}", "perc": f"{row['perceptual']:.3f}"}
@@ -266,12 +265,12 @@ def train_synth(
             state.save(step, {"losses": loss_log.rows})
 
     end = s.steps if max_steps is None else min(s.steps, max_steps)
-    run_steps(Step(), s, state, ema, loss_log, checkpoint, start=start, end=end, name="train_synth")
+    run_steps(Step(), plan, state, checkpoint, start=start, end=end, name="train_synth", ema=ema, loss_log=loss_log)
 
     if end < s.steps:
         return {"step": end, "finished": False}
     if dist.active:
-        log.info("rank %d: final U weights %s", dist.rank, distributed.weights_digest(U))
+        log.info("rank %d: final synthesis network weights %s", dist.rank, distributed.weights_digest(network))
         if not dist.main:  # rank 0 evaluates and writes
             return {"finished": True, "steps": s.steps, "rank": dist.rank}
 
@@ -295,21 +294,21 @@ def train_synth(
             from syndgan.metrics.perceptual import create_perceptual
 
             perceptual = create_perceptual(s.perceptual).to(device)
-        summary.update(evaluate_reconstruction(U_ema, eval_dataset, device, perceptual))
+        summary.update(evaluate_reconstruction(network_ema, eval_dataset, device, perceptual))
         summary["eval_seconds"] = time.perf_counter() - t0
         summary["perceptual"] = perceptual.name
-    save_reconstruction_grid(U_ema, show_x, show_m, out / "reconstructions.png", device)
+    save_reconstruction_grid(network_ema, show_x, show_m, out / "reconstructions.png", device)
     final_sample = out / "samples" / f"step_{s.steps:07d}.png"
     if not final_sample.exists():  # resumed at the last step (or DVC cleared samples/): keep the final grid
-        save_reconstruction_grid(U_ema, show_x, show_m, final_sample, device)
-    save_synthesizer(out / SYNTHESIZER, U_ema, pre, s, classes, data or {"mode": "resize"}, summary)
+        save_reconstruction_grid(network_ema, show_x, show_m, final_sample, device)
+    save_synthesizer(out / SYNTHESIZER, network_ema, pre, s, classes, data or {"mode": "resize"}, summary)
     atomic_write_json(out / "summary.json", summary)
     return summary
 
 
 def save_synthesizer(
     path: Path,
-    U: SyNDGAN,
+    network: SynthesisNetwork,
     pre: dict[str, Any],
     s: SynthSettings,
     classes: list[dict],
@@ -323,7 +322,7 @@ def save_synthesizer(
             "format": SYNTHESIZER_FORMAT,
             "generator": generator_spec(spec.pop("name"), **spec),
             "network": {"num_classes": len(classes), **s.network_kwargs()},
-            "state": cpu_state(U),
+            "state": cpu_state(network),
             "classes": [
                 {"name": str(c["name"]), "id": int(c["id"]), "color": [int(v) for v in c["color"]]} for c in classes
             ],

@@ -7,29 +7,29 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from syndgan.models.syndgan import SyNDGAN
+from syndgan.models.synthesis_network import SynthesisNetwork
 from syndgan.training.common import save_image_grid
 from syndgan.training.synth_step import collate
 
 
 @torch.no_grad()
 def reconstruct(
-    U: SyNDGAN, images: torch.Tensor, labelmaps: torch.Tensor, device: torch.device, batch: int = 16
+    network: SynthesisNetwork, images: torch.Tensor, labelmaps: torch.Tensor, device: torch.device, batch: int = 16
 ) -> torch.Tensor:
-    """U's raw output (no blending), clamped to [-1, 1], on CPU."""
+    """The network's raw output (no blending), clamped to [-1, 1], on CPU."""
     out = []
     for i in range(0, images.shape[0], batch):
         x = images[i : i + batch].to(device)
         m = labelmaps[i : i + batch].to(device)
-        out.append(U(x, m, noise_mode="const").float().clamp(-1, 1).cpu())
+        out.append(network(x, m, noise_mode="const").float().clamp(-1, 1).cpu())
     return torch.cat(out) if out else images.new_zeros((0, *images.shape[1:]))
 
 
 @torch.no_grad()
 def evaluate_reconstruction(
-    U: SyNDGAN, dataset, device: torch.device, perceptual: nn.Module, batch: int = 16
+    network: SynthesisNetwork, dataset, device: torch.device, perceptual: nn.Module, batch: int = 16
 ) -> dict[str, float]:
-    """Perceptual distance and L1 between real images and U's raw reconstructions (paper Tables 2 and 5).
+    """Perceptual distance and L1 between real images and the network's raw reconstructions (paper Tables 2 and 5).
 
     ``recon_<name>_normal`` / ``_defect``: images with their own map (defects erased and repainted);
     ``recon_<name>_defect_nomap``: defect images with an empty map (pure encode-decode, the paper's
@@ -37,7 +37,7 @@ def evaluate_reconstruction(
     """
     from syndgan.metrics.base import to_uint8, uint8_to_unit
 
-    U.eval()
+    network.eval()
     name = perceptual.name
     n = len(dataset)
     sums: dict[str, list[float]] = {}
@@ -47,7 +47,7 @@ def evaluate_reconstruction(
         if bool((labels > 0).any()):
             variants.append(("_nomap", torch.zeros_like(labelmaps)))
         for suffix, maps in variants:
-            fake = reconstruct(U, images, maps, device, batch)
+            fake = reconstruct(network, images, maps, device, batch)
             # Compare 8-bit images, as a saved reconstruction would be compared.
             real_u, fake_u = uint8_to_unit(to_uint8(images)), uint8_to_unit(to_uint8(fake))
             d = perceptual(fake_u.to(device), real_u.to(device)).double().cpu()
@@ -64,24 +64,24 @@ def evaluate_reconstruction(
     return out
 
 
-def masked_inputs(U: SyNDGAN, images: torch.Tensor, labelmaps: torch.Tensor) -> torch.Tensor:
-    """What U sees, for display: erased image with the class colours drawn in."""
+def masked_inputs(network: SynthesisNetwork, images: torch.Tensor, labelmaps: torch.Tensor) -> torch.Tensor:
+    """What the network sees, for display: erased image with the class colours drawn in."""
     with torch.no_grad():
-        lm = labelmaps.to(U.palette.device).long()
-        x = U.erase(images.to(U.palette.device), lm)
-        color = U.palette[lm.clamp(0, U.num_classes)].permute(0, 3, 1, 2) * 2 - 1
+        lm = labelmaps.to(network.palette.device).long()
+        x = network.erase(images.to(network.palette.device), lm)
+        color = network.palette[lm.clamp(0, network.num_classes)].permute(0, 3, 1, 2) * 2 - 1
         if x.shape[1] == 1:
             color = color.mean(dim=1, keepdim=True)
-        m = U.mask(lm)
+        m = network.mask(lm)
         return (x * (1 - m) + color * m).cpu()
 
 
 def save_reconstruction_grid(
-    U: SyNDGAN, images: torch.Tensor, labelmaps: torch.Tensor, path: Path, device: torch.device
+    network: SynthesisNetwork, images: torch.Tensor, labelmaps: torch.Tensor, path: Path, device: torch.device
 ) -> Path:
     """Rows of (real, masked input, reconstruction): three columns per image."""
-    U.eval()
-    fake = reconstruct(U, images, labelmaps, device)
-    shown = masked_inputs(U, images, labelmaps)
+    network.eval()
+    fake = reconstruct(network, images, labelmaps, device)
+    shown = masked_inputs(network, images, labelmaps)
     tiles = torch.stack([images.cpu(), shown, fake], dim=1).flatten(0, 1)
     return save_image_grid(tiles, path, nrow=6 if images.shape[0] > 1 else 3)

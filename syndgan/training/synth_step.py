@@ -1,4 +1,4 @@
-"""One SyNDGAN training step (paper eq. 2): the loss terms, the optimizers, the D-then-U update, and the
+"""One SyNDGAN training step (paper eq. 2): the loss terms, the optimizers, the D-then-network update, and the
 batches it is fed (collation and defect-oversampling draws)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from syndgan.errors import DataError
 from syndgan.losses import AuxClassifierLoss, create_adversarial_losses
-from syndgan.models.syndgan import SyNDGAN
+from syndgan.models.synthesis_network import SynthesisNetwork
 from syndgan.training import distributed
 from syndgan.training.common import autocast
 from syndgan.training.settings import SynthSettings
@@ -30,10 +30,10 @@ class SynthLosses(nn.Module):
         self.perceptual_name = perceptual.name if perceptual is not None else "none"
 
     def generator_terms(
-        self, U: SyNDGAN, D: nn.Module, real: torch.Tensor, labelmap: torch.Tensor, labels: torch.Tensor
+        self, network: SynthesisNetwork, D: nn.Module, real: torch.Tensor, labelmap: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(fake, terms): reconstruction and each weighted-to-be loss term (unweighted values)."""
-        fake, ws = U(real, labelmap, noise_mode="random", return_ws=True)
+        fake, ws = network(real, labelmap, noise_mode="random", return_ws=True)
         terms = {"l1": (fake - real).abs().mean()}
         logits, cls = D(fake, return_classes=True)
         terms["adv"] = self.g_loss(logits)
@@ -41,7 +41,7 @@ class SynthLosses(nn.Module):
         use_perceptual = self.perceptual is not None and self.s.w_perceptual > 0
         terms["perceptual"] = self.perceptual(fake, real).mean() if use_perceptual else fake.new_zeros(())
         if self.s.w_inversion > 0:
-            ws_fake, _ = U.encode(fake, labelmap)
+            ws_fake, _ = network.encode(fake, labelmap)
             terms["inversion"] = (ws_fake - ws.detach()).pow(2).mean()
         else:
             terms["inversion"] = fake.new_zeros(())
@@ -68,9 +68,11 @@ class SynthLosses(nn.Module):
         return loss, logits_real, logits_fake
 
 
-def make_optimizers(U: SyNDGAN, D: nn.Module, s: SynthSettings) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-    enc = [p for n, p in U.named_parameters() if not n.startswith("decoder.") and p.requires_grad]
-    dec = [p for p in U.decoder.parameters() if p.requires_grad]
+def make_optimizers(
+    network: SynthesisNetwork, D: nn.Module, s: SynthSettings
+) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    enc = [p for n, p in network.named_parameters() if not n.startswith("decoder.") and p.requires_grad]
+    dec = [p for p in network.decoder.parameters() if p.requires_grad]
     groups = [{"params": enc, "lr": s.lr_g}]
     if dec:
         groups.append({"params": dec, "lr": s.lr_g * s.decoder_lr_mult})
@@ -79,15 +81,15 @@ def make_optimizers(U: SyNDGAN, D: nn.Module, s: SynthSettings) -> tuple[torch.o
     return opt_g, opt_d
 
 
-def set_train_mode(U: SyNDGAN, D: nn.Module, s: SynthSettings) -> None:
-    U.train()
+def set_train_mode(network: SynthesisNetwork, D: nn.Module, s: SynthSettings) -> None:
+    network.train()
     D.train()
     if s.freeze_decoder:  # a frozen decoder keeps its pretrained BatchNorm statistics
-        U.decoder.eval()
+        network.decoder.eval()
 
 
 def train_step(
-    U: SyNDGAN,
+    network: SynthesisNetwork,
     D: nn.Module,
     opt_g: torch.optim.Optimizer,
     opt_d: torch.optim.Optimizer,
@@ -98,10 +100,10 @@ def train_step(
     device: torch.device,
     dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
-    """One D step then one U step; returns the logged values."""
+    """One D step then one synthesis network step; returns the logged values."""
     s = losses.s
     with autocast(device, dtype):
-        fake, terms = losses.generator_terms(U, D, real, labelmap, labels)
+        fake, terms = losses.generator_terms(network, D, real, labelmap, labels)
         loss_g = losses.generator_total(terms)
     opt_g.zero_grad(set_to_none=True)
     D.requires_grad_(False)

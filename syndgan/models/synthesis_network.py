@@ -1,4 +1,4 @@
-"""SyNDGAN's synthesis network U (paper Sec. III.B, Fig. 2): SFT encoder + pretrained generator as decoder.
+"""SyNDGAN's synthesis network (paper Sec. III.B, Fig. 2): SFT encoder + pretrained generator as decoder.
 
     image, label map -> erase the (dilated) defect region -> [erased image | mask | class map]
       -> conv -> 7 SFT residual blocks (downsampling to 4x4) -> latent code (W or W+, around G's w_avg)
@@ -58,7 +58,7 @@ class SFTResBlock(nn.Module):
         return (h + s) * (1 / math.sqrt(2))
 
 
-class SyNDGANEncoder(nn.Module):
+class SynthesisEncoder(nn.Module):
     """One conv and ``n_blocks`` SFT residual blocks. ``forward(x, seg) -> (ws_delta, features)``.
 
     ``x``: (B, in_channels, R, R); ``seg``: (B, seg_channels, R, R). Blocks halve the resolution until 4x4
@@ -119,8 +119,8 @@ class SyNDGANEncoder(nn.Module):
         return codes, feats
 
 
-class SyNDGAN(nn.Module):
-    """The U network: ``forward(image, labelmap) -> image``; ``encode`` gives the latent codes alone.
+class SynthesisNetwork(nn.Module):
+    """The synthesis network: ``forward(image, labelmap) -> image``; ``encode`` gives the latent codes alone.
 
     ``image``: (B, C, R, R) in [-1, 1]; ``labelmap``: (B, R, R) integer (0 background, k = class id <=
     ``num_classes``). ``generator``: any syndgan generator (``synthesis(ws, skips)``, ``mapping.w_avg``);
@@ -154,7 +154,7 @@ class SyNDGAN(nn.Module):
         self.img_resolution, self.img_channels = generator.img_resolution, generator.img_channels
         self.register_buffer("palette", torch.tensor([[0, 0, 0], *palette], dtype=torch.float32) / 255.0)
         self.seg_channels = {"onehot": num_classes, "color": 3, "both": num_classes + 3}[seg_encoding]
-        self.encoder = SyNDGANEncoder(
+        self.encoder = SynthesisEncoder(
             generator.img_resolution,
             generator.img_channels + 1 + self.seg_channels,
             self.seg_channels,
@@ -199,7 +199,7 @@ class SyNDGAN(nn.Module):
         return torch.cat(parts, dim=1)
 
     def erase(self, image: torch.Tensor, labelmap: torch.Tensor) -> torch.Tensor:
-        """Blank (0 = mid-grey) the dilated defect region: the part U has to paint."""
+        """Blank (0 = mid-grey) the dilated defect region: the part the network has to paint."""
         return image * (1.0 - dilate(self.mask(labelmap), self.erase_dilate))
 
     # ---------------------------------------------------------------- network

@@ -19,7 +19,7 @@ from syndgan.errors import DataError, SyndganError
 
 
 @register_method
-class SyndganSynthesis(AugmentMethod):
+class SyndganAugmentation(AugmentMethod):
     name = "syndgan"
 
     def __init__(self, checkpoint: str | Path = "models/train_synth/synthesizer.pt", device: str = "auto"):

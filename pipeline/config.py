@@ -18,6 +18,7 @@ import yaml
 from pipeline.typed_yaml import convert, hints
 from syndgan.classify.settings import ClassifierSettings
 from syndgan.errors import ConfigError
+from syndgan.quality.settings import GateSettings
 from syndgan.training.settings import PretrainSettings, SynthSettings
 
 # --------------------------------------------------------------------------- sections
@@ -220,6 +221,7 @@ class AugmentConfig:
     copy_paste: CopyPasteConfig = field(default_factory=CopyPasteConfig)
     syndgan: SyndganAugmentConfig = field(default_factory=SyndganAugmentConfig)
     cutmix: CutmixConfig = field(default_factory=CutmixConfig)
+    gate: GateSettings = field(default_factory=GateSettings)  # keep the best of oversampled images (syndgan/quality)
     threads: int = 1  # torch CPU threads for rendering networks; 0: torch default
     out: str = "data/augmented"
 

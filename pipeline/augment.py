@@ -6,6 +6,12 @@ Writes ``<augment.out>/<method>/``: ``images/``, ``labelmaps/``, ``manifest.parq
 every image: normal source, mask source(s), method, seed, transform) and ``augment.json`` (targets,
 options, k-shot setting). Training-time methods (``none``, ``cutmix``) write only ``augment.json`` and
 an empty manifest, so every classifier run reads its method's folder the same way.
+
+With ``augment.gate.scorer`` set (``syndgan.quality``), ``oversample`` x the targets are rendered and scored,
+the manifest lists the best target count per class, and the folder also holds ``gate.parquet`` (every
+candidate with its score and whether it was kept), ``gate.json`` (per class: generated, kept, rejection
+rate, score quantiles), ``rejected/`` (the rejected images and label maps) and, for the ``classifier``
+scorer, ``scorer.pt`` (trained here on the train pool only; reused when the next run would train the same).
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from syndgan.augment import (
 )
 from syndgan.augment.generate import empty_manifest
 from syndgan.data.processed import NORMAL, ProcessedDataset, train_pool
-from syndgan.io import atomic_dir
+from syndgan.io import atomic_dir, atomic_write_json
+from syndgan.quality.gate import candidate_counts
 
 log = logging.getLogger("syndgan.augment")
 
@@ -69,7 +76,12 @@ def run(params: Params, method: str) -> dict:
         t = cfg.targets
         targets = compute_targets(counts, dataset.class_names, t.mode, t.ratio, t.count, t.per_class)
         log.info("synthetic images per class (mode %s):\n%s", t.mode, targets_table(counts, targets))
-        manifest = generate_augmented(dataset, m, targets, tmp, pool, cfg.placement, cfg.seed, progress=True)
+        gate = cfg.gate
+        make = candidate_counts(targets, gate.oversample) if gate.enabled else targets
+        manifest = generate_augmented(dataset, m, make, tmp, pool, cfg.placement, cfg.seed, progress=True)
+        if gate.enabled:
+            manifest = run_gate(params, dataset, pool, manifest, targets, tmp, out)
+            info["gate"] = {**dataclasses.asdict(gate), "candidates": make, "summary": "gate.json"}
         check_provenance(manifest, pool, out / "manifest.parquet", dataset.index)
         manifest.to_parquet(tmp / "manifest.parquet", index=False)
         info.update(
@@ -86,6 +98,46 @@ def run(params: Params, method: str) -> dict:
         (tmp / "augment.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     log.info("wrote %d %s images to %s", len(manifest), method, out)
     return info
+
+
+def run_gate(params: Params, dataset: ProcessedDataset, pool, candidates, targets, tmp: Path, out: Path):
+    """Score the candidates in ``tmp``, keep the best ``targets`` per class; returns the kept images' manifest."""
+    from syndgan.quality.gate import apply_gate, check_training_ids, score_candidates, summarize
+
+    g = params.augment.gate
+    patch = None
+    if g.scorer == "discriminator":
+        from syndgan.quality.scorers import DiscriminatorScorer
+
+        scorer = DiscriminatorScorer.from_file(params.resolve(params.pretrain.out) / "discriminator.pt")
+        # a discriminator pretrained on windows judges the window around the defect
+        patch = params.pretrain.patch_size if params.pretrain.data_mode == "patch" else None
+    else:
+        from syndgan.quality.scorers import train_classifier_scorer, training_ids
+
+        names = [NORMAL, *dataset.class_names]
+        scorer = train_classifier_scorer(
+            dataset.root, pool, names, g.classifier, params.augment.seed, tmp / "scorer.pt", out / "scorer.pt"
+        )
+        check_training_ids(training_ids(tmp / "scorer.pt"), pool, out / "scorer.pt", dataset.index)
+    scores = score_candidates(scorer, tmp, candidates, dataset.mode, patch)
+    manifest, table = apply_gate(tmp, candidates, scores, targets)
+    check_provenance(table, pool, out / "gate.parquet", dataset.index)  # the rejected ones too
+    table.to_parquet(tmp / "gate.parquet", index=False)
+    summary = {"scorer": g.scorer, "score": SCORE_MEANING[g.scorer], "window": patch, **summarize(table)}
+    atomic_write_json(tmp / "gate.json", summary)
+    total = summary["total"]
+    log.info(
+        "quality gate (%s): kept %d of %d candidates (rejection rate %.0f %%)",
+        g.scorer, total["kept"], total["generated"], 100 * total["rejection_rate"],
+    )  # fmt: skip
+    return manifest
+
+
+SCORE_MEANING = {
+    "discriminator": "pretrain discriminator realism: mean logit (> 0: judged real)",
+    "classifier": "P(intended class) from a classifier trained on the real train pool only",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

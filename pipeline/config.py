@@ -20,6 +20,7 @@ from syndgan.augment.settings import PlacementSettings
 from syndgan.classify.settings import ClassifierSettings
 from syndgan.data.demo import DemoSettings
 from syndgan.errors import ConfigError
+from syndgan.quality.settings import GateSettings
 from syndgan.training.settings import PretrainSettings, SynthSettings
 
 # --------------------------------------------------------------------------- sections
@@ -219,6 +220,7 @@ class AugmentConfig:
     syndgan: SyndganAugmentConfig = field(default_factory=SyndganAugmentConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     cutmix: CutmixConfig = field(default_factory=CutmixConfig)
+    gate: GateSettings = field(default_factory=GateSettings)  # keep the best of oversampled images (syndgan/quality)
     threads: int = 1  # torch CPU threads for rendering networks; 0: torch default
     out: str = "data/augmented"
 

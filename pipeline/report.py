@@ -29,6 +29,7 @@ from syndgan.errors import DataError
 from syndgan.io import atomic_dir, atomic_write_text
 from syndgan.report.document import Document, render_html, render_markdown
 from syndgan.report.figures import colorize_labelmap, confusion_figure, curves_figure, image_grid
+from syndgan.report.gate import GRID_CAPTION, gate_grid, gate_paragraph, gate_table
 from syndgan.report.tables import (
     ABLATION_PREFIX,
     classification_table,
@@ -264,7 +265,9 @@ def section_grids(params: Params, doc: Document, figs: Figures) -> None:
             cells = [_image(root, images.get(r.normal_source), mode)]
             cells.append(colorize_labelmap(_image(lead_folder, r.labelmap, "L"), colors))
             for folder, manifest in methods.values():
-                match = manifest[(manifest["label"] == r.label) & (manifest["rank"] == r.rank)]
+                # the same candidate number (id suffix) has the same pairing in every method, gated or not
+                number = manifest["id"].str.rsplit("/", n=1).str[-1] == r.id.rsplit("/", 1)[-1]
+                match = manifest[(manifest["label"] == r.label) & number]
                 same = (
                     not match.empty
                     and match.iloc[0]["normal_source"] == r.normal_source
@@ -275,6 +278,20 @@ def section_grids(params: Params, doc: Document, figs: Figures) -> None:
             grid.append(cells)
         png = image_grid(grid, columns, title=c["name"])
         figs.add(doc, f"grid_{c['name']}.png", png, f"{c['name']}: normal | mask | synthesized | real defect")
+
+
+def section_gate(params: Params, doc: Document, figs: Figures) -> None:
+    doc.heading("Quality gate: synthetic images kept and rejected")
+    gated = {m: f for m, (f, _) in image_methods(params).items() if (f / "gate.json").is_file()}
+    if not gated:
+        raise Missing(f"augment.gate.scorer is {params.augment.gate.scorer!r}: no augment output was gated")
+    summaries = {m: _read_json(f / "gate.json", "augment gate") for m, f in gated.items()}
+    doc.paragraph(gate_paragraph(summaries))
+    doc.table(*gate_table(summaries))
+    ds = load_processed(params)
+    for m, f in gated.items():
+        png = gate_grid(f, pd.read_parquet(f / "gate.parquet"), ds.class_names, params.report.grid_rows, ds.mode)
+        figs.add(doc, f"gate_{m}.png", png, f"{set_label(m)}: {GRID_CAPTION}")
 
 
 def _image(folder: Path, rel: str | None, mode: str) -> np.ndarray | None:
@@ -358,6 +375,7 @@ SECTIONS: list[Callable[[Params, Document, Figures], None]] = [
     section_reconstruction,
     section_classification,
     section_grids,
+    section_gate,
     section_curves,
     section_provenance,
 ]

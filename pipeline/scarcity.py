@@ -63,10 +63,17 @@ def write_project(params_files: list[Path], workdir: Path, ks: list | None = Non
     if not params.train_synth.ablations:
         del stages["train_synth_ablation"]  # DVC refuses an empty foreach
     methods = params.classify.methods
-    # Only what the grid's methods need: no synthesis network unless a method rendering with it is compared.
+    # Only what the grid's methods need: no synthesis network unless a method rendering with it is compared, and
+    # no pretraining either unless the quality gate scores with its discriminator (else augment's `scorer` dep
+    # is its own file).
     stages["augment"]["foreach"] = {m: v for m, v in stages["augment"]["foreach"].items() if m in methods}
     if not {"syndgan", "hybrid"} & set(methods):
-        del stages["pretrain"], stages["train_synth"]
+        del stages["train_synth"]
+        if params.augment.gate.scorer != "discriminator":
+            del stages["pretrain"]
+            stages["augment"]["foreach"] = {
+                m: {**v, "scorer": v["needs"]} for m, v in stages["augment"]["foreach"].items()
+            }
     sc = params.scarcity
     for k in sc.ks:
         d = workdir / k_dir(k)

@@ -162,6 +162,10 @@ def test_params_round_trip_through_the_schema(path):
         ({"train_synth": {"freeze_decoder": True, "pretrained_decoder": False}}, "train_synth.freeze_decoder"),
         ({"train_synth": {"ablations": ["no_inversion", "no_inversion"]}}, "train_synth.ablations"),
         ({"train_synth": {"latent": "z"}}, "train_synth.latent"),
+        ({"augment": {"gate": {"scorer": "gan"}}}, "augment.gate.scorer"),
+        ({"augment": {"gate": {"oversample": 0.5}}}, "augment.gate.oversample"),
+        ({"augment": {"gate": {"classifier": {"steps": 0}}}}, "augment.gate.classifier.steps"),
+        ({"augment": {"gate": {"classifier": {"resolution": 16}}}}, "augment.gate.classifier.resolution"),
     ],
 )
 def test_training_settings_are_checked_once_naming_the_key(raw, key):

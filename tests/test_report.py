@@ -230,13 +230,13 @@ def test_missing_inputs_say_not_run(tmp_path):
         report.run(params)
     md = (tmp_path / "reports" / "report.md").read_text()
     sections = md.split("\n## ")[1:]
-    assert len(sections) == 7
+    assert len(sections) == 8  # the quality gate section included
     for sec in sections[:-1]:  # every data section, the provenance one excepted
         assert "Not run" in sec, sec.splitlines()[0]
     assert "metrics/evaluate.json not found" in md and "metrics/classify.json not found" in md
     assert params.path.read_text().strip() in md  # params are still embedded
     html = (tmp_path / "reports" / "report.html").read_text()
-    assert html.count('class="notrun"') >= 6 and "<img" not in html
+    assert html.count('class="notrun"') >= 7 and "<img" not in html
 
 
 def test_partial_inputs_only_the_missing_sections_say_not_run(tmp_path):

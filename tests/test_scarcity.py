@@ -93,3 +93,16 @@ def test_bad_scarcity_params_name_the_key(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "scarcity.ks" in err[0]
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("scorer, pretrain", [("none", False), ("discriminator", True)])
+def test_pretraining_runs_only_when_syndgan_or_the_gate_needs_it(tmp_path, scorer, pretrain):
+    overlay = tmp_path / "o.yaml"
+    gate = {"augment": {"gate": {"scorer": scorer}}, "scarcity": {"ks": [1]}}
+    overlay.write_text(yaml.safe_dump({"classify": {"methods": ["none", "copy_paste"]}, **gate}))
+    scarcity.write_project([overlay], tmp_path / "work")
+    stages = yaml.safe_load((tmp_path / "work" / "k1" / "dvc.yaml").read_text())["stages"]
+    assert ("pretrain" in stages) == pretrain and "train_synth" not in stages
+    # augment@copy_paste depends on the discriminator exactly when pretraining makes it
+    scorer_dep = stages["augment"]["foreach"]["copy_paste"]["scorer"]
+    assert scorer_dep.endswith("discriminator.pt") == pretrain

@@ -40,8 +40,10 @@ def image_grid(
     columns: Sequence[str],
     title: str = "",
     cell_inches: float = 1.9,
+    notes: Sequence[Sequence[str]] | None = None,
 ) -> bytes:
-    """A grid of uint8 images (H, W) or (H, W, 3); ``None`` leaves a cell blank. Column titles on top."""
+    """A grid of uint8 images (H, W) or (H, W, 3); ``None`` leaves a cell blank. Column titles on top;
+    ``notes[r][c]``: a small caption under a cell (e.g. its score)."""
     plt = _pyplot()
     n_rows, n_cols = max(len(rows), 1), len(columns)
     fig, axes = plt.subplots(
@@ -63,6 +65,8 @@ def image_grid(
                 ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
             if r == 0:
                 ax.set_title(columns[c], fontsize=9)
+            if notes is not None and r < len(notes) and c < len(notes[r]) and notes[r][c]:
+                ax.set_xlabel(notes[r][c], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()

@@ -1,9 +1,10 @@
 """The studio's state and actions, independent of the web layer: pick an image, synthesize variants of a
 drawn defect with a checkpoint, score them, save the accepted ones as LabelMe files ingest can read.
 
-Quality score: a real-data classifier's confidence in the intended class. The ``classify`` stage's
-``none`` method is trained on real images only; its ``model.pt`` (``classify.save_model``) gives
-P(class | image) for the whole image at its resolution. Without one the studio shows "no scorer".
+Quality score (``syndgan.quality.scorers``, shared with the augment stage's quality gate): a real-data
+classifier's confidence in the intended class. The ``classify`` stage's ``none`` method is trained on real
+images only; its ``model.pt`` (``classify.save_model``) gives P(class | image) for the whole image at its
+resolution. Without one, the pretraining discriminator's realism; without that, "no scorer".
 
 Every request is validated completely before anything runs or is written; a refused request raises
 ``StudioError`` (``"<field>: <problem>"``). Results live in memory until saved; saving writes the
@@ -13,7 +14,6 @@ image, then its LabelMe JSON (each atomically), so an interrupted save leaves no
 from __future__ import annotations
 
 import hashlib
-import pickle
 import re
 import threading
 import time
@@ -23,12 +23,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from syndgan.data.rasterize import colorize
 from syndgan.errors import DataError
 from syndgan.io import atomic_save_image, atomic_write_json
+from syndgan.quality.scorers import ClassifierScorer, DiscriminatorScorer
 from syndgan.studio.images import ImageStore, SourceImage, changed_box, png_bytes
 from syndgan.studio.masks import Op, StudioError, jitter_ops, labelme_shapes, parse_ops, rasterize_ops
 
@@ -253,75 +253,6 @@ class Studio:
 # --------------------------------------------------------------------------- quality score
 
 DEFAULT_CLASSIFIER = "reports/classify/none-s0/dose-all/model.pt"  # real data only: no synthetic bias
-
-
-class ClassifierScorer:
-    def __init__(self, model: torch.nn.Module, classes: list[str], resolution: int, source: str):
-        self.model = model.eval().requires_grad_(False)
-        self.classes, self.resolution, self.source = list(classes), int(resolution), source
-        self.name = f"real-data classifier P(class) ({Path(source).parent.parent.name})"
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> ClassifierScorer:
-        from syndgan.classify.train import create_classifier
-
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            model = create_classifier(state["arch"], len(state["classes"]), pretrained=False)
-            model.load_state_dict(state["model"])
-        except FileNotFoundError:
-            raise DataError(path, "classifier not found") from None
-        except (KeyError, RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as e:
-            raise DataError(path, f"not a classify model.pt: {type(e).__name__}: {e}") from None
-        return cls(model, state["classes"], state["resolution"], str(path))
-
-    @torch.no_grad()
-    def score(self, image: Image.Image, class_name: str, window=None) -> float | None:
-        """P(``class_name``) for the whole ``image`` (as the classifier was trained); None for a class it
-        does not know. ``window`` is not used."""
-        if class_name not in self.classes:
-            return None
-        from syndgan.classify.train import normalize
-
-        img = image.convert("RGB")
-        if img.size != (self.resolution, self.resolution):
-            img = img.resize((self.resolution, self.resolution), Image.Resampling.LANCZOS, reducing_gap=3.0)
-        x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)[None]
-        p = torch.softmax(self.model(normalize(x)).float(), dim=1)[0]
-        return float(p[self.classes.index(class_name)])
-
-
-class DiscriminatorScorer:
-    """Realism: sigmoid of the pretraining discriminator's mean logit (real > 0.5), uncalibrated.
-
-    It judges what it was trained on: the whole image at its resolution, or in patch mode the window
-    the synthesizer painted (``window``).
-    """
-
-    name = "discriminator realism (pretrain D, sigmoid of mean logit)"
-
-    def __init__(self, D: torch.nn.Module, resolution: int, channels: int):
-        self.D, self.resolution, self.channels = D.eval().requires_grad_(False), int(resolution), int(channels)
-
-    @classmethod
-    def from_file(cls, discriminator: str | Path) -> DiscriminatorScorer:
-        """The pretrain stage's ``discriminator.pt`` (its spec names the resolution and channels it judges)."""
-        from syndgan.models.snapshots import load_discriminator
-
-        D = load_discriminator(discriminator)
-        return cls(D, D.img_resolution, D.img_channels)
-
-    @torch.no_grad()
-    def score(self, image: Image.Image, class_name: str, window=None) -> float:
-        if window is not None:
-            x0, y0, size = window
-            image = image.crop((x0, y0, x0 + size, y0 + size))  # PIL pads outside the image with black
-        img = image.convert("L" if self.channels == 1 else "RGB").resize(
-            (self.resolution, self.resolution), Image.Resampling.LANCZOS
-        )
-        arr = np.asarray(img, np.float32).reshape(self.resolution, self.resolution, self.channels)
-        x = torch.from_numpy(arr.transpose(2, 0, 1).copy())[None] / 127.5 - 1.0
-        return float(torch.sigmoid(self.D(x, augment=False).float().mean()))
 
 
 def find_scorer(project: Path, explicit: str | Path | None = None, pretrain_dir: str | Path | None = None):

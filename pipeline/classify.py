@@ -3,8 +3,9 @@ selected on val, reported on test.
 
     python -m pipeline.classify --method copy_paste --seed 0
 
-Methods that render images are run once per ``classify.doses`` entry (synthetic images per class);
-training-time methods (``none``, ``cutmix``) once, with dose 0. Every run gets the same step budget.
+Methods that render images are run once per ``classify.doses`` entry (synthetic images per class) and
+``classify.synthetic`` rule (loss weight, share per batch; key ``<dose>`` for the default rule, else e.g.
+``30_w0.3``); training-time methods (``none``, ``cutmix``) once, with dose 0. Every run gets the same step budget.
 Writes ``<classify.out>/<method>-s<seed>/`` (``metrics.json``; per dose ``history.csv``,
 ``confusion.csv`` and ``model.pt``) and ``<classify.plots>/<method>-s<seed>/dose-<dose>.csv``
 (id, actual, predicted: DVC's confusion template).
@@ -85,7 +86,6 @@ def run(params: Params, method: str, seed: int) -> dict:
     real = load_real(dataset, settings.resolution, native)
     names = real.class_names
     budget = settings.step_budget(len(real.train))
-    doses = list(c.doses) if m.produces_images else [0]
     log.info(
         "%s seed %d: %d real train images %s, val %d, test %d; %d steps of %d",
         method,
@@ -107,16 +107,16 @@ def run(params: Params, method: str, seed: int) -> dict:
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="syndgan-rank-")))
             tmp_out, tmp_plot = scratch / "out", scratch / "plots"
             tmp_out.mkdir(), tmp_plot.mkdir()
-        for dose in doses:
-            key = str(dose)
+        for key, dose, use in c.runs_of(m.produces_images):
             train = real.train
             if m.produces_images:
                 syn = select_dose(manifest, dose, dataset.class_names, aug_dir / "manifest.parquet")
                 train = train + load_synthetic(aug_dir, syn, names, settings.resolution)
             resume = RESUME_DIR / f"{name}-dose-{key}.pt"
             result = train_classifier(
-                train, real.val, names, settings, seed, budget, mix=m.mix_batch, resume_path=resume, progress=True
-            )
+                train, real.val, names, settings, seed, budget, mix=m.mix_batch, resume_path=resume, progress=True,
+                use=use,
+            )  # fmt: skip
             # rank 0 validates: under torchrun the other ranks have no history (and write to a scratch folder)
             best = next((h for h in result.history if h["step"] == result.best_step), None)
             logits = predict(result.model, real.test.x, next(result.model.parameters()).device)
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         outputs=lambda p: [
             Path(p.classify.out, own),
             Path(p.classify.plots, own),
-            *(RESUME_DIR / f"{own}-dose-{dose}.pt" for dose in p.classify.doses),
+            *(RESUME_DIR / f"{own}-dose-{key}.pt" for key, _, _ in p.classify.runs_of(True)),
         ],
     )
 

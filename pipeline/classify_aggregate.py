@@ -21,7 +21,7 @@ log = logging.getLogger("syndgan.classify")
 
 def collect_runs(params: Params) -> list[dict]:
     c = params.classify
-    wanted = {str(d) for d in c.doses} | {"0"}  # "0": training-time methods add no images
+    wanted = {key for key, _, _ in c.runs_of(True)} | {"0"}  # "0": training-time methods add no images
     runs = []
     for method in c.methods:
         for seed in c.seeds:

@@ -17,7 +17,7 @@ import yaml
 
 from pipeline.typed_yaml import convert, hints
 from syndgan.augment.settings import PlacementSettings
-from syndgan.classify.settings import ClassifierSettings
+from syndgan.classify.settings import ClassifierSettings, SyntheticUse, dose_key
 from syndgan.data.demo import DemoSettings
 from syndgan.errors import ConfigError
 from syndgan.quality.settings import GateSettings
@@ -232,6 +232,9 @@ class ClassifyConfig:
     methods: list[str] = field(default_factory=lambda: ["none", "cutmix", "copy_paste", "syndgan"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     doses: list[int | str] = field(default_factory=lambda: ["all"])  # synthetic images per class: all | N
+    # how runs use their synthetic images (loss weight, share per batch; syndgan/classify/settings.py): every
+    # dose runs with every rule, and the dose x rule with the best val macro-F1 is the method's (key 30_w0.3)
+    synthetic: list[SyntheticUse] = field(default_factory=lambda: [SyntheticUse()])
     select_on: Literal["val"] = "val"  # a method's reported dose is its best val macro-F1 (test is read once)
     train: ClassifierSettings = field(default_factory=ClassifierSettings)  # one run (syndgan/classify/settings.py)
     save_model: bool = True
@@ -239,6 +242,13 @@ class ClassifyConfig:
     plots: str = "plots/classify"  # <plots>/<method>-s<seed>/dose-<dose>.csv (confusion plots)
     metrics: str = "metrics/classify.json"  # mean +- std over seeds per method and dose
     table: str = "metrics/classify_table"  # <table>.md and <table>.csv
+
+    def runs_of(self, makes_images: bool) -> list[tuple[str, int | str, SyntheticUse]]:
+        """(key, dose, rule) of every run a method gets: doses x rules for methods that make images; one run
+        (dose 0, the default rule) for training-time methods."""
+        if not makes_images:
+            return [("0", 0, SyntheticUse())]
+        return [(dose_key(d, u), d, u) for d in self.doses for u in self.synthetic]
 
 
 # Registry names evaluate may compute on unpaired image sets (generic ones resolve to inception / vgg when

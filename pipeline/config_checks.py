@@ -119,6 +119,11 @@ def _validate_classify(c: ClassifyConfig, bad) -> None:
             bad(f"classify.doses[{i}]", f"must be 'all' or a number of images per class >= 1, got {d!r}")
     if len({str(d) for d in c.doses}) != len(c.doses):
         bad("classify.doses", f"values must be unique, got {c.doses}")
+    if not c.synthetic:
+        bad("classify.synthetic", "must list at least one rule (e.g. [{weight: 1.0}])")
+    labels = [u.label() for u in c.synthetic]
+    if len(set(labels)) != len(labels):
+        bad("classify.synthetic", f"rules must differ, got {labels}")
 
 
 def _validate_evaluate(c: EvaluateConfig, r: ReportConfig, bad) -> None:

@@ -184,10 +184,12 @@ def section_classification(params: Params, doc: Document, figs: Figures) -> None
     doc.paragraph(
         "EfficientNet-Lite0 test accuracy per class, total accuracy, macro-F1 and defect recall (any defect "
         "predicted as a defect), in %, mean ± std over the seeds; the same step budget for every method. "
-        'Where a method ran several doses, the one with the best val macro-F1 is marked "chosen on val" and is '
+        "Where a method ran several doses (or synthetic-use rules, `classify.synthetic`: e.g. 30_w0.3 = 30 per "
+        'class at loss weight 0.3), the one with the best val macro-F1 is marked "chosen on val" and is '
         "the one shown in the confusion matrices."
     )
-    doc.table(*classification_table(agg, c.methods, c.doses, _class_order(params)))
+    keys = [key for key, _, _ in c.runs_of(True)]  # doses x synthetic-use rules, in params order
+    doc.table(*classification_table(agg, c.methods, keys, _class_order(params)))
     panels, used = [], []
     for method in [m for m in dict.fromkeys([*c.methods, *agg]) if m in agg]:
         chosen = next(d for d, s in agg[method].items() if s["selected"])

@@ -18,6 +18,8 @@ _EXPORTS = {
     "classification_metrics": "metrics",
     "confusion_matrix": "metrics",
     "ClassifierSettings": "settings",
+    "SyntheticUse": "settings",
+    "dose_key": "settings",
     "TrainResult": "train",
     "class_weights": "train",
     "create_classifier": "train",

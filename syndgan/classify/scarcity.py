@@ -34,7 +34,7 @@ def records_from_runs(dataset: str, k: int | str | None, runs: Iterable[dict], s
                 "dataset": dataset,
                 "k": k_label(k),
                 "method": run["method"],
-                "dose": dose if dose == "all" else int(dose),
+                "dose": int(dose) if dose.isdigit() else dose,  # "all", or with a synthetic-use rule: "30_w0.3"
                 "seed": int(run["seed"]),
                 "total": pct(m["total_accuracy"]),
                 "macro_f1": pct(m["macro_f1"]),

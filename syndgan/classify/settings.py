@@ -23,6 +23,45 @@ AUGMENTS = ("flips", "dihedral", "none")
 
 
 @dataclass
+class SyntheticUse:
+    """How a run uses its synthetic images (issue 12, lever 4), one rule for every method that makes images.
+
+    ``weight`` scales a synthetic image's loss against a real image of its class (the class weights then
+    balance the classes' total loss mass, so it moves weight between real and synthetic within a class);
+    ``share`` draws that fraction of every batch from the synthetic images and the rest from the real ones,
+    each its own stream of seeded shuffles (null: one shuffled pool of both). The default is one pool at
+    weight 1, the rule every earlier run used.
+    """
+
+    weight: float = 1.0
+    share: float | None = None
+
+    def __post_init__(self):
+        if not self.weight > 0:
+            raise ConfigError(f"weight: must be > 0, got {self.weight}")
+        if self.share is not None and not 0 < self.share < 1:
+            raise ConfigError(f"share: must be in (0, 1) or null, got {self.share}")
+
+    @property
+    def is_default(self) -> bool:
+        return self.weight == 1 and self.share is None
+
+    def label(self) -> str:
+        """ "" for the default rule, else e.g. ``w0.3``, ``s0.25`` or ``w0.3s0.25`` (part of a run's dose key)."""
+        return ("" if self.weight == 1 else f"w{self.weight:g}") + ("" if self.share is None else f"s{self.share:g}")
+
+
+def dose_key(dose: int | str, use: SyntheticUse) -> str:
+    """A run's key among the candidates chosen on val: the dose (``30``, ``all``), plus ``_<rule>`` for a
+    synthetic-use rule other than the default (``30_w0.3``)."""
+    return str(dose) if use.is_default else f"{dose}_{use.label()}"
+
+
+def dose_of_key(key: str) -> str:
+    return key.split("_", 1)[0]
+
+
+@dataclass
 class ClassifierSettings:
     arch: str = "tf_efficientnet_lite0"  # timm name; packaged ImageNet weights exist for this one only
     pretrained: bool = True

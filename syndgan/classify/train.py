@@ -5,6 +5,7 @@ Fair comparison rules, identical for every augmentation method (settings in ``sy
   schedule and per-image augmentation;
 - class imbalance handled by one rule computed on the run's actual training pool (real + synthetic):
   ``weighted_ce`` (w_c = N / (C n_c)), ``balanced_sampler`` or ``none``;
+- synthetic images used by one rule (``SyntheticUse``: their loss weight, their share of every batch);
 - the best checkpoint by val macro-F1 (ties: lower val loss) among the scheduled validations is the result.
 Batches walk through shuffled epochs of the pool; the shuffle of pool-epoch e and every random draw are
 functions of the seed, so a run resumed from its checkpoint continues exactly as if never interrupted.
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 
 from syndgan.classify.data import ImageSet
 from syndgan.classify.metrics import classification_metrics
-from syndgan.classify.settings import ClassifierSettings
+from syndgan.classify.settings import ClassifierSettings, SyntheticUse
 from syndgan.errors import ConfigError
 from syndgan.training import distributed
 from syndgan.training.common import cpu_state, source_digest
@@ -67,20 +68,32 @@ def create_classifier(arch: str, num_classes: int, pretrained: bool = True) -> n
         raise ConfigError(f"classify.train.arch: {e}") from None
 
 
-def class_weights(y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """n / (K * n_c) for present classes (1 for absent ones): each class weighs as much in the loss."""
-    counts = torch.bincount(y, minlength=num_classes).float()
+def class_weights(y: torch.Tensor, num_classes: int, mass: torch.Tensor | None = None) -> torch.Tensor:
+    """n / (K * n_c) for present classes (1 for absent ones): each class weighs as much in the loss.
+
+    ``mass``: each image's expected share of the loss (how often it is drawn x its loss weight) when images
+    are not drawn uniformly at weight 1; n_c is then the class's total mass."""
+    counts = torch.bincount(y, minlength=num_classes).float() if mass is None else _class_mass(y, num_classes, mass)
     present = counts > 0
     w = torch.ones(num_classes)
     w[present] = counts[present].sum() / (present.sum() * counts[present])
     return w
 
 
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    """Weighted cross-entropy with soft targets; equals ``F.cross_entropy(weight=...)`` for one-hot targets."""
+def _class_mass(y: torch.Tensor, num_classes: int, mass: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(num_classes, dtype=torch.float64).index_add_(0, y, mass.double()).float()
+
+
+def soft_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, sample_weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Weighted cross-entropy with soft targets; equals ``F.cross_entropy(weight=...)`` for one-hot targets.
+
+    ``sample_weight`` scales each image's term but not the normaliser: an image at weight 0.3 pulls 0.3 as hard."""
     logp = F.log_softmax(logits.float(), dim=1)
     w = target if weight is None else target * weight[None]
-    return -(w * logp).sum() / w.sum().clamp_min(1e-12)
+    terms = w * logp if sample_weight is None else w * logp * sample_weight[:, None]
+    return -terms.sum() / w.sum().clamp_min(1e-12)
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -146,6 +159,28 @@ def batch_indices(step: int, batch_size: int, n: int, seed: int) -> torch.Tensor
         out += take
         start += len(take)
     return torch.tensor(out, dtype=torch.int64)
+
+
+def mixed_batch_indices(
+    step: int, batch_size: int, real: torch.Tensor, synthetic: torch.Tensor, share: float, seed: int
+) -> torch.Tensor:
+    """Batch ``step`` with ``round(share x batch_size)`` synthetic images (at least one of each kind): real and
+    synthetic pool indices each walk their own stream of seeded shuffles (``batch_indices``)."""
+    n_syn = min(batch_size - 1, max(1, round(share * batch_size)))
+    r = real[batch_indices(step, batch_size - n_syn, len(real), seed)]
+    s = synthetic[batch_indices(step, n_syn, len(synthetic), seed + 7919)]
+    return torch.cat([r, s])
+
+
+def draw_mass(synthetic: torch.Tensor, use: SyntheticUse) -> torch.Tensor:
+    """Each pool image's expected share of the loss under ``use``: draw probability x loss weight."""
+    n_syn = int(synthetic.sum())
+    n_real = len(synthetic) - n_syn
+    if use.share is None:
+        p = torch.full((len(synthetic),), 1.0 / len(synthetic), dtype=torch.float64)
+    else:
+        p = torch.where(synthetic, use.share / max(1, n_syn), (1 - use.share) / max(1, n_real)).double()
+    return p * torch.where(synthetic, use.weight, 1.0).double()
 
 
 @torch.no_grad()
@@ -224,6 +259,7 @@ def train_classifier(
     mix: Callable | None = None,
     resume_path: str | Path | None = None,
     progress: bool = False,
+    use: SyntheticUse | None = None,
 ) -> TrainResult:
     """Train for ``budget`` steps (default: the settings' budget for the real images in ``train``), or until
     early stopping; return the best model by val macro-F1.
@@ -231,6 +267,7 @@ def train_classifier(
     ``mix(x, y_soft, generator) -> (x, y_soft)``: a training-time augmentation (CutMix) on normalized
     batches. ``resume_path``: checkpoint written every validation interval and where the run ends, resumed
     from when it belongs to this exact run (same data, settings, seed, code); delete it when the run is done.
+    ``use``: how the synthetic images in ``train`` are used (default: one pool, weight 1).
     """
     t0 = time.time()
     s = settings
@@ -250,16 +287,26 @@ def train_classifier(
     # channels_last: the depthwise convolutions run ~25 % faster on CPU (measured: 1.34 -> 1.00 s a step)
     model = create_classifier(s.arch, k, s.pretrained).to(device, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
-    weight = class_weights(train.y, k) if s.imbalance == "weighted_ce" else None
+    use = use or SyntheticUse()
+    synthetic_idx, real_idx = train.synthetic.nonzero().flatten(), (~train.synthetic).nonzero().flatten()
+    if use.share is not None and (not len(synthetic_idx) or not len(real_idx) or s.imbalance == "balanced_sampler"):
+        raise ConfigError(
+            "classify.synthetic: share needs real and synthetic training images and a shuffled pool "
+            f"(imbalance weighted_ce or none, not {s.imbalance})"
+        )
+    mass = None if use.is_default else draw_mass(train.synthetic, use)
+    weight = class_weights(train.y, k, mass) if s.imbalance == "weighted_ce" else None
     sample_p = None
     if s.imbalance == "balanced_sampler":
         sample_p = (1.0 / torch.bincount(train.y, minlength=k).clamp_min(1).float())[train.y]
     loss_weight = weight.to(device) if weight is not None else None
+    sample_weight = None if use.weight == 1 else torch.where(train.synthetic, use.weight, 1.0)
 
     best = _Weights(cpu_state(model))
     identity = {
         "run": (_fingerprint(train, k, seed, budget), "training images, seed or step budget"),
         "code": (source_digest(*CODE), "classifier/training code"),
+        **({} if use.is_default else {"use": (use.label(), "synthetic-image rule (classify.synthetic)")}),
     }
     parts = {"model": model, "optimizer": opt, "generator": _RandomState(gen), "best": best}
     state = TrainerState(None if resume_path is None else Path(resume_path), s, RESUME_NEUTRAL, identity, parts)
@@ -294,6 +341,8 @@ def train_classifier(
         def draw(self, step: int) -> torch.Tensor:
             if sample_p is not None:
                 return torch.multinomial(sample_p, bs, replacement=True, generator=gen)
+            if use.share is not None:
+                return mixed_batch_indices(step, bs, real_idx, synthetic_idx, use.share, seed)
             return batch_indices(step, bs, n, seed)
 
         def step(self, step: int, idx: torch.Tensor) -> dict[str, float]:
@@ -308,7 +357,9 @@ def train_classifier(
             lr, beta1 = schedule(step, budget, s)
             for g in opt.param_groups:
                 g["lr"], g["betas"] = lr, (beta1, g["betas"][1])
-            loss = soft_cross_entropy(net(x.to(device, memory_format=torch.channels_last)), y.to(device), loss_weight)
+            sw = None if sample_weight is None else sample_weight[idx].to(device)
+            logits = net(x.to(device, memory_format=torch.channels_last))
+            loss = soft_cross_entropy(logits, y.to(device), loss_weight, sw)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -232,6 +232,7 @@ def publish(workdir: Path, out: Path) -> None:
     atomic_write_json(out / "scarcity.json", records)
     atomic_write_json(out / "runs.json", history)
     figure(summary, out / "scarcity.png", sc.dataset)
+    reports = sorted(out.glob("report-k*"))  # this run's and those published before
     lines = [
         f"# Scarcity benchmark: {sc.dataset}",
         "",
@@ -246,7 +247,10 @@ def publish(workdir: Path, out: Path) -> None:
         "What ran (2 CPU cores; wall time of the benchmark invocations with that code):",
         "",
         *(f"- k {', '.join(r['ks'])}: code {r['code']}, {r['minutes']} min for {r['cells']} cells" for r in history),
-        *(f"- k {k}: the full report (evaluate, report) is in `report-{k_dir(k)}/report.html`" for k in sc.report_ks),
+        *(
+            f"- k {d.name[len('report-k') :]}: the full report (evaluate, report) is in `{d.name}/report.html`"
+            for d in reports
+        ),
         "",
     ]
     atomic_write_text(out / "README.md", "\n".join(lines))

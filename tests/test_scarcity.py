@@ -74,6 +74,7 @@ def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path):
     earlier = [{**r, "k": 5} for r in records if r["k"] == 1] + [{**records[0], "macro_f1": 0.0}]
     (report / "scarcity.json").write_text(json.dumps(earlier))
     (report / "runs.json").write_text(json.dumps([{"ks": ["5", "1"], "code": "abc1234", "minutes": 1, "cells": 3}]))
+    (report / "report-k5").mkdir()  # k = 5's full report, published before
     assert scarcity.main(["--params", str(overlay), "--workdir", str(work), "--publish", str(report)]) == 0
     k1 = [r for r in records if r["k"] == 1]
     assert json.loads((report / "scarcity.json").read_text()) == k1 + earlier[:3] + records[len(k1) :]
@@ -83,6 +84,8 @@ def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path):
     assert run["code"].split()[0] in git_version(scarcity.ROOT)
     assert "- k 5: code abc1234, 1 min for 3 cells" in readme and f"- k 1, all: code {run['code']}" in readme
     assert (report / "params" / "kall.yaml").is_file() and (report / "report-kall" / "report.html").is_file()
+    assert "- k 5: the full report (evaluate, report) is in `report-k5/report.html`" in readme
+    assert "- k all: the full report (evaluate, report) is in `report-kall/report.html`" in readme
     assert {p.name for p in (report / "report-kall").iterdir()} == {"report.md", "report.html", "figures"}
 
 

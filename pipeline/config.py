@@ -20,6 +20,7 @@ from syndgan.augment.settings import PlacementSettings
 from syndgan.classify.settings import ClassifierSettings, SyntheticUse, dose_key
 from syndgan.data.demo import DemoSettings
 from syndgan.errors import ConfigError
+from syndgan.generation.settings import GenerationSettings
 from syndgan.quality.settings import GateSettings
 from syndgan.training.settings import PretrainSettings, SynthSettings
 
@@ -149,6 +150,21 @@ class TrainSynthConfig(SynthSettings):
             raise ConfigError(f"ablations: names must be unique, got {self.ablations}")
 
 
+@dataclass
+class TrainGenerationConfig(GenerationSettings):
+    """The ``train_generation`` section: the library's settings (syndgan/generation/settings.py) plus the stage's
+    output keys. The generation-only baseline: the pretrained generator fine-tuned per defect class."""
+
+    threads: int = 1  # torch CPU threads (0: torch default); 1 stays fast when other jobs share the cores
+    out: str = "models/train_generation"
+    plots: str = "plots/train_generation"  # <plots>/<class>.csv: each class's losses
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.threads < 0:
+            raise ConfigError("threads: must be >= 0")
+
+
 def _check_stage_keys(c: PretrainConfig | TrainSynthConfig) -> None:
     if c.patch_size < 8:
         raise ConfigError(f"patch_size: must be >= 8, got {c.patch_size}")
@@ -158,10 +174,13 @@ def _check_stage_keys(c: PretrainConfig | TrainSynthConfig) -> None:
         raise ConfigError("threads: must be >= 0")
 
 
-def library_settings(section: PretrainSettings | SynthSettings, **changes) -> PretrainSettings | SynthSettings:
+TrainingSettings = PretrainSettings | SynthSettings | GenerationSettings
+
+
+def library_settings(section: TrainingSettings, **changes) -> TrainingSettings:
     """The library part of a training section (its base class), without the stage's keys: what the trainer gets
     and its checkpoints store. ``changes``: values the stage resolves (resolution, ablation overrides)."""
-    cls = next(c for c in type(section).__mro__ if c in (PretrainSettings, SynthSettings))
+    cls = next(c for c in type(section).__mro__ if c in (PretrainSettings, SynthSettings, GenerationSettings))
     return cls(**({f.name: getattr(section, f.name) for f in dataclasses.fields(cls)} | changes))
 
 
@@ -192,6 +211,11 @@ class SyndganAugmentConfig:
 
 
 @dataclass
+class GenerationAugmentConfig(SyndganAugmentConfig):
+    checkpoint: str = "models/train_generation/generators.pt"  # written by the train_generation stage
+
+
+@dataclass
 class HybridConfig(SyndganAugmentConfig):
     """copy_paste, then the synthesis network repaints the pasted mask's rim (syndgan/augment/hybrid.py)."""
 
@@ -219,6 +243,7 @@ class AugmentConfig:
     copy_paste: CopyPasteConfig = field(default_factory=CopyPasteConfig)
     syndgan: SyndganAugmentConfig = field(default_factory=SyndganAugmentConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
+    generation: GenerationAugmentConfig = field(default_factory=GenerationAugmentConfig)
     cutmix: CutmixConfig = field(default_factory=CutmixConfig)
     gate: GateSettings = field(default_factory=GateSettings)  # keep the best of oversampled images (syndgan/quality)
     threads: int = 1  # torch CPU threads for rendering networks; 0: torch default
@@ -322,6 +347,7 @@ class Params:
     rasterize: RasterizeConfig = field(default_factory=RasterizeConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     train_synth: TrainSynthConfig = field(default_factory=TrainSynthConfig)
+    train_generation: TrainGenerationConfig = field(default_factory=TrainGenerationConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)

@@ -86,6 +86,8 @@ def stage_outputs(params: Params) -> dict[str, Path]:
         [*ts.ablations, *(sorted(p.stem for p in ablations.glob("*.json")) if ablations.is_dir() else [])]
     )
     found.update({f"train_synth_ablation@{a}": ablations / f"{a}.json" for a in names})
+    if "generation" in c.methods:
+        found["train_generation"] = params.resolve(params.train_generation.out) / "summary.json"
     found.update({f"augment@{m}": params.resolve(params.augment.out) / m / "augment.json" for m in c.methods})
     found["classify_aggregate"] = params.resolve(c.metrics)
     found["evaluate"] = params.resolve(params.evaluate.metrics)

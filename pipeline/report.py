@@ -248,13 +248,18 @@ def section_grids(params: Params, doc: Document, figs: Figures) -> None:
     root, mode = dataset.root, dataset.mode
     images = dataset.index.set_index("id")["image"].to_dict()
     colors = {int(c["id"]): c["color"] for c in dataset.classes}
-    lead_name = "syndgan" if "syndgan" in methods else next(iter(methods))
+    # unpaired methods (generation-only) sample whole images: no normal image or mask to line up with
+    unpaired = {m for m, (_, manifest) in methods.items() if (manifest["transform"] == "[]").all()}
+    paired = [m for m in methods if m not in unpaired]
+    lead_name = "syndgan" if "syndgan" in paired else next(iter(paired or methods))
     lead_folder, lead = methods[lead_name]
     doc.paragraph(
         "Rows: the first synthesized images of the class. Every method paints the same placed mask on the same "
         "normal train image (pairing and placement depend only on the seed); the last column is the real train "
         "defect the mask was taken from."
-    )
+        + (" Generation-only methods sample whole images: their column shows their image of the same number, "
+           "with no normal image or mask behind it." if unpaired else "")
+    )  # fmt: skip
     n = params.report.grid_rows
     for c in dataset.classes:
         rows_df = lead[lead["label"] == c["name"]].sort_values("rank").head(n)
@@ -266,13 +271,13 @@ def section_grids(params: Params, doc: Document, figs: Figures) -> None:
         for r in rows_df.itertuples(index=False):
             cells = [_image(root, images.get(r.normal_source), mode)]
             cells.append(colorize_labelmap(_image(lead_folder, r.labelmap, "L"), colors))
-            for folder, manifest in methods.values():
+            for m, (folder, manifest) in methods.items():
                 # the same candidate number (id suffix) has the same pairing in every method, gated or not
                 number = manifest["id"].str.rsplit("/", n=1).str[-1] == r.id.rsplit("/", 1)[-1]
                 match = manifest[(manifest["label"] == r.label) & number]
-                same = (
-                    not match.empty
-                    and match.iloc[0]["normal_source"] == r.normal_source
+                same = not match.empty and (
+                    m in unpaired
+                    or match.iloc[0]["normal_source"] == r.normal_source
                     and match.iloc[0]["mask_source"] == r.mask_source
                 )
                 cells.append(_image(folder, match.iloc[0]["image"], mode) if same else None)

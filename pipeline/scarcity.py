@@ -6,7 +6,7 @@
 The params files are overlays of the project's params.yaml (applied in order; the last one holds the
 ``scarcity`` section). For every k in
 ``scarcity.ks`` the folder ``<workdir>/k<k>/`` holds this project's own ``dvc.yaml`` and the params with
-``rasterize.k_shot: k``, so pretrain, train_synth, augment and classify all learn from the k kept images only,
+``rasterize.k_shot: k``, so pretrain, train_synth, train_generation, augment and classify all learn from the k kept images only,
 and classify runs ``classify.methods`` x ``classify.seeds`` x ``classify.doses`` there; each method's dose is
 chosen on val by ``classify_aggregate``. ``<workdir>`` is a DVC project of its own (``dvc init --no-scm``, laid out by ``pipeline.run``):
 ``dvc repro`` there builds every cell, caches each finished stage and, after a kill, resumes where it stopped;
@@ -33,7 +33,10 @@ from syndgan.errors import ConfigError, DataError
 from syndgan.io import atomic_write_json, atomic_write_text
 
 # What one k needs: everything up to the classification table (no evaluate, report or ablations).
-STAGES = ("demo", "ingest", "rasterize", "pretrain", "train_synth", "augment", "classify", "classify_aggregate")
+STAGES = (
+    "demo", "ingest", "rasterize", "pretrain", "train_synth", "train_generation", "augment", "classify",
+    "classify_aggregate",
+)  # fmt: skip
 REPORT_STAGES = ("train_synth_ablation", "evaluate", "report")  # the ks in scarcity.report_ks: the full report
 
 
@@ -63,17 +66,17 @@ def write_project(params_files: list[Path], workdir: Path, ks: list | None = Non
     if not params.train_synth.ablations:
         del stages["train_synth_ablation"]  # DVC refuses an empty foreach
     methods = params.classify.methods
-    # Only what the grid's methods need: no synthesis network unless a method rendering with it is compared, and
-    # no pretraining either unless the quality gate scores with its discriminator (else augment's `scorer` dep
-    # is its own file).
+    # Only what the grid's methods need: no synthesis network unless a method rendering with it is compared, no
+    # per-class generators unless `generation` is, and no pretraining either unless one of them or the quality
+    # gate (scoring with its discriminator) needs it (else augment's `scorer` dep is its own file).
     stages["augment"]["foreach"] = {m: v for m, v in stages["augment"]["foreach"].items() if m in methods}
     if not {"syndgan", "hybrid"} & set(methods):
         del stages["train_synth"]
-        if params.augment.gate.scorer != "discriminator":
-            del stages["pretrain"]
-            stages["augment"]["foreach"] = {
-                m: {**v, "scorer": v["needs"]} for m, v in stages["augment"]["foreach"].items()
-            }
+    if "generation" not in methods:
+        del stages["train_generation"]
+    if not {"syndgan", "hybrid", "generation"} & set(methods) and params.augment.gate.scorer != "discriminator":
+        del stages["pretrain"]
+        stages["augment"]["foreach"] = {m: {**v, "scorer": v["needs"]} for m, v in stages["augment"]["foreach"].items()}
     sc = params.scarcity
     for k in sc.ks:
         d = workdir / k_dir(k)

@@ -140,13 +140,19 @@ def test_params_round_trip_through_the_schema(path):
     """Every shipped params file (data/configs/ as overlays of params.yaml) survives typed -> YAML -> typed, and the
     training sections hand the library its own settings class, rebuilt exactly from what a checkpoint stores."""
     from pipeline.config import library_settings
+    from syndgan.generation.settings import GenerationSettings
     from syndgan.training.common import to_plain
     from syndgan.training.settings import PretrainSettings, SynthSettings
 
     p = load_params(path, base="params.yaml")
     again = parse_params(yaml.safe_load(yaml.safe_dump(_plain(p))))
     assert _plain(again) == _plain(p)
-    for section, cls in ((p.pretrain, PretrainSettings), (p.train_synth, SynthSettings)):
+    sections = (
+        (p.pretrain, PretrainSettings),
+        (p.train_synth, SynthSettings),
+        (p.train_generation, GenerationSettings),
+    )
+    for section, cls in sections:
         s = library_settings(section)
         assert type(s) is cls and cls(**to_plain(s)) == s
         assert "out" not in to_plain(s) and "threads" not in to_plain(s)  # the stage's keys stay in the stage
@@ -162,6 +168,10 @@ def test_params_round_trip_through_the_schema(path):
         ({"train_synth": {"freeze_decoder": True, "pretrained_decoder": False}}, "train_synth.freeze_decoder"),
         ({"train_synth": {"ablations": ["no_inversion", "no_inversion"]}}, "train_synth.ablations"),
         ({"train_synth": {"latent": "z"}}, "train_synth.latent"),
+        ({"train_generation": {"steps": 0}}, "train_generation.steps"),
+        ({"train_generation": {"betas": [0.5]}}, "train_generation.betas"),
+        ({"train_generation": {"threads": -1}}, "train_generation.threads"),
+        ({"train_generation": {"loss": "wgan"}}, "train_generation.loss"),
         ({"augment": {"gate": {"scorer": "gan"}}}, "augment.gate.scorer"),
         ({"augment": {"gate": {"oversample": 0.5}}}, "augment.gate.oversample"),
         ({"augment": {"gate": {"classifier": {"steps": 0}}}}, "augment.gate.classifier.steps"),

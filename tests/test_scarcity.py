@@ -109,3 +109,15 @@ def test_pretraining_runs_only_when_syndgan_or_the_gate_needs_it(tmp_path, score
     # augment@copy_paste depends on the discriminator exactly when pretraining makes it
     scorer_dep = stages["augment"]["foreach"]["copy_paste"]["scorer"]
     assert scorer_dep.endswith("discriminator.pt") == pretrain
+
+
+@pytest.mark.parametrize("methods", [["none", "generation"], ["none", "copy_paste"], ["none", "syndgan", "generation"]])
+def test_train_generation_runs_only_when_generation_is_compared(tmp_path, methods):
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(yaml.safe_dump({"classify": {"methods": methods}, "scarcity": {"ks": [1]}}))
+    scarcity.write_project([overlay], tmp_path / "work")
+    stages = yaml.safe_load((tmp_path / "work" / "k1" / "dvc.yaml").read_text())["stages"]
+    assert ("train_generation" in stages) == ("generation" in methods)
+    assert ("pretrain" in stages) == (methods != ["none", "copy_paste"])  # the generators start from pretraining
+    assert ("train_synth" in stages) == ("syndgan" in methods)
+    assert set(stages["augment"]["foreach"]) == set(methods)

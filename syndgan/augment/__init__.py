@@ -2,7 +2,7 @@
 
 ``none`` and ``cutmix`` act at classifier training time; ``copy_paste``, ``syndgan`` and ``hybrid`` (copy-paste
 with the seam repainted by SyNDGAN) render synthetic defect images from train normals and real train defect
-masks (see ``generate``).
+masks (see ``generate``); ``generation`` samples whole defect images from per-class fine-tuned generators.
 
 Names are imported on first use, so reading the settings schema (``syndgan.augment.settings``, what params.yaml
 is checked against) imports neither numpy nor scipy; that first use also registers every method.
@@ -22,7 +22,7 @@ _EXPORTS = {
     "compute_targets": "targets",
     "targets_table": "targets",
 }
-_METHOD_MODULES = ("copy_paste", "cutmix", "hybrid", "syndgan")  # each registers its method on import
+_METHOD_MODULES = ("copy_paste", "cutmix", "generation", "hybrid", "syndgan")  # each registers its method on import
 
 __all__ = sorted(_EXPORTS)
 

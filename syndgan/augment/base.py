@@ -1,10 +1,11 @@
 """Augmentation methods and their registry.
 
 A method either *renders* synthetic defect images (``produces_images``: given a train normal image, the
-label map of the defects placed on it and the placements, return the defective image) or works at
-classifier *training time* on batches (``mix_batch``, e.g. CutMix). Adding a method (a generation-only
-GAN, a diffusion model...) is one subclass decorated with ``@register_method``; the augment stage, the
-provenance checks and the classifier need nothing else.
+label map of the defects placed on it and the placements, return the defective image), *samples* whole
+defect images of a class (``paired`` False, e.g. the generation-only GAN: ``sample`` and the ``sources`` the
+images derive from; no normal image, no placed mask) or works at classifier *training time* on batches
+(``mix_batch``, e.g. CutMix). Adding a method (a diffusion model...) is one subclass decorated with
+``@register_method``; the augment stage, the provenance checks and the classifier need nothing else.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def create_method(name: str, **options: Any) -> AugmentMethod:
 class AugmentMethod:
     name: ClassVar[str] = ""
     produces_images: ClassVar[bool] = True  # False: applied at classifier training time only
+    paired: ClassVar[bool] = True  # False: whole images sampled per class (``sample``), not rendered on a placement
 
     def options(self) -> dict[str, Any]:
         """What configures this instance (recorded in the augment output's ``augment.json``)."""
@@ -67,6 +69,15 @@ class AugmentMethod:
     ) -> np.ndarray:
         """Defective version of ``normal`` (uint8, (H, W) or (H, W, 3)) with defects where ``labelmap`` > 0."""
         raise TypeError(f"method {self.name!r} does not render images (applied at training time)")
+
+    def sample(self, class_name: str, seed: int, size: int) -> np.ndarray:
+        """Unpaired methods: one whole uint8 image of ``class_name``, (size, size) or (size, size, 3), from ``seed``."""
+        raise TypeError(f"method {self.name!r} renders placed defects; it samples no whole images")
+
+    def sources(self, class_name: str) -> tuple[list[str], list[str]]:
+        """Unpaired methods: (normal images, images of the class) every sampled ``class_name`` image derives from,
+        as image ids of the processed dataset (the manifest's ``normal_source`` and ``mask_source``)."""
+        raise TypeError(f"method {self.name!r} renders placed defects; its sources are per image")
 
     def mix_batch(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator

@@ -8,6 +8,12 @@ Pairing and placement depend only on (seed, class, image number), never on the m
 Normal images are used round-robin (in a per-class shuffled order); the mask source of each image is
 drawn among the ``appearance_top_k`` train defects that look most like that normal image (same
 illumination / exposure), so a dark-field defect is not pasted onto a bright-field part.
+
+Unpaired methods (``paired`` False: the generation-only GAN) sample whole images instead: image ``k`` of class
+``c`` comes from a seed of (seed, class, k) alone. Such an image has no placed mask, so where its defect is is
+unknown: its label map is all 0 and ``transform`` is ``[]`` (the classifier reads only ``label``). Its
+``normal_source`` and ``mask_source`` list every image it derives from (the method's ``sources``: for the
+generation-only GAN, the pretraining's normal images and the class's fine-tuning images).
 """
 
 from __future__ import annotations
@@ -48,8 +54,8 @@ AUGMENTED_COLUMNS = {
     "group": "str",
     "image": "str",
     "labelmap": "str",
-    "normal_source": "str",
-    "mask_source": "str",  # "|"-joined when several defects were composed
+    "normal_source": "str",  # "|"-joined for unpaired methods (every normal image the generator learned from)
+    "mask_source": "str",  # "|"-joined when several defects were composed (unpaired: the class's training images)
     "method": "str",
     "seed": "int64",
     "rank": "int64",  # position within its class: a dose of n takes ranks 0..n-1
@@ -106,6 +112,8 @@ def generate_augmented(
     index_path = dataset.root / "index.parquet"
     if not method.produces_images:
         raise SyndganError(f"augmentation method {method.name!r} works at training time and renders no images")
+    if not method.paired:
+        return sample_unpaired(dataset, method, targets, out, seed, progress)
     total = sum(int(n) for n in targets.values())
     normals_df = pool[pool["label"] == NORMAL].sort_values("id")
     if total and normals_df.empty:
@@ -150,7 +158,13 @@ def generate_augmented(
             target = normals[t]
             labels = compose_labelmap(target.image.shape[:2], placed)
             image = method.render(target.image, labels, placed, int(rng.integers(2**31 - 1)))
-            rows.append(_write(out, method.name, name, i, image, labels, dataset.mode, target, placed, seed))
+            source = {
+                "group": str(target.group),
+                "normal_source": target.id,
+                "mask_source": "|".join(p.source_id for p in placed),
+                "transform": json.dumps([p.record() for p in placed]),
+            }
+            rows.append(_write(out, method.name, name, i, image, labels, dataset.mode, source, seed))
             if bar is not None:
                 bar.update()
     if bar is not None:
@@ -188,7 +202,48 @@ def _place_all(
     return placed
 
 
-def _write(out: Path, method: str, name: str, i: int, image, labels, mode: str, target: _Target, placed, seed: int):
+def sample_unpaired(
+    dataset: ProcessedDataset, method: AugmentMethod, targets: Mapping[str, int], out: Path, seed: int, progress: bool
+) -> pd.DataFrame:
+    """``targets[c]`` whole images per class from an unpaired method (module doc), written like placed ones."""
+    method.prepare(dataset.class_names)
+    total = sum(max(int(n), 0) for n in targets.values())
+    bar = None
+    if progress and total:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=f"augment {method.name}", unit="img")
+    size, rows = dataset.resolution, []
+    empty = np.zeros((size, size), np.uint8)  # no placed mask: the defect's location is unknown
+    want = (size, size) if dataset.mode == "L" else (size, size, 3)
+    for name in dataset.class_names:
+        n = int(targets.get(name, 0))
+        if n <= 0:
+            continue
+        cid = dataset.class_ids[name]
+        normals, learned = method.sources(name)
+        for i in range(n):
+            rng = np.random.default_rng(np.random.SeedSequence([seed, cid, i]))
+            image = np.asarray(method.sample(name, int(rng.integers(2**31 - 1)), size))
+            if image.shape != want or image.dtype != np.uint8:
+                raise SyndganError(f"augment {method.name}: sampled {image.dtype} {image.shape}, expected uint8 {want}")
+            source = {
+                "group": f"{method.name}/{name}/{i:05d}",  # a sampled image is a part of its own
+                "normal_source": "|".join(normals),
+                "mask_source": "|".join(learned),
+                "transform": "[]",
+            }
+            rows.append(_write(out, method.name, name, i, image, empty, dataset.mode, source, seed))
+            if bar is not None:
+                bar.update()
+    if bar is not None:
+        bar.close()
+    return pd.DataFrame(rows, columns=list(AUGMENTED_COLUMNS)).astype(AUGMENTED_COLUMNS)
+
+
+def _write(out: Path, method: str, name: str, i: int, image, labels, mode: str, source: dict[str, str], seed: int):
+    """Save image ``i`` of class ``name`` and its label map; its manifest row (``source``: group, normal_source,
+    mask_source, transform)."""
     image_id = f"{method}/{name}/{i:05d}"
     stem = image_id.replace("/", "__")
     image = np.asarray(image)
@@ -201,15 +256,15 @@ def _write(out: Path, method: str, name: str, i: int, image, labels, mode: str, 
         "label": name,
         "labels": name,
         "split": "train",
-        "group": str(target.group),
+        "group": source["group"],
         "image": f"images/{stem}.png",
         "labelmap": f"labelmaps/{stem}.png",
-        "normal_source": target.id,
-        "mask_source": "|".join(p.source_id for p in placed),
+        "normal_source": source["normal_source"],
+        "mask_source": source["mask_source"],
         "method": method,
         "seed": int(seed),
         "rank": int(i),
-        "transform": json.dumps([p.record() for p in placed]),
+        "transform": source["transform"],
     }
 
 
@@ -218,7 +273,7 @@ def check_provenance(
 ) -> None:
     """Every synthetic image must derive from ``allowed`` images only (the train pool).
 
-    ``normal_source`` must be an allowed normal image, each ``mask_source`` an allowed image containing
+    Each ``normal_source`` must be an allowed normal image, each ``mask_source`` an allowed image containing
     the row's class. Raises ``DataError(where, ...)`` naming the first offending row and source (and,
     given the full ``index``, the split it really is in).
     """
@@ -235,10 +290,14 @@ def check_provenance(
         return "not in the train pool (unknown id, or left out by k_shot)"
 
     for row in manifest.itertuples(index=False):
-        if row.normal_source not in labels:
-            raise DataError(where, f"row {row.id}: normal_source {row.normal_source!r} is {outside(row.normal_source)}")
-        if labels[row.normal_source] != NORMAL:
-            raise DataError(where, f"row {row.id}: normal_source {row.normal_source!r} is not a normal image")
+        normals = _split_sources(row.normal_source)
+        if not normals:
+            raise DataError(where, f"row {row.id}: no normal_source")
+        for src in normals:  # one normal image; unpaired methods list every one the image derives from
+            if src not in labels:
+                raise DataError(where, f"row {row.id}: normal_source {src!r} is {outside(src)}")
+            if labels[src] != NORMAL:
+                raise DataError(where, f"row {row.id}: normal_source {src!r} is not a normal image")
         for src in _split_sources(row.mask_source):
             if src not in multi:
                 raise DataError(where, f"row {row.id}: mask_source {src!r} is {outside(src)}")

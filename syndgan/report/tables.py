@@ -25,6 +25,7 @@ METHOD_LABELS = {
     "syndgan": "SyNDGAN (ours)",
     "copy_paste": "Copy-paste",
     "hybrid": "Hybrid (copy-paste, SyNDGAN seam)",
+    "generation": "Generation only (fine-tuned GAN)",
     "cutmix": "CutMix",
     "none": "Original data",
 }

@@ -1,0 +1,43 @@
+"""Settings of the generation-only baseline's fine-tuning: the schema of params.yaml's ``train_generation``
+section (the stage adds only its output keys and threads) and what ``generators.pt`` stores. No torch import.
+
+Each field is declared and checked once, here; a bad value raises ``ConfigError("<field>: <problem>")``, which
+the params reader prefixes with the file and section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from syndgan.training.settings import _check_common
+
+
+@dataclass
+class GenerationSettings:
+    """One copy of the pretrained generator and its projected discriminator fine-tuned per defect class on that
+    class's train-pool images (ProjectedGAN losses and DiffAugment as pretrained: the discriminator's stored spec).
+
+    Defaults are demo-sized (a couple of CPU minutes for three classes at 64 px); few-shot GAN adaptation usually
+    runs thousands of steps, so raise ``steps`` on real data.
+    """
+
+    loss: Literal["hinge", "logistic"] = "hinge"
+    batch_size: int = 8
+    steps: int = 100  # per class
+    lr_g: float = 0.002  # as pretrain in params.yaml (StyleGAN2's equalized learning rate)
+    lr_d: float = 0.0002
+    betas: list[float] = field(default_factory=lambda: [0.0, 0.99])
+    ema: float = 500.0  # G_ema half-life, in images
+    ema_rampup: float | None = 0.05
+    seed: int = 0
+    checkpoint_every: int = 50  # steps; a killed run resumes each class from checkpoints/<class>.pt
+    sample_every: int = 100  # sample grids per class; 0: only the final one
+    log_every: int = 10
+    device: str = "auto"  # auto: CUDA when present (bf16 autocast), else CPU
+    amp: bool = True
+    feature_weights: str | None = None  # EfficientNet-Lite0 file for D's features; None: the packaged one
+    progress: bool = True
+
+    def __post_init__(self):
+        _check_common(self)  # the optimisation and bookkeeping rules every GAN training shares

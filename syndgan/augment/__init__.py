@@ -8,7 +8,7 @@ Names are imported on first use, so reading the settings schema (``syndgan.augme
 is checked against) imports neither numpy nor scipy; that first use also registers every method.
 """
 
-from importlib import import_module
+from syndgan.lazy import lazy_exports
 
 _EXPORTS = {
     "METHODS": "base",
@@ -27,11 +27,4 @@ _METHOD_MODULES = ("copy_paste", "cutmix", "generation", "hybrid", "syndgan")  #
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    for module in _METHOD_MODULES:
-        import_module(f"{__name__}.{module}")
-    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, _METHOD_MODULES)

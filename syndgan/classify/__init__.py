@@ -4,7 +4,7 @@ Names are imported on first use, so reading the settings schema (``syndgan.class
 not import torch.
 """
 
-from importlib import import_module
+from syndgan.lazy import lazy_exports
 
 _EXPORTS = {
     "aggregate_runs": "aggregate",
@@ -31,7 +31,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'syndgan.classify' has no attribute {name!r}")
-    return getattr(import_module(f"syndgan.classify.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -73,15 +73,11 @@ def class_weights(y: torch.Tensor, num_classes: int, mass: torch.Tensor | None =
 
     ``mass``: each image's expected share of the loss (how often it is drawn x its loss weight) when images
     are not drawn uniformly at weight 1; n_c is then the class's total mass."""
-    counts = torch.bincount(y, minlength=num_classes).float() if mass is None else _class_mass(y, num_classes, mass)
+    counts = torch.bincount(y, weights=None if mass is None else mass.double(), minlength=num_classes).float()
     present = counts > 0
     w = torch.ones(num_classes)
     w[present] = counts[present].sum() / (present.sum() * counts[present])
     return w
-
-
-def _class_mass(y: torch.Tensor, num_classes: int, mass: torch.Tensor) -> torch.Tensor:
-    return torch.zeros(num_classes, dtype=torch.float64).index_add_(0, y, mass.double()).float()
 
 
 def soft_cross_entropy(

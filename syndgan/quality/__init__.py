@@ -6,7 +6,7 @@ Names are imported on first use, so reading the gate's settings schema (``syndga
 import torch.
 """
 
-from importlib import import_module
+from syndgan.lazy import lazy_exports
 
 _EXPORTS = {
     "GateClassifierSettings": "settings",
@@ -23,7 +23,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'syndgan.quality' has no attribute {name!r}")
-    return getattr(import_module(f"syndgan.quality.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,128 @@
+"""Lever screening: variants of the scarcity grid at one k and one seed, compared on val only.
+
+    python -m pipeline.screen --params data/configs/magnetic-tile.yaml data/configs/scarcity-magnetic-tile.yaml \
+        --variants data/configs/screen/*.yaml --k 10 --seed 0
+
+Each variant file is one more params overlay, named by its file name (an empty file is the baseline). Variant
+``<name>`` runs as a scarcity project in ``<workdir>/<name>/`` with ``scarcity.ks: [k]``, ``classify.seeds:
+[seed]`` and no report. All variants share one DVC cache (``<workdir>/cache``), so a stage a variant does not
+change (ingest, pretrain, train_synth...) is restored from the run cache, not trained again: a variant that
+only changes how the classifier uses synthetic images costs only its classifier cells.
+
+The table (``<workdir>/screen.md``, ``screen.json``) lists per variant and method the val macro-F1 of the dose
+and synthetic-sample rule chosen on val. Test numbers are not shown: screening picks on val; the chosen
+variants then run the 3-seed benchmark (``pipeline.scarcity``), which reads test once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from pipeline.common import read_json
+from pipeline.config import parse_params
+from pipeline.run import DVC, init_project
+from pipeline.scarcity import k_dir, merged_params, run_benchmark
+from syndgan.errors import ConfigError, DataError
+from syndgan.io import atomic_write_json, atomic_write_text
+
+
+def screen_overlay(k: int | str, seed: int) -> dict:
+    """What screening fixes on top of every variant: one k, one seed, no full report."""
+    return {"scarcity": {"ks": [k], "report_ks": []}, "classify": {"seeds": [seed]}}
+
+
+def share_cache(project: Path, cache: Path) -> None:
+    """Point ``project``'s DVC cache (and with it the run cache) at ``cache``."""
+    init_project(project)
+    cache.mkdir(parents=True, exist_ok=True)
+    subprocess.run([*DVC, "cache", "dir", str(cache.resolve())], cwd=project, check=True)
+
+
+def val_rows(variant: str, metrics: dict, methods: list[str]) -> list[dict]:
+    """Per method (in ``methods``' order), the val-chosen dose's val macro-F1 (``classify_aggregate``'s
+    ``selected`` entry), in %."""
+    rows = []
+    for method in methods:
+        doses = metrics[method]
+        chosen = [(dose, m) for dose, m in doses.items() if m["selected"]]
+        if len(chosen) != 1:
+            raise DataError(f"{variant}: classify metrics", f"method {method!r} has no single val-chosen dose")
+        dose, m = chosen[0]
+        rows.append(
+            {"variant": variant, "method": method, "dose": dose, "val_macro_f1": 100 * m["val_macro_f1"]["mean"]}
+        )
+    return rows
+
+
+def markdown(rows: list[dict], k: int | str, seed: int) -> str:
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    table = {(r["variant"], r["method"]): r for r in rows}
+    lines = [
+        f"### Lever screening: val macro-F1 (%), k = {k}, seed {seed} (dose and rule chosen on val)",
+        "",
+        "| variant | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        cells = [table.get((variant, m)) for m in methods]
+        lines.append(
+            f"| {variant} | "
+            + " | ".join("-" if c is None else f"{c['val_macro_f1']:.1f} ({c['dose']})" for c in cells)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run_screen(params_files: list[Path], variants: list[Path], workdir: Path, k: int | str, seed: int) -> int:
+    names = [v.stem for v in variants]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--variants: file names must be unique (they name the variants), got {names}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    fixed = workdir / "screen-overlay.yaml"
+    fixed.write_text(yaml.safe_dump(screen_overlay(k, seed)), encoding="utf-8")
+    rows = []
+    for variant in variants:
+        project = workdir / variant.stem
+        share_cache(project, workdir / "cache")
+        print(f"== variant {variant.stem} ({variant})", flush=True)
+        if run_benchmark([*params_files, variant, fixed], project, ks=[k]) != 0:
+            return 1
+        params = parse_params(merged_params([*params_files, variant, fixed]), variant)
+        metrics = read_json(project / k_dir(k) / params.classify.metrics)
+        rows += val_rows(variant.stem, metrics, params.classify.methods)
+        atomic_write_json(workdir / "screen.json", rows)  # after each variant: a killed screen keeps what ran
+    text = markdown(rows, k, seed)
+    atomic_write_text(workdir / "screen.md", text)
+    print(text, flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pipeline.screen", description=__doc__.split("\n")[0])
+    ap.add_argument("--params", type=Path, nargs="+", required=True, help="the benchmark's overlays, in order")
+    ap.add_argument("--variants", type=Path, nargs="+", required=True, help="one overlay per variant")
+    ap.add_argument("--k", default="10", help="defect images per class kept in train (or all)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workdir", type=Path, default=None, help="default: runs/screen-<scarcity.dataset>-k<k>")
+    args = ap.parse_args(argv)
+    k = args.k if args.k == "all" else int(args.k)
+    try:
+        files = [f.resolve() for f in args.params]
+        for v in args.variants:
+            if not v.is_file():
+                raise DataError(v, "variant overlay not found")
+        dataset = parse_params(merged_params(files)).scarcity.dataset
+        workdir = args.workdir or Path("runs") / f"screen-{dataset}-k{k}"
+        return run_screen(files, [v.resolve() for v in args.variants], workdir.resolve(), k, args.seed)
+    except (ConfigError, DataError) as e:
+        print(f"screen: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

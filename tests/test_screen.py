@@ -1,0 +1,72 @@
+"""Lever screening: variants through DVC sharing one cache, compared on val."""
+
+import json
+
+import pytest
+import yaml
+
+from pipeline import screen
+from syndgan.errors import DataError
+
+TINY = {
+    "demo": {"parts": 16, "resolution": 64, "defect_fraction": 0.6},
+    "rasterize": {"resolution": 32},
+    "augment": {"targets": {"mode": "count", "count": 2}},
+    "classify": {
+        "methods": ["none", "copy_paste"],
+        "doses": ["all"],
+        "train": {"resolution": 32, "batch_size": 4, "epochs": 1, "eval_from_epoch": 0},
+    },
+    "scarcity": {"dataset": "tiny", "ks": [5, "all"], "report_ks": ["all"]},
+}
+
+
+def test_val_rows_take_the_val_chosen_dose_only():
+    metrics = {
+        "none": {"0": {"selected": True, "val_macro_f1": {"mean": 0.5}, "macro_f1": {"mean": 0.9}}},
+        "copy_paste": {
+            "30": {"selected": False, "val_macro_f1": {"mean": 0.7}, "macro_f1": {"mean": 0.1}},
+            "100_w0.3": {"selected": True, "val_macro_f1": {"mean": 0.6}, "macro_f1": {"mean": 0.2}},
+        },
+    }
+    rows = screen.val_rows("base", metrics, ["none", "copy_paste"])
+    assert rows == [
+        {"variant": "base", "method": "none", "dose": "0", "val_macro_f1": 50.0},
+        {"variant": "base", "method": "copy_paste", "dose": "100_w0.3", "val_macro_f1": 60.0},
+    ]
+    text = screen.markdown(rows + [{"variant": "gate", "method": "none", "dose": "0", "val_macro_f1": 52.25}], 10, 0)
+    assert "| base | 50.0 (0) | 60.0 (100_w0.3) |" in text and "| gate | 52.2 (0) | - |" in text
+    assert "90" not in text  # test numbers never reach the screening table
+    metrics["none"]["0"]["selected"] = False
+    with pytest.raises(DataError, match="no single val-chosen dose"):
+        screen.val_rows("base", metrics, ["none", "copy_paste"])
+
+
+@pytest.mark.slow
+def test_variants_share_the_run_cache_and_differ_only_where_they_change(tmp_path):
+    overlay = tmp_path / "tiny.yaml"
+    overlay.write_text(yaml.safe_dump(TINY))
+    base, rules = tmp_path / "base.yaml", tmp_path / "rules.yaml"
+    base.write_text("")
+    rules.write_text(yaml.safe_dump({"classify": {"synthetic": [{"weight": 1.0}, {"weight": 0.3, "share": 0.25}]}}))
+    work = tmp_path / "screen"
+    assert screen.run_screen([overlay], [base, rules], work, 5, 1) == 0
+
+    for name in ("base", "rules"):
+        params = yaml.safe_load((work / name / "k5" / "params.yaml").read_text())
+        assert params["classify"]["seeds"] == [1] and params["rasterize"]["k_shot"] == 5
+        assert not (work / name / "kall").exists() and not (work / name / "k5" / "reports" / "report.html").exists()
+    log = (work / "rules" / "repro.log").read_text()
+    # the second variant restores what it shares with the first from the shared run cache ...
+    # (ingest writes an uncached report, so DVC keeps no run cache of it: it reruns, in seconds)
+    for stage in ("demo", "rasterize", "augment@copy_paste"):
+        assert f"Stage 'k5/dvc.yaml:{stage}' is cached - skipping run" in log, log[-3000:]
+    # ... and trains only the classifier cells its overlay changes
+    assert "Running stage 'k5/dvc.yaml:classify@copy_paste-1'" in log
+    rows = json.loads((work / "screen.json").read_text())
+    assert [(r["variant"], r["method"]) for r in rows] == [
+        (v, m) for v in ("base", "rules") for m in ("none", "copy_paste")
+    ]
+    chosen = {r["variant"]: r["dose"] for r in rows if r["method"] == "copy_paste"}
+    assert chosen["base"] == "all" and chosen["rules"] in ("all", "all_w0.3s0.25")
+    assert "| rules |" in (work / "screen.md").read_text()

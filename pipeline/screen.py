@@ -6,8 +6,9 @@
 Each variant file is one more params overlay, named by its file name (an empty file is the baseline). Variant
 ``<name>`` runs as a scarcity project in ``<workdir>/<name>/`` with ``scarcity.ks: [k]``, ``classify.seeds:
 [seed]`` and no report. All variants share one DVC cache (``<workdir>/cache``), so a stage a variant does not
-change (ingest, pretrain, train_synth...) is restored from the run cache, not trained again: a variant that
-only changes how the classifier uses synthetic images costs only its classifier cells.
+change is restored from DVC's run cache, not run again: rasterize, augment of a method the variant leaves
+alone, classifier cells. DVC keeps no run cache for stages with persistent outputs, so pretrain, train_synth
+and train_generation (resumable checkpoints) still train once per variant that uses them.
 
 The table (``<workdir>/screen.md``, ``screen.json``) lists per variant and method the val macro-F1 of the dose
 and synthetic-sample rule chosen on val. Test numbers are not shown: screening picks on val; the chosen
@@ -29,6 +30,8 @@ from pipeline.run import DVC, init_project
 from pipeline.scarcity import k_dir, merged_params, run_benchmark
 from syndgan.errors import ConfigError, DataError
 from syndgan.io import atomic_write_json, atomic_write_text
+
+RESERVED = {"cache"}  # folder names in <workdir> that are not variants
 
 
 def screen_overlay(k: int | str, seed: int) -> dict:
@@ -82,6 +85,8 @@ def run_screen(params_files: list[Path], variants: list[Path], workdir: Path, k:
     names = [v.stem for v in variants]
     if len(set(names)) != len(names):
         raise ConfigError(f"--variants: file names must be unique (they name the variants), got {names}")
+    if RESERVED & set(names):
+        raise ConfigError(f"--variants: {sorted(RESERVED & set(names))[0]!r} is reserved (the shared DVC cache)")
     workdir.mkdir(parents=True, exist_ok=True)
     fixed = workdir / "screen-overlay.yaml"
     fixed.write_text(yaml.safe_dump(screen_overlay(k, seed)), encoding="utf-8")

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from pipeline import screen
-from syndgan.errors import DataError
+from syndgan.errors import ConfigError, DataError
 
 TINY = {
     "demo": {"parts": 16, "resolution": 64, "defect_fraction": 0.6},
@@ -42,6 +42,18 @@ def test_val_rows_take_the_val_chosen_dose_only():
         screen.val_rows("base", metrics, ["none", "copy_paste"])
 
 
+def test_variant_names_must_be_unique_and_not_reserved(tmp_path):
+    a, b = tmp_path / "a" / "base.yaml", tmp_path / "b" / "base.yaml"
+    cache = tmp_path / "cache.yaml"
+    for f in (a, b, cache):
+        f.parent.mkdir(exist_ok=True)
+        f.write_text("")
+    with pytest.raises(ConfigError, match="must be unique"):
+        screen.run_screen([], [a, b], tmp_path / "w", 5, 0)
+    with pytest.raises(ConfigError, match="'cache' is reserved"):
+        screen.run_screen([], [cache], tmp_path / "w", 5, 0)
+
+
 @pytest.mark.slow
 def test_variants_share_the_run_cache_and_differ_only_where_they_change(tmp_path):
     overlay = tmp_path / "tiny.yaml"
@@ -58,7 +70,7 @@ def test_variants_share_the_run_cache_and_differ_only_where_they_change(tmp_path
         assert not (work / name / "kall").exists() and not (work / name / "k5" / "reports" / "report.html").exists()
     log = (work / "rules" / "repro.log").read_text()
     # the second variant restores what it shares with the first from the shared run cache ...
-    # (ingest writes an uncached report, so DVC keeps no run cache of it: it reruns, in seconds)
+    # (ingest is not restored from it: it reruns, in seconds)
     for stage in ("demo", "rasterize", "augment@copy_paste"):
         assert f"Stage 'k5/dvc.yaml:{stage}' is cached - skipping run" in log, log[-3000:]
     # ... and trains only the classifier cells its overlay changes

@@ -5,6 +5,7 @@ training curves. Pure functions: data in, PNG out.
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -64,7 +65,7 @@ def image_grid(
                     img = img[:, :, 0]
                 ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
             if r == 0:
-                ax.set_title(columns[c], fontsize=9)
+                ax.set_title(textwrap.fill(columns[c], 24), fontsize=9)  # long method names wrap, not overlap
             if notes is not None and r < len(notes) and c < len(notes[r]) and notes[r][c]:
                 ax.set_xlabel(notes[r][c], fontsize=8)
     if title:

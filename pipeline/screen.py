@@ -89,7 +89,7 @@ def run_screen(params_files: list[Path], variants: list[Path], workdir: Path, k:
         raise ConfigError(f"--variants: {sorted(RESERVED & set(names))[0]!r} is reserved (the shared DVC cache)")
     workdir.mkdir(parents=True, exist_ok=True)
     fixed = workdir / "screen-overlay.yaml"
-    fixed.write_text(yaml.safe_dump(screen_overlay(k, seed)), encoding="utf-8")
+    atomic_write_text(fixed, yaml.safe_dump(screen_overlay(k, seed)))
     rows = []
     for variant in variants:
         project = workdir / variant.stem

@@ -50,12 +50,11 @@ from syndgan.training.common import (
     to_plain,
 )
 from syndgan.training.loop import Plan, Trainable, TrainerState, run_steps, setup
-from syndgan.training.pretrain import make_optimizers, train_step
+from syndgan.training.pretrain import LOSS_COLUMNS, make_optimizers, train_step  # same step, same log columns
 
 log = logging.getLogger(__name__)
 
 GENERATORS = "generators.pt"
-LOSS_COLUMNS = ["step", "loss_d", "loss_g", "logits_real", "logits_fake", "images_per_s"]
 # The code a class checkpoint depends on (``source_digest``): changed code means a fresh run, not a resume.
 CODE = (
     "syndgan.generation",

@@ -1,12 +1,14 @@
 """Shared plumbing for stage modules: argument parsing, logging, one-line errors, torchrun process groups, reading
-other stages' JSON outputs."""
+other stages' JSON outputs, the trainings' resume states."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -95,3 +97,29 @@ def project_relative(path: Path) -> str:
         return str(Path(path).relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+# Resumable training states live here, outside every DVC output: DVC keeps no run cache for a stage with a
+# persistent output, and a sibling project sharing the cache (pipeline/screen.py, scarcity.py) would retrain.
+RESUME_ROOT = Path(".syndgan/resume")
+
+
+def data_digest(params: Params) -> str:
+    """sha256 of the tables a GAN stage's images come from (rasterize's index and dataset.json with the k-shot
+    pool; ingest's manifest and annotations where present): stored in a resume state, so that a state trained on
+    other data is not continued."""
+    processed, interim = params.resolve(params.rasterize.out), params.resolve(params.ingest.out)
+    h = hashlib.sha256()
+    for path in (processed / "index.parquet", processed / "dataset.json", interim / "manifest.parquet",
+                 interim / "annotations.parquet"):  # fmt: skip
+        if path.is_file():
+            h.update(f"{path.name}\n".encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def finish_resume(folder: Path) -> None:
+    """The run wrote its outputs: drop its resume state. A later run starts from scratch (a state stays resumable
+    across bookkeeping settings such as ``steps``, so a longer run would otherwise continue this one), and a
+    finished training keeps no optimizer state on disk. Rank 0 only."""
+    if is_writer():
+        shutil.rmtree(folder, ignore_errors=True)

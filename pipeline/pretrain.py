@@ -2,9 +2,11 @@
 
 Reads ``<rasterize.out>/`` (index.parquet, dataset.json) in ``resize`` mode, or the original images of
 ``<ingest.out>/manifest.parquet`` + ``annotations.parquet`` in ``patch`` mode. Writes ``<pretrain.out>/``
-(``checkpoints/last.pt`` - persistent, so a killed run resumes -, ``generator.pt``, ``discriminator.pt``,
-``samples/``),
-``<pretrain.plots>/{losses,fid}.csv`` and ``<pretrain.metrics>`` (fid_effnet at start and end, images/s).
+(``generator.pt``, ``discriminator.pt``, ``samples/``, ``summary.json``), ``<pretrain.plots>/{losses,fid}.csv`` and
+``<pretrain.metrics>`` (fid_effnet at start and end, images/s).
+
+A killed run resumes from ``.syndgan/resume/pretrain/last.pt`` (in the working directory, outside the DVC
+outputs, so that DVC's run cache keeps this stage); it is deleted once the outputs are written.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 
 import torch
 
-from pipeline.common import is_writer, stage_main
+from pipeline.common import RESUME_ROOT, data_digest, finish_resume, is_writer, stage_main
 from pipeline.config import Params, PretrainConfig, library_settings
 from syndgan.data.datasets import PatchDataset, ProcessedImages
 from syndgan.data.processed import read_dataset_info, train_pool_ids
@@ -22,6 +24,8 @@ from syndgan.training.pretrain import train_pretrain
 from syndgan.training.settings import PretrainSettings
 
 log = logging.getLogger("syndgan.pretrain")
+
+RESUME_DIR = RESUME_ROOT / "pretrain"
 
 
 def settings_for(cfg: PretrainConfig, resolution: int, channels: int, classes: list[dict]) -> PretrainSettings:
@@ -62,7 +66,11 @@ def run(params: Params) -> dict:
         "pretraining %s at %d px, %d channel(s), %s mode, on %d training images, %d steps of %d",
         cfg.generator, resolution, channels, cfg.data_mode, len(dataset), cfg.steps, cfg.batch_size,
     )  # fmt: skip
-    summary = train_pretrain(settings, dataset, params.resolve(cfg.out), log_dir=params.resolve(cfg.plots))
+    resume = params.resolve(RESUME_DIR)
+    summary = train_pretrain(
+        settings, dataset, params.resolve(cfg.out), log_dir=params.resolve(cfg.plots),
+        resume_path=resume / "last.pt", data_digest=data_digest(params),
+    )  # fmt: skip
     if not is_writer():
         return summary
     metrics = {
@@ -72,6 +80,7 @@ def run(params: Params) -> dict:
     metrics["data_mode"] = cfg.data_mode
     metrics["train_images"] = len(dataset)
     atomic_write_json(params.resolve(cfg.metrics), metrics)
+    finish_resume(resume)
     log.info(
         "fid_effnet %s -> %s; %.1f images/s",
         _f(summary["fid_effnet_start"]), _f(summary["fid_effnet"]), summary["images_per_s"],
@@ -85,7 +94,11 @@ def _f(x: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     return stage_main(
-        "pretrain", run, argv, __doc__, outputs=lambda p: [p.pretrain.out, p.pretrain.metrics, p.pretrain.plots]
+        "pretrain",
+        run,
+        argv,
+        __doc__,
+        outputs=lambda p: [p.pretrain.out, p.pretrain.metrics, p.pretrain.plots, RESUME_DIR],
     )
 
 

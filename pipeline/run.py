@@ -5,8 +5,9 @@
 The params file is an overlay of the project's ``params.yaml``: it holds only what differs (sections merge
 key by key; values, lists and free-form maps such as ``ingest.classes`` are replaced whole). The work
 folder becomes a DVC project of its own (``dvc init --no-scm``): the merged params as ``params.yaml`` and
-this project's ``dvc.yaml`` with its code paths made absolute, so DVC itself expands the stages, orders
-them, caches each finished one and, after a kill or a changed setting, reruns only what is out of date.
+this project's ``dvc.yaml`` with its code paths made absolute (and, with no git there, every output in DVC's
+cache), so DVC itself expands the stages, orders them, caches each finished one and, after a kill or a changed
+setting, reruns only what is out of date.
 ``dvc repro`` at the project root stays the way to reproduce the default ``params.yaml``.
 Environment: ``SYNDGAN_ROOT`` is set to the project folder, so params may say
 ``root: ${SYNDGAN_ROOT}/../shared/datasets/magnetic-tile``.
@@ -44,10 +45,30 @@ def absolute_code_paths(node):
     return node
 
 
+def cache_every_out(stage: dict) -> dict:
+    """``stage`` with no ``cache: false`` on its ``outs``: a work folder has no git to hold such a file, and DVC
+    saves no run cache for a stage with one (outside ``metrics``/``plots``), so a project sharing the cache
+    (``pipeline.screen``) could not restore the stage."""
+    if "do" in stage:  # foreach
+        return {**stage, "do": cache_every_out(stage["do"])}
+    if "outs" not in stage:
+        return stage
+    outs = []
+    for out in stage["outs"]:
+        if isinstance(out, dict):
+            ((path, opts),) = out.items()
+            opts = {k: v for k, v in (opts or {}).items() if k != "cache"}
+            out = {path: opts} if opts else path
+        outs.append(out)
+    return {**stage, "outs": outs}
+
+
 def project_pipeline() -> dict:
-    """This project's ``dvc.yaml`` with absolute code paths (stages and top-level plots)."""
+    """This project's ``dvc.yaml`` with absolute code paths (stages and top-level plots) and every ``outs`` entry
+    cached (``cache_every_out``)."""
     pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
-    return {**pipeline, "stages": {name: absolute_code_paths(st) for name, st in pipeline["stages"].items()}}
+    stages = {name: cache_every_out(absolute_code_paths(st)) for name, st in pipeline["stages"].items()}
+    return {**pipeline, "stages": stages}
 
 
 def init_project(workdir: Path) -> None:

@@ -6,9 +6,10 @@
 Each variant file is one more params overlay, named by its file name (an empty file is the baseline). Variant
 ``<name>`` runs as a scarcity project in ``<workdir>/<name>/`` with ``scarcity.ks: [k]``, ``classify.seeds:
 [seed]`` and no report. All variants share one DVC cache (``<workdir>/cache``), so a stage a variant does not
-change is restored from DVC's run cache, not run again: rasterize, augment of a method the variant leaves
-alone, classifier cells. DVC keeps no run cache for stages with persistent outputs, so pretrain, train_synth
-and train_generation (resumable checkpoints) still train once per variant that uses them.
+change is restored from DVC's run cache, not run again: ingest, rasterize, pretrain, train_synth and
+train_generation, augment of a method the variant leaves alone, classifier cells. (DVC keeps no run cache for a
+stage with a persistent or an uncached output: the trainings' resume states live outside the DVC outputs, in
+``.syndgan/resume/``, and a work folder caches every output, ``pipeline.run.cache_every_out``.)
 
 The table (``<workdir>/screen.md``, ``screen.json``) lists per variant and method the val macro-F1 of the dose
 and synthetic-sample rule chosen on val. Test numbers are not shown: screening picks on val; the chosen

@@ -3,8 +3,12 @@
 Fine-tunes one copy of the pretrained generator ``<pretrain.out>/generator.pt`` and its projected discriminator
 ``<pretrain.out>/discriminator.pt`` per defect class, on that class's train-pool images (``<rasterize.out>/``,
 after ``rasterize.k_shot``; never val or test), resized to the generator's resolution. Writes
-``<train_generation.out>/`` (``generators.pt`` for the augment method ``generation``, ``checkpoints/<class>.pt`` -
-persistent, so a killed run resumes -, ``samples/<class>/``, ``summary.json``) and ``<plots>/<class>.csv``.
+``<train_generation.out>/`` (``generators.pt`` for the augment method ``generation``, ``samples/<class>/``,
+``summary.json``) and ``<plots>/<class>.csv``. The loss and the discriminator's feature weights are pretraining's
+(``loss``, ``feature_weights``: null; another value is an error naming ``generator.pt``).
+
+A killed run resumes each class from ``.syndgan/resume/train_generation/<class>.pt`` (in the working directory,
+outside the DVC outputs, so that DVC's run cache keeps this stage); they are deleted once the outputs are written.
 
 A class's images are those whose image label is the class (what the classifier is taught they are). The generator
 learns whole images, also when pretraining used ``data_mode: patch`` windows (fine-tuning then adapts it to whole
@@ -17,7 +21,7 @@ import logging
 
 import torch
 
-from pipeline.common import stage_main
+from pipeline.common import RESUME_ROOT, finish_resume, stage_main
 from pipeline.config import Params, library_settings
 from syndgan.data.datasets import ProcessedImages
 from syndgan.data.processed import NORMAL, ProcessedDataset, train_pool
@@ -25,6 +29,8 @@ from syndgan.errors import DataError
 from syndgan.generation.finetune import read_pretrained, train_generation
 
 log = logging.getLogger("syndgan.train_generation")
+
+RESUME_DIR = RESUME_ROOT / "train_generation"
 
 
 def run(params: Params) -> dict:
@@ -51,7 +57,8 @@ def run(params: Params) -> dict:
         "train_generation: %s at %d px, %d steps of %d per class, on %s train-pool images",
         spec["name"], resolution, cfg.steps, cfg.batch_size, {n: len(d) for n, d in datasets.items()},
     )  # fmt: skip
-    return train_generation(
+    resume = params.resolve(RESUME_DIR)
+    summary = train_generation(
         library_settings(cfg),
         datasets,
         params.resolve(cfg.out),
@@ -60,12 +67,20 @@ def run(params: Params) -> dict:
         classes=dataset.classes,
         normal_ids=sorted(pool.loc[pool["label"] == NORMAL, "id"]),  # what pretraining learned normal images from
         log_dir=params.resolve(cfg.plots),
+        resume_dir=resume,
     )
+    if summary["finished"]:
+        finish_resume(resume)
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     return stage_main(
-        "train_generation", run, argv, __doc__, outputs=lambda p: [p.train_generation.out, p.train_generation.plots]
+        "train_generation",
+        run,
+        argv,
+        __doc__,
+        outputs=lambda p: [p.train_generation.out, p.train_generation.plots, RESUME_DIR],
     )
 
 

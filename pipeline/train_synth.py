@@ -5,13 +5,17 @@
 Reads the pretrained decoder ``<pretrain.out>/generator.pt`` and discriminator
 ``<pretrain.out>/discriminator.pt``, and the training images with their label maps: ``<rasterize.out>/``
 in ``resize`` mode, the original images + annotations of ``<ingest.out>/`` in ``patch`` mode. Writes
-``<train_synth.out>/`` (``synthesizer.pt`` for ``syndgan.synthesis.Synthesizer``, ``checkpoints/last.pt`` -
-persistent, so a killed run resumes -, ``samples/``, ``reconstructions.png``), ``<plots>/losses.csv`` and
-``<metrics>``: reconstruction distances on the ``eval_split`` images, normal and defect separately (paper
-Tables 2 and 5), keyed by the perceptual distance used (``recon_lpips_vgg_*`` or ``recon_perceptual_effnet_*``).
+``<train_synth.out>/`` (``synthesizer.pt`` for ``syndgan.synthesis.Synthesizer``, ``samples/``,
+``reconstructions.png``, ``summary.json``), ``<plots>/losses.csv`` and ``<metrics>``: reconstruction distances on
+the ``eval_split`` images, normal and defect separately (paper Tables 2 and 5), keyed by the perceptual distance
+used (``recon_lpips_vgg_*`` or ``recon_perceptual_effnet_*``).
 
 ``--ablation NAME`` trains the Table 5 variant NAME into ``<ablation_out>/NAME/`` and
 ``<ablation_metrics>/NAME.json`` (the ``train_synth_ablation`` DVC stage, one per ``train_synth.ablations``).
+
+A killed run resumes from ``.syndgan/resume/train_synth/last.pt`` (an ablation: ``train_synth_ablation/NAME/``),
+in the working directory and outside the DVC outputs, so that DVC's run cache keeps these stages; it is deleted
+once the outputs are written.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.common import is_writer, stage_main
+from pipeline.common import RESUME_ROOT, data_digest, finish_resume, is_writer, stage_main
 from pipeline.config import SYNTH_ABLATIONS, Params, TrainSynthConfig, library_settings
 from syndgan.data.datasets import ProcessedImages, SynthPatchDataset
 from syndgan.data.processed import read_dataset_info, train_pool_ids
@@ -42,6 +46,10 @@ ABLATION_OVERRIDES: dict[str, dict] = {
     "aux_classifier_d": {"aux_classifier": True},  # "w/ Auxiliary classifier D"
 }
 assert set(ABLATION_OVERRIDES) == set(SYNTH_ABLATIONS)
+
+
+def resume_dir(ablation: str | None) -> Path:
+    return RESUME_ROOT / "train_synth" if ablation is None else RESUME_ROOT / "train_synth_ablation" / ablation
 
 
 def settings_for(cfg: TrainSynthConfig, ablation: str | None = None) -> SynthSettings:
@@ -102,6 +110,7 @@ def run(params: Params, ablation: str | None = None) -> dict:
         settings.steps,
         settings.batch_size,
     )
+    resume = params.resolve(resume_dir(ablation))
     summary = train_synth(
         settings,
         train,
@@ -112,6 +121,8 @@ def run(params: Params, ablation: str | None = None) -> dict:
         eval_dataset=test,
         data=data,
         log_dir=params.resolve(plots),
+        resume_path=resume / "last.pt",
+        data_digest=data_digest(params),
     )
     if not is_writer():
         return summary
@@ -126,6 +137,7 @@ def run(params: Params, ablation: str | None = None) -> dict:
         train_images=len(train),
     )
     atomic_write_json(params.resolve(metrics_path), metrics)
+    finish_resume(resume)
     name = summary["perceptual"]
     log.info(
         "reconstruction %s: normal %.4f, defect %.4f (defect, empty map %.4f); %.0f s training",
@@ -141,8 +153,8 @@ def run(params: Params, ablation: str | None = None) -> dict:
 def outputs(params: Params, ablation: str | None) -> list[str | Path]:
     c = params.train_synth
     if ablation:
-        return [Path(c.ablation_out, ablation), Path(c.ablation_metrics, f"{ablation}.json")]
-    return [c.out, c.metrics, c.plots]
+        return [Path(c.ablation_out, ablation), Path(c.ablation_metrics, f"{ablation}.json"), resume_dir(ablation)]
+    return [c.out, c.metrics, c.plots, resume_dir(None)]
 
 
 def main(argv: list[str] | None = None) -> int:

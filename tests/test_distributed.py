@@ -69,7 +69,26 @@ def project(tmp_path_factory):
     return root
 
 
-def test_pretrain_then_train_synth_under_torchrun(project):
+def _kill_pretrain_after(step: int, project: Path, monkeypatch) -> None:
+    """The pretrain stage in this process, stopped after ``step`` with its resume state written, as a kill would."""
+    from pipeline import pretrain as stage
+    from pipeline.config import load_params
+
+    train = stage.train_pretrain
+
+    def killed(*args, **kw):
+        train(*args, **kw, max_steps=step)
+        raise RuntimeError("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(stage, "train_pretrain", killed)
+        m.chdir(project)
+        with pytest.raises(RuntimeError, match="killed"):
+            stage.run(load_params(project / "params.yaml"))
+    assert (project / ".syndgan" / "resume" / "pretrain" / "last.pt").is_file()
+
+
+def test_pretrain_then_train_synth_under_torchrun(project, monkeypatch):
     params = yaml.safe_load(_write_params(project, {"steps": 3, "fid_samples": 4}).read_text())
     params["pretrain"]["threads"] = 1
     params["train_synth"] = {
@@ -92,9 +111,12 @@ def test_pretrain_then_train_synth_under_torchrun(project):
         f"step_{i:07d}.png" for i in (1, 2, 3)
     ]
 
-    # a longer budget resumes the 3-step checkpoint on every rank (here: the process count could differ too)
+    assert not (project / ".syndgan" / "resume" / "pretrain").exists()  # finished: nothing left to resume
+
+    # a run killed after step 3 of 4 (here in one process: the process count may differ) resumes on every rank
     params["pretrain"]["steps"] = 4
     (project / "params.yaml").write_text(yaml.safe_dump(params))
+    _kill_pretrain_after(3, project, monkeypatch)
     log = _torchrun("pipeline.pretrain", project)
     assert log.count("at step 3") == 2 and "resuming from" in log  # both ranks resumed
     d = _digests(log, "G")

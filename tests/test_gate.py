@@ -19,7 +19,7 @@ from pipeline.config import load_params
 from syndgan.augment import check_provenance, create_method, generate_augmented
 from syndgan.data.processed import ProcessedDataset, read_png, train_pool
 from syndgan.errors import DataError
-from syndgan.quality.gate import candidate_counts, check_training_ids, select_best
+from syndgan.quality.gate import candidate_counts, check_training_ids, defect_window, select_best
 from syndgan.quality.scorers import ClassifierScorer, DiscriminatorScorer, train_classifier_scorer, training_ids
 from syndgan.quality.settings import GateClassifierSettings
 
@@ -56,6 +56,17 @@ def test_candidate_counts_and_selection_rule():
     # per class the best target count; a tie goes to the earlier candidate
     assert select_best(labels, scores, {"a": 1, "b": 1}).tolist() == [False, True, False, False, True]
     assert select_best(labels, scores, {"a": 2, "b": 0}).tolist() == [False, True, True, False, False]
+
+
+def test_patch_window_of_an_unpaired_image_is_the_centre_or_the_whole_image():
+    """Unpaired methods (generation) leave all-0 label maps: a patch-mode discriminator judges the centre window,
+    or the whole image when it is smaller than the patch."""
+    labels = np.zeros((64, 48), np.uint8)
+    assert defect_window(labels, 32) == (8, 16, 32)
+    assert defect_window(labels, 128) == (0, 8, 48)
+    labels[40:44, 2:6] = 1  # a defect: the window around it, as before
+    x0, y0, size = defect_window(labels, 32)
+    assert size == 32 and x0 <= 2 and x0 + size >= 6 and y0 <= 40 and y0 + size >= 44
 
 
 def test_gate_off_leaves_the_output_exactly_as_without_it(data, tmp_path):

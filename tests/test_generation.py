@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +23,9 @@ from pipeline.config import load_params
 from syndgan.augment import check_provenance, create_method, generate_augmented
 from syndgan.data.datasets import ProcessedImages
 from syndgan.data.processed import ProcessedDataset, train_pool
-from syndgan.errors import DataError
-from syndgan.generation.finetune import train_generation
+from syndgan.errors import ConfigError, DataError
+from syndgan.generation.finetune import as_pretrained, train_generation
+from syndgan.generation.sampling import ClassGenerators
 from syndgan.generation.settings import GenerationSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +72,35 @@ def test_generators_file_carries_spec_classes_and_provenance(project):
     assert all(i.startswith("demo/train_") for i in state["normal_ids"] + sum(state["sources"].values(), []))
     assert (project / "plots/train_generation/bump.csv").is_file()
     assert (project / "models/train_generation/samples/dust/step_0000002.png").is_file()
+    assert not (project / ".syndgan/resume/train_generation").exists()  # finished: the resume states are gone
+    assert not (project / "models/train_generation/checkpoints").exists()
+    # the loss and D's features are pretraining's (write_pretrained: hinge, the packaged weights)
+    assert (state["settings"]["loss"], state["settings"]["feature_weights"]) == ("hinge", None)
+
+
+def test_loss_and_feature_weights_must_be_pretrainings(project, tmp_path):
+    pre = project / "models" / "pretrain"
+    state = torch.load(pre / "generator.pt", weights_only=True)
+    logistic = {**state, "settings": {**state["settings"], "loss": "logistic"}}
+    assert as_pretrained(GenerationSettings(**TINY), logistic, "g.pt").loss == "logistic"
+    assert as_pretrained(GenerationSettings(**TINY, loss="logistic"), logistic, "g.pt").loss == "logistic"
+    with pytest.raises(ConfigError, match=r"feature_weights: 'w.pt', but .* None \(g.pt\)"):
+        as_pretrained(GenerationSettings(**TINY, feature_weights="w.pt"), state, "g.pt")
+    kw = dict(discriminator_checkpoint=pre / "discriminator.pt", classes=CLASSES, normal_ids=[])
+    where = re.escape(f"({pre / 'generator.pt'})")
+    with pytest.raises(ConfigError, match=rf"loss: 'logistic', but .* 'hinge' {where}"):  # before any training
+        train_generation(
+            GenerationSettings(**TINY, loss="logistic"), {}, tmp_path, generator_checkpoint=pre / "generator.pt", **kw
+        )
+
+
+def test_sampling_leaves_the_global_rng_alone(project):
+    gens = ClassGenerators.from_file(project / "models/train_generation/generators.pt", device="cpu")
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    image = gens.sample("bump", 7)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert np.array_equal(image, gens.sample("bump", 7)) and not np.array_equal(image, gens.sample("bump", 8))
 
 
 def test_finetuning_stopped_and_resumed_equals_one_run(project, tmp_path, caplog):
@@ -81,11 +113,13 @@ def test_finetuning_stopped_and_resumed_equals_one_run(project, tmp_path, caplog
     )
     s = GenerationSettings(**{**TINY, "sample_every": 0})
     datasets = _datasets(project / "data" / "processed")
-    stopped = train_generation(s, datasets, tmp_path / "a", **kw, max_steps=1)
+    resume = tmp_path / "resume"  # outside the outputs, as the stage keeps it
+    stopped = train_generation(s, datasets, tmp_path / "a", **kw, max_steps=1, resume_dir=resume)
     assert stopped["finished"] is False and not (tmp_path / "a" / "generators.pt").exists()
-    assert sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir()) == ["bump.pt", "dust.pt"]
+    assert sorted(p.name for p in resume.iterdir()) == ["bump.pt", "dust.pt"]
+    shutil.rmtree(tmp_path / "a")  # DVC deletes a stage's outputs before a rerun
     with caplog.at_level("INFO"):
-        train_generation(s, datasets, tmp_path / "a", **kw)
+        train_generation(s, datasets, tmp_path / "a", **kw, resume_dir=resume)
     assert caplog.text.count("resuming from") == 2
     train_generation(s, datasets, tmp_path / "b", **kw)
     a, b = (torch.load(tmp_path / d / "generators.pt", weights_only=True)["state"] for d in ("a", "b"))

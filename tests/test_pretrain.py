@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -22,8 +23,8 @@ from syndgan.errors import ConfigError, DataError
 from syndgan.models.generators import load_generator
 from syndgan.models.snapshots import load_checkpoint
 from syndgan.training.common import source_digest
-from syndgan.training.pretrain import CHECKPOINT, train_pretrain
 from syndgan.training.pretrain import CODE as PRETRAIN_CODE
+from syndgan.training.pretrain import train_pretrain
 from syndgan.training.settings import PretrainSettings
 
 CLASSES = [{"name": "bump", "id": 1, "color": [255, 64, 64]}, {"name": "dust", "id": 2, "color": [64, 128, 255]}]
@@ -116,6 +117,15 @@ def tiny_settings(**kw) -> PretrainSettings:
     )  # fmt: skip
     base.update(kw)
     return PretrainSettings(**base)
+
+
+def train(settings, dataset, out, **kw):
+    """``train_pretrain`` keeping its resume state at ``resume_of(out)``, beside the outputs as the stage does."""
+    return train_pretrain(settings, dataset, out, resume_path=resume_of(out), **kw)
+
+
+def resume_of(out):
+    return out.parent / "resume" / f"{out.name}.pt"
 
 
 @pytest.fixture(scope="module")
@@ -241,13 +251,14 @@ def test_train_pretrain_writes_everything(processed, tmp_path, caplog):
 def test_same_seed_same_parameters_on_cpu(processed, tmp_path):
     ds = ProcessedImages(processed)
     for name in ("a", "b"):
-        train_pretrain(tiny_settings(steps=2), ds, tmp_path / name)
-    a, b = _state(tmp_path / "a" / CHECKPOINT), _state(tmp_path / "b" / CHECKPOINT)
+        train(tiny_settings(steps=2), ds, tmp_path / name)
+    a, b = _state(resume_of(tmp_path / "a")), _state(resume_of(tmp_path / "b"))
     _assert_same(a["G"], b["G"])
     _assert_same(a["D"], b["D"])
+    _assert_same(a["D"], _state(tmp_path / "a" / "discriminator.pt")["D"])  # discriminator.pt: the final D
     c_dir = tmp_path / "c"
-    train_pretrain(tiny_settings(steps=2, seed=1), ds, c_dir)
-    c = _state(c_dir / CHECKPOINT)
+    train(tiny_settings(steps=2, seed=1), ds, c_dir)
+    c = _state(resume_of(c_dir))
     assert any(not torch.equal(a["G"][k], c["G"][k]) for k in a["G"])  # another seed, another run
 
 
@@ -255,12 +266,12 @@ def test_same_seed_same_parameters_on_cpu(processed, tmp_path):
 def test_resume_after_interruption_matches_uninterrupted_run(processed, tmp_path, generator):
     ds = ProcessedImages(processed)
     s = tiny_settings(generator=generator, steps=4, checkpoint_every=2)
-    train_pretrain(s, ds, tmp_path / "straight")
-    partial = train_pretrain(s, ds, tmp_path / "resumed", max_steps=2)  # "killed" right after step 2
+    train(s, ds, tmp_path / "straight")
+    partial = train(s, ds, tmp_path / "resumed", max_steps=2)  # "killed" right after step 2
     assert partial == {"step": 2, "finished": False} and not (tmp_path / "resumed" / "generator.pt").exists()
-    (tmp_path / "resumed" / "losses.csv").unlink()  # DVC deletes non-persistent outputs before a rerun
-    train_pretrain(s, ds, tmp_path / "resumed")
-    a, b = _state(tmp_path / "straight" / CHECKPOINT), _state(tmp_path / "resumed" / CHECKPOINT)
+    shutil.rmtree(tmp_path / "resumed")  # DVC deletes a stage's outputs before a rerun: the state is elsewhere
+    train(s, ds, tmp_path / "resumed")
+    a, b = _state(resume_of(tmp_path / "straight")), _state(resume_of(tmp_path / "resumed"))
     assert a["step"] == b["step"] == 4
     for key in ("G", "G_ema", "D"):
         _assert_same(a[key], b[key])
@@ -273,21 +284,27 @@ def test_resume_after_interruption_matches_uninterrupted_run(processed, tmp_path
 
 def test_changed_settings_do_not_resume(processed, tmp_path, caplog):
     ds = ProcessedImages(processed)
-    train_pretrain(tiny_settings(steps=2), ds, tmp_path / "run")
+    run = tmp_path / "run"
+    train(tiny_settings(steps=2), ds, run, data_digest="a")
     with caplog.at_level(logging.WARNING):
-        train_pretrain(tiny_settings(steps=2, lr_g=1e-3), ds, tmp_path / "run")
+        train(tiny_settings(steps=2, lr_g=1e-3), ds, run, data_digest="a")
     assert "settings changed: lr_g" in caplog.text
     # a checkpoint written by other model/training code is not resumed either (dvc repro after a code edit)
-    ck = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)
+    ck = torch.load(resume_of(run), weights_only=True)
     assert ck["code"] == source_digest(*PRETRAIN_CODE) and len(ck["code"]) == 64
     ck["code"] = "0" * 64
-    torch.save(ck, tmp_path / "run" / CHECKPOINT)
+    torch.save(ck, resume_of(run))
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        train_pretrain(tiny_settings(steps=2, lr_g=1e-3), ds, tmp_path / "run")
+        train(tiny_settings(steps=2, lr_g=1e-3), ds, run, data_digest="a")
     assert "settings changed: model/training code" in caplog.text and "resuming from" not in caplog.text
-    train_pretrain(tiny_settings(steps=2, lr_g=1e-3), ds, tmp_path / "fresh")
-    _assert_same(_state(tmp_path / "run" / CHECKPOINT)["G"], _state(tmp_path / "fresh" / CHECKPOINT)["G"])
+    # nor one trained on other data (the stage passes a digest of its input tables)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        train(tiny_settings(steps=2, lr_g=1e-3), ds, run, data_digest="b")
+    assert "settings changed: training data" in caplog.text and "resuming from" not in caplog.text
+    train(tiny_settings(steps=2, lr_g=1e-3), ds, tmp_path / "fresh")
+    _assert_same(_state(resume_of(run))["G"], _state(resume_of(tmp_path / "fresh"))["G"])
 
 
 def test_settings_and_dataset_validation(processed, tmp_path):
@@ -303,8 +320,8 @@ def test_settings_and_dataset_validation(processed, tmp_path):
 def test_aux_classifier_and_single_scale_train(processed, tmp_path):
     ds = ProcessedImages(processed)
     s = tiny_settings(steps=2, n_classes=3, aux_weight=1.0, d_scales=[3], loss="logistic", generator="stylegan2")
-    assert train_pretrain(s, ds, tmp_path / "aux")["finished"]
-    d_state = _state(tmp_path / "aux" / CHECKPOINT)["D"]
+    assert train(s, ds, tmp_path / "aux")["finished"]
+    d_state = _state(resume_of(tmp_path / "aux"))["D"]
     assert any("classifier" in k for k in d_state) and not any(k.startswith("heads.0.") for k in d_state)
 
 
@@ -330,24 +347,38 @@ def _write_params(tmp_path, pretrain: dict):
     return path
 
 
-def test_stage_main_resize_and_patch_modes(tmp_path, monkeypatch):
+def test_stage_main_resize_and_patch_modes(tmp_path, monkeypatch, caplog):
     from pipeline import pretrain as stage
 
     make_processed(tmp_path / "data" / "processed")
     make_interim(tmp_path / "data" / "interim")
     monkeypatch.chdir(tmp_path)
-    assert stage.main(["--params", str(_write_params(tmp_path, {}))]) == 0
+    params = str(_write_params(tmp_path, {}))
+
+    def killed(*args, **kw):  # stops after step 1 with the resume state written, as a kill would
+        train_pretrain(*args, **kw, max_steps=1)
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(stage, "train_pretrain", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        stage.main(["--params", params])
+    resume = tmp_path / ".syndgan" / "resume" / "pretrain" / "last.pt"
+    assert load_checkpoint(resume)["step"] == 1  # outside models/pretrain: no DVC output is persistent
+    assert not (tmp_path / "models" / "pretrain" / "checkpoints").exists()
+    monkeypatch.setattr(stage, "train_pretrain", train_pretrain)
+    with caplog.at_level(logging.INFO):
+        assert stage.main(["--params", params]) == 0
+    assert "at step 1" in caplog.text and "resuming from" in caplog.text
+    assert not resume.parent.exists()  # finished: nothing left to resume
     metrics = json.loads((tmp_path / "metrics" / "pretrain.json").read_text())
     assert metrics["steps"] == 2 and metrics["train_images"] == 10 and metrics["fid_effnet"] > 0
     assert (tmp_path / "plots" / "pretrain" / "losses.csv").exists()
     assert (tmp_path / "models" / "pretrain" / "generator.pt").exists()
-    # discriminator.pt: the final D with the spec that rebuilds it (what train_synth and the studio read)
+    # discriminator.pt: D with the spec that rebuilds it (what train_synth and the studio read)
     from syndgan.models.snapshots import load_discriminator
 
     D = load_discriminator(tmp_path / "models" / "pretrain" / "discriminator.pt")
-    last = load_checkpoint(tmp_path / "models" / "pretrain" / CHECKPOINT)["D"]
     assert (D.img_resolution, D.img_channels) == (RES, 1)
-    assert all(torch.equal(D.trainable_state_dict()[k], v) for k, v in last.items())
 
     params = _write_params(tmp_path, {"data_mode": "patch", "patch_size": 40, "out": "models/patch"})
     assert stage.main(["--params", str(params)]) == 0

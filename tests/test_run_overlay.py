@@ -59,3 +59,19 @@ def test_a_stage_reads_another_params_file_as_an_overlay(tmp_path, monkeypatch, 
     assert ingest_main(["--params", "short.yaml"]) == 0
     report = json.loads((tmp_path / "elsewhere" / "ingest_report.json").read_text())
     assert report["classes"] == ["scratch"] and report["counts"]["images"] == 6
+
+
+def test_work_folder_pipeline_caches_every_output_and_persists_none():
+    """A work folder has no git: every output goes to DVC's cache, so DVC keeps a run cache for every stage (it
+    keeps none for a stage with a persistent or an uncached output outside metrics and plots)."""
+    from pipeline.run import cache_every_out, project_pipeline
+
+    for name, stage in project_pipeline()["stages"].items():
+        for out in stage.get("do", stage).get("outs", []):
+            opts = next(iter(out.values())) if isinstance(out, dict) else {}
+            assert "cache" not in opts and "persist" not in opts, (name, out)
+    stage = {
+        "outs": ["a", {"b": {"cache": False}}, {"c": {"cache": False, "desc": "x"}}],
+        "plots": [{"p": {"cache": False}}],
+    }
+    assert cache_every_out(stage) == {"outs": ["a", "b", {"c": {"desc": "x"}}], "plots": [{"p": {"cache": False}}]}

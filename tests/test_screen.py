@@ -11,14 +11,19 @@ from syndgan.errors import ConfigError, DataError
 TINY = {
     "demo": {"parts": 16, "resolution": 64, "defect_fraction": 0.6},
     "rasterize": {"resolution": 32},
-    "augment": {"targets": {"mode": "count", "count": 2}},
+    "pretrain": {  # for the gate's discriminator: a training stage the variants share
+        "resolution": 32, "steps": 2, "batch_size": 4, "z_dim": 16, "w_dim": 16, "g_channel_base": 128,
+        "g_channel_max": 32, "d_channel_base": 128, "d_channel_max": 16, "d_proj_channels": 4,
+        "fid_samples": 0, "fid_every": 0, "sample_every": 1, "checkpoint_every": 1, "device": "cpu",
+    },
+    "augment": {"targets": {"mode": "count", "count": 2}, "gate": {"scorer": "discriminator"}},
     "classify": {
         "methods": ["none", "copy_paste"],
         "doses": ["all"],
         "train": {"resolution": 32, "batch_size": 4, "epochs": 1, "eval_from_epoch": 0},
     },
     "scarcity": {"dataset": "tiny", "ks": [5, "all"], "report_ks": ["all"]},
-}
+}  # fmt: skip
 
 
 def test_val_rows_take_the_val_chosen_dose_only():
@@ -69,10 +74,13 @@ def test_variants_share_the_run_cache_and_differ_only_where_they_change(tmp_path
         assert params["classify"]["seeds"] == [1] and params["rasterize"]["k_shot"] == 5
         assert not (work / name / "kall").exists() and not (work / name / "k5" / "reports" / "report.html").exists()
     log = (work / "rules" / "repro.log").read_text()
-    # the second variant restores what it shares with the first from the shared run cache ...
-    # (ingest is not restored from it: it reruns, in seconds)
-    for stage in ("demo", "rasterize", "augment@copy_paste"):
+    # the second variant restores what it shares with the first from the shared run cache, trainings included:
+    # their resume states are no (persistent) DVC output, and a work folder caches every output
+    for stage in ("demo", "ingest", "rasterize", "pretrain", "augment@copy_paste"):
         assert f"Stage 'k5/dvc.yaml:{stage}' is cached - skipping run" in log, log[-3000:]
+    first, second = (work / name / "k5" / "models" / "pretrain" for name in ("base", "rules"))
+    assert (first / "generator.pt").read_bytes() == (second / "generator.pt").read_bytes()  # train_seconds too
+    assert not (work / "base" / "k5" / ".syndgan" / "resume" / "pretrain").exists()  # finished: nothing to resume
     # ... and trains only the classifier cells its overlay changes
     assert "Running stage 'k5/dvc.yaml:classify@copy_paste-1'" in log
     rows = json.loads((work / "screen.json").read_text())

@@ -8,5 +8,5 @@ unconditional generator fine-tuned on each defect class's train-pool images, the
   augment method ``generation`` (``syndgan.augment.generation``) samples through it.
 
 It is a package of its own, beside ``syndgan/training`` and ``syndgan/models``, so that adding it changes none of
-the code the pretrain and train_synth stages (and their resumable checkpoints) depend on.
+the code the pretrain and train_synth stages (and their resume states' code digests) depend on.
 """

@@ -4,16 +4,21 @@
 starts every class from pretraining's ``generator.pt`` (G_ema weights) and ``discriminator.pt`` (its trained
 heads; the frozen EfficientNet features, fixed projections and DiffAugment come from its spec) and runs
 pretraining's own step (``syndgan.training.pretrain.train_step``, no auxiliary classifier) on that class's images
-only, in the trainer skeleton. Under ``out_dir`` it writes:
+only, in the trainer skeleton. The adversarial loss and D's feature weights are pretraining's (settings None:
+read from ``generator.pt``; a different explicit value is an error). Under ``out_dir`` it writes:
 
-- ``checkpoints/<class>.pt``: each class's resumable state (G, G_ema, D's heads, optimizers, RNG), every
-  ``checkpoint_every`` steps and at the end; a rerun skips finished classes and resumes an interrupted one.
 - ``samples/<class>/step_XXXXXXX.png``: G_ema grids on fixed latents.
 - ``generators.pt``: every class's G_ema with the spec, classes and provenance (``syndgan.generation.sampling``).
 - ``<log_dir>/<class>.csv``: losses per class (DVC plots). Returns the summary (also ``summary.json``).
 
 ``datasets[class]`` items: ``{"image": float (C, R, R) in [-1, 1] at the generator's resolution, "id": str}``
 (``syndgan.data.datasets.ProcessedImages``); the ids are recorded as the class's provenance.
+
+With ``resume_dir``, each class's resumable state (G, G_ema, D's heads, optimizers, RNG, settings, digests of the
+pretrained files, code and the class's image ids) is ``<resume_dir>/<class>.pt``, written every
+``checkpoint_every`` steps and at the end; a rerun skips finished classes and resumes an interrupted one. The
+caller chooses the place (the stage: ``.syndgan/resume/``, outside its DVC outputs) and deletes it once the
+outputs are written.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any
 
 import torch
 
-from syndgan.errors import DataError
+from syndgan.errors import ConfigError, DataError
 from syndgan.generation.sampling import GENERATORS_FORMAT, build_generator
 from syndgan.generation.settings import GenerationSettings
 from syndgan.io import atomic_write_json
@@ -45,12 +50,11 @@ from syndgan.training.common import (
     to_plain,
 )
 from syndgan.training.loop import Plan, Trainable, TrainerState, run_steps, setup
-from syndgan.training.pretrain import make_optimizers, train_step
+from syndgan.training.pretrain import LOSS_COLUMNS, make_optimizers, train_step  # same step, same log columns
 
 log = logging.getLogger(__name__)
 
 GENERATORS = "generators.pt"
-LOSS_COLUMNS = ["step", "loss_d", "loss_g", "logits_real", "logits_fake", "images_per_s"]
 # The code a class checkpoint depends on (``source_digest``): changed code means a fresh run, not a resume.
 CODE = (
     "syndgan.generation",
@@ -60,6 +64,7 @@ CODE = (
     "syndgan.training.distributed",
     "syndgan.training.loop",
     "syndgan.training.pretrain",
+    "syndgan.training.settings",
 )
 # Settings that change bookkeeping, not the trained weights: a checkpoint stays resumable across them.
 RESUME_NEUTRAL = frozenset({"steps", "checkpoint_every", "sample_every", "log_every", "progress", "device", "amp"})
@@ -81,6 +86,34 @@ def read_pretrained(path: str | Path) -> dict[str, Any]:
     if missing:
         raise DataError(path, f"not a pretrain generator.pt (missing {missing[0]!r})")
     return state
+
+
+# What fine-tuning must share with the pretraining that made the discriminator (its heads learned this loss on
+# these features): None takes pretraining's value from generator.pt's settings.
+INHERITED = {"loss": "hinge", "feature_weights": None}  # pretraining's defaults, for a file without settings
+
+
+def as_pretrained(s: GenerationSettings, pre: dict[str, Any], path: str | Path) -> GenerationSettings:
+    """``s`` with ``INHERITED`` fields taken from pretraining (``generator.pt`` at ``path``); an explicit value
+    that differs is a ``ConfigError`` naming the file."""
+    stored = pre.get("settings") or {}
+    changes = {}
+    for key, default in INHERITED.items():
+        theirs, mine = stored.get(key, default), getattr(s, key)
+        if mine is None:
+            changes[key] = theirs
+        elif not _same(key, mine, theirs):
+            raise ConfigError(
+                f"{key}: {mine!r}, but the pretrained discriminator was trained with {theirs!r} ({path}); "
+                "leave it unset (null) to use pretraining's"
+            )
+    return dataclasses.replace(s, **changes)
+
+
+def _same(key: str, a: Any, b: Any) -> bool:
+    if key == "feature_weights" and a is not None and b is not None:  # a file, however it is spelled
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    return a == b
 
 
 def load_discriminator(path: str | Path, s: GenerationSettings):
@@ -105,17 +138,19 @@ def train_generation(
     normal_ids: Sequence[str],
     log_dir: str | Path | None = None,
     max_steps: int | None = None,
+    resume_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Fine-tune (or resume) one generator per class of ``datasets`` and return the summary.
 
     ``classes``: the dataset's ``[{"name", "id", "color"}]``; a class without a dataset (no train-pool image) gets
     no generator. ``normal_ids``: the train-pool normal images the pretrained generator learned from, recorded as
     provenance. ``max_steps`` stops every class after that step with a checkpoint written, as a kill would (tests).
+    ``resume_dir``: the classes' resumable states (None: none are kept).
     """
-    s = settings
     out = Path(out_dir)
     log_dir = Path(log_dir) if log_dir is not None else out
     pre = read_pretrained(generator_checkpoint)
+    s = as_pretrained(settings, pre, generator_checkpoint)
     names = [c["name"] for c in classes]
     unknown = sorted(set(datasets) - set(names))
     if unknown:
@@ -135,13 +170,14 @@ def train_generation(
             log.warning("%s: no train-pool image to fine-tune on; no generator for this class", name)
             continue
         ids = [str(datasets[name][i]["id"]) for i in range(len(datasets[name]))]
-        result = _finetune_class(s, name, datasets[name], ids, start, out, log_dir, max_steps)
+        resume = None if resume_dir is None else Path(resume_dir) / f"{slug(name)}.pt"
+        result = _finetune_class(s, name, datasets[name], ids, start, out, log_dir, max_steps, resume)
         if result is None:
             finished = False
             continue
         weights[name], per_class[name] = result
         sources[name] = sorted(ids)
-    if not finished:  # stopped early on purpose: the checkpoints are written, nothing final yet
+    if not finished:  # stopped early on purpose: the resume states are written, nothing final yet
         return {"finished": False, "step": max_steps}
     if not distributed.current().main:
         return {"finished": True, "classes": per_class}
@@ -185,7 +221,15 @@ class _Start:
 
 
 def _finetune_class(
-    s: GenerationSettings, name: str, dataset, ids: list[str], start: _Start, out: Path, log_dir: Path, max_steps
+    s: GenerationSettings,
+    name: str,
+    dataset,
+    ids: list[str],
+    start: _Start,
+    out: Path,
+    log_dir: Path,
+    max_steps: int | None,
+    resume: Path | None,
 ) -> tuple[dict, dict] | None:
     """(G_ema weights, summary) of class ``name``, or None when stopped before the last step."""
     plan = dataclasses.replace(Plan.of(s), seed=derive_seed(s.seed, "class", name) % 2**31)
@@ -210,7 +254,7 @@ def _finetune_class(
     losses = (*create_adversarial_losses(s.loss), AuxClassifierLoss())
     parts = {"G": G, "G_ema": ema, "D": Trainable(D), "opt_g": opt_g, "opt_d": opt_d}
     class_identity = {**start.identity, "class": (name, "class"), "data": (sorted(ids), "fine-tuning images")}
-    state = TrainerState(out / "checkpoints" / f"{slug(name)}.pt", s, RESUME_NEUTRAL, class_identity, parts)
+    state = TrainerState(resume, s, RESUME_NEUTRAL, class_identity, parts)
     first = state.resume(device, {"train_seconds": 0.0, "train_images": 0}, s.steps)
     distributed.broadcast_module(G, D, ema.module)  # identical start on every rank
     G_ema = ema.module.to(device)

@@ -98,12 +98,21 @@ class ClassGenerators:
     @torch.no_grad()
     def sample(self, name: str, seed: int, size: int | None = None) -> np.ndarray:
         """One uint8 image of class ``name``: latent and noise from ``seed`` alone (one image per forward pass, so
-        image ``i`` never depends on what else is sampled), resized (bicubic) to ``size`` px when given."""
+        image ``i`` never depends on what else is sampled), resized (bicubic) to ``size`` px when given.
+
+        The global torch RNG is neither read nor reseeded: the per-pixel noise of the synthesis layers is drawn
+        from a local generator (on the CPU, so a seed gives the same noise on every device) and passed in place
+        of their ``noise_const`` buffers for this call only."""
         G = self.generator(name)
         gen = torch.Generator().manual_seed(int(seed))
         z = torch.randn(1, G.z_dim, generator=gen)
-        torch.manual_seed(int(seed))  # the synthesis layers' per-pixel noise
-        image = to_uint8(G(z.to(self.device), noise_mode="random"))[0]
+        noise = {
+            key: torch.randn(buf.shape, generator=gen).to(buf)
+            for key, buf in G.named_buffers()
+            if key.rsplit(".", 1)[-1] == "noise_const"
+        }
+        x = torch.func.functional_call(G, noise, (z.to(self.device),), {"noise_mode": "const"}, strict=False)
+        image = to_uint8(x)[0]
         if size is None or size == self.resolution:
             return image
         return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from syndgan.training.settings import _check_common
+from syndgan.training.settings import check_common
 
 
 @dataclass
@@ -22,7 +22,9 @@ class GenerationSettings:
     runs thousands of steps, so raise ``steps`` on real data.
     """
 
-    loss: Literal["hinge", "logistic"] = "hinge"
+    # What the pretrained discriminator was trained with (its heads learned this loss on these features): None
+    # takes pretraining's value from generator.pt; another explicit value is an error (finetune.as_pretrained).
+    loss: Literal["hinge", "logistic"] | None = None
     batch_size: int = 8
     steps: int = 100  # per class
     lr_g: float = 0.002  # as pretrain in params.yaml (StyleGAN2's equalized learning rate)
@@ -31,13 +33,13 @@ class GenerationSettings:
     ema: float = 500.0  # G_ema half-life, in images
     ema_rampup: float | None = 0.05
     seed: int = 0
-    checkpoint_every: int = 50  # steps; a killed run resumes each class from checkpoints/<class>.pt
+    checkpoint_every: int = 50  # steps; a killed run resumes each class from its resume state
     sample_every: int = 100  # sample grids per class; 0: only the final one
     log_every: int = 10
     device: str = "auto"  # auto: CUDA when present (bf16 autocast), else CPU
     amp: bool = True
-    feature_weights: str | None = None  # EfficientNet-Lite0 file for D's features; None: the packaged one
+    feature_weights: str | None = None  # EfficientNet-Lite0 file for D's features; None: pretraining's
     progress: bool = True
 
     def __post_init__(self):
-        _check_common(self)  # the optimisation and bookkeeping rules every GAN training shares
+        check_common(self)  # the optimisation and bookkeeping rules every GAN training shares

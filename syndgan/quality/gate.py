@@ -35,10 +35,17 @@ def candidate_counts(targets: Mapping[str, int], oversample: float) -> dict[str,
 
 
 def defect_window(labels: np.ndarray, patch: int) -> tuple[int, int, int]:
-    """The first window a patch-mode synthesizer paints for ``labels`` (``Synthesizer.windows``' rule)."""
+    """The first window a patch-mode synthesizer paints for ``labels`` (``Synthesizer.windows``' rule); without
+    a defect pixel (unpaired methods such as ``generation`` place no mask) the centre window, or the whole image
+    when it is smaller than ``patch``."""
     from syndgan.synthesis import defect_windows
 
-    win = defect_windows(labels, patch, margin=max(2, patch // 16))[0][0]
+    windows = defect_windows(labels, patch, margin=max(2, patch // 16))
+    if not windows:
+        h, w = labels.shape[:2]
+        size = min(patch, h, w)
+        return (w - size) // 2, (h - size) // 2, size
+    win = windows[0][0]
     return win.x0, win.y0, win.size
 
 

@@ -3,8 +3,6 @@
 ``train_pretrain(settings, dataset, out_dir)`` trains G against a projected multi-scale discriminator on
 every training image (normal and defect) and writes, under ``out_dir``:
 
-- ``checkpoints/last.pt``: G, G_ema, D's trainable parts, both optimizers, step, RNG states, settings.
-  Written atomically every ``checkpoint_every`` steps and at the end; a rerun resumes from it.
 - ``generator.pt``: ``{"generator": spec, "G_ema": state, "settings": ..., "step": ...}`` for
   downstream stages (``syndgan.models.generators.load_generator``).
 - ``discriminator.pt``: ``{"format", "spec": ProjectedDiscriminator kwargs, "D": trainable state, "step"}``
@@ -12,6 +10,11 @@ every training image (normal and defect) and writes, under ``out_dir``:
 - ``samples/step_XXXXXXX.png``: G_ema grids on fixed latents.
 - ``losses.csv`` (step, loss_d, loss_g, logits_real, logits_fake, images_per_s) and ``fid.csv``
   (step, fid_effnet): DVC-plots tables. Returns the summary dict (also ``summary.json``).
+
+With ``resume_path``, the resumable state (G, G_ema, D's trainable parts, both optimizers, step, RNG states,
+settings, code and data digests) is written there atomically every ``checkpoint_every`` steps and at the end, and
+a rerun with the same settings, code and data continues from it. The caller chooses the place (the stage:
+``.syndgan/resume/``, outside its DVC outputs) and deletes the file once the outputs are written.
 
 ``dataset[i]`` must return ``{"image": float tensor (C, R, R) in [-1, 1], "label": int}``.
 """
@@ -49,7 +52,6 @@ from syndgan.training.settings import PretrainSettings
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoints/last.pt"
 LOSS_COLUMNS = ["step", "loss_d", "loss_g", "logits_real", "logits_fake", "images_per_s"]
 GENERATOR = "generator.pt"
 DISCRIMINATOR = "discriminator.pt"
@@ -190,11 +192,15 @@ def train_pretrain(
     *,
     log_dir: str | Path | None = None,
     max_steps: int | None = None,
+    resume_path: str | Path | None = None,
+    data_digest: str | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) and return the summary.
 
     ``log_dir``: where ``losses.csv`` and ``fid.csv`` go (default ``out_dir``). ``max_steps`` stops after
-    that step with a checkpoint written, as a kill would (used by tests).
+    that step with a checkpoint written, as a kill would (used by tests). ``resume_path``: the resumable state
+    (None: none is kept); ``data_digest``: what identifies the training data, so that a state trained on other
+    data is not continued.
     """
     s = _resolve(dataset, settings)
     out = Path(out_dir)
@@ -209,9 +215,10 @@ def train_pretrain(
     losses = (*create_adversarial_losses(s.loss), AuxClassifierLoss())
 
     parts = {"G": G, "G_ema": ema, "D": Trainable(D), "opt_g": opt_g, "opt_d": opt_d}
-    state = TrainerState(
-        out / CHECKPOINT, s, RESUME_NEUTRAL, {"code": (source_digest(*CODE), "model/training code")}, parts
-    )
+    identity = {"code": (source_digest(*CODE), "model/training code")}
+    if data_digest is not None:
+        identity["data"] = (data_digest, "training data")
+    state = TrainerState(None if resume_path is None else Path(resume_path), s, RESUME_NEUTRAL, identity, parts)
     start = state.resume(device, {"fid_start": None, "fid_end": None, "train_seconds": 0.0, "train_images": 0}, s.steps)
     history = state.history
     distributed.broadcast_module(G, D, ema.module)  # identical start on every rank

@@ -20,7 +20,7 @@ def _bad(key: str, msg: str):
     raise ConfigError(f"{key}: {msg}")
 
 
-def _check_common(s) -> None:
+def check_common(s) -> None:
     """The optimisation and bookkeeping fields both trainings share."""
     if s.batch_size < 2:
         _bad("batch_size", "must be >= 2 (BatchNorm)")
@@ -106,7 +106,7 @@ class PretrainSettings:
             _bad("diffaug", f"comma-separated subset of color, translation, cutout; got {self.diffaug!r}")
         if self.n_classes < 0 or self.aux_weight < 0:
             _bad("n_classes" if self.n_classes < 0 else "aux_weight", "must be >= 0")
-        _check_common(self)
+        check_common(self)
         if self.fid_every < 0:
             _bad("fid_every", "must be >= 0")
         if self.fid_samples == 1 or self.fid_samples < 0:
@@ -193,7 +193,7 @@ class SynthSettings:
         for key in ("erase_dilate", "grad_clip"):
             if getattr(self, key) < 0:
                 _bad(key, "must be >= 0")
-        _check_common(self)
+        check_common(self)
 
     def network_kwargs(self) -> dict:
         return dict(

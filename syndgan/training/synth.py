@@ -12,12 +12,15 @@ input's code being the (detached) target.
 
 ``train_synth(settings, dataset, out_dir, generator_checkpoint=..., ...)`` writes under ``out_dir``:
 
-- ``checkpoints/last.pt``: the network, its EMA, D's trainable parts, optimizers, step, RNG, settings; written
-  atomically every ``checkpoint_every`` steps; a rerun with the same settings and decoder resumes from it.
 - ``synthesizer.pt``: what ``syndgan.synthesis.Synthesizer`` loads through ``syndgan.models.snapshots``
   (EMA weights, network spec, classes, data mode, blending defaults).
 - ``samples/step_XXXXXXX.png``: rows of real | masked input | reconstruction on fixed images.
 - ``losses.csv`` in ``log_dir``. Returns the summary (also ``summary.json``).
+
+With ``resume_path``, the resumable state (the network, its EMA, D's trainable parts, optimizers, step, RNG,
+settings, decoder, code and data digests) is written there atomically every ``checkpoint_every`` steps and at the
+end; a rerun with the same settings, decoder, code and data resumes from it. The caller chooses the place (the
+stage: ``.syndgan/resume/``, outside its DVC outputs) and deletes the file once the outputs are written.
 
 Dataset items: ``{"image": (C, R, R) in [-1, 1], "labelmap": (R, R) int, "label": int}``.
 The step and its losses live in ``synth_step``, the reconstruction metrics and grids in ``synth_eval``, the
@@ -69,7 +72,6 @@ from syndgan.training.synth_step import (
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoints/last.pt"
 SYNTHESIZER = "synthesizer.pt"
 LOSS_COLUMNS = ["step", "loss_d", "loss_g", "l1", "adv", "perceptual", "inversion", "aux", "images_per_s"]
 
@@ -168,6 +170,8 @@ def train_synth(
     log_dir: str | Path | None = None,
     max_steps: int | None = None,
     perceptual: nn.Module | None = None,
+    resume_path: str | Path | None = None,
+    data_digest: str | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) the synthesis network and return the summary (reconstruction metrics on
     ``eval_dataset`` when given).
@@ -176,6 +180,8 @@ def train_synth(
     images were prepared (``{"mode": "resize"}`` or ``{"mode": "patch", "patch_size": P}``), stored for
     the synthesizer. ``max_steps`` stops early with a checkpoint written, as a kill would (tests).
     ``perceptual``: an already built ``create_perceptual(...)`` to reuse (else one is built from settings).
+    ``resume_path``: the resumable state (None: none is kept); ``data_digest``: what identifies the training
+    data, so that a state trained on other data is not continued.
     """
     s = settings
     if [int(c["id"]) for c in classes] != list(range(1, len(classes) + 1)):
@@ -219,8 +225,10 @@ def train_synth(
         "init_digest": (init_digest, "pretrained decoder file"),
         "code": (source_digest(*CODE), "model/training code"),
     }
+    if data_digest is not None:
+        identity["data"] = (data_digest, "training data")
     parts = {"network": network, "network_ema": ema, "D": Trainable(D), "opt_g": opt_g, "opt_d": opt_d}
-    state = TrainerState(out / CHECKPOINT, s, RESUME_NEUTRAL, identity, parts)
+    state = TrainerState(None if resume_path is None else Path(resume_path), s, RESUME_NEUTRAL, identity, parts)
     start = state.resume(device, {"train_seconds": 0.0, "train_images": 0}, s.steps)
     history = state.history
     distributed.broadcast_module(network, D, ema.module)  # identical start on every rank

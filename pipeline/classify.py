@@ -4,8 +4,9 @@ selected on val, reported on test.
     python -m pipeline.classify --method copy_paste --seed 0
 
 Methods that render images are run once per ``classify.doses`` entry (synthetic images per class) and
-``classify.synthetic`` rule (loss weight, share per batch; key ``<dose>`` for the default rule, else e.g.
-``30_w0.3``); training-time methods (``none``, ``cutmix``) once, with dose 0. Every run gets the same step budget.
+``classify.synthetic`` rule (loss weight, share per batch, synthetic-only pretraining; key ``<dose>`` for the
+default rule, else e.g. ``30_w0.3``); training-time methods (``none``, ``cutmix``) once, with dose 0. Every run
+gets the same step budget.
 Writes ``<classify.out>/<method>-s<seed>/`` (``metrics.json``; per dose ``history.csv``,
 ``confusion.csv`` and ``model.pt``) and ``<classify.plots>/<method>-s<seed>/dose-<dose>.csv``
 (id, actual, predicted: DVC's confusion template).

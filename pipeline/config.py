@@ -257,8 +257,9 @@ class ClassifyConfig:
     methods: list[str] = field(default_factory=lambda: ["none", "cutmix", "copy_paste", "syndgan"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     doses: list[int | str] = field(default_factory=lambda: ["all"])  # synthetic images per class: all | N
-    # how runs use their synthetic images (loss weight, share per batch; syndgan/classify/settings.py): every
-    # dose runs with every rule, and the dose x rule with the best val macro-F1 is the method's (key 30_w0.3)
+    # how runs use their synthetic images (loss weight, share per batch, synthetic-only pretraining;
+    # syndgan/classify/settings.py): every dose runs with every rule, and the dose x rule with the best val
+    # macro-F1 is the method's (key 30_w0.3)
     synthetic: list[SyntheticUse] = field(default_factory=lambda: [SyntheticUse()])
     select_on: Literal["val"] = "val"  # a method's reported dose is its best val macro-F1 (test is read once)
     train: ClassifierSettings = field(default_factory=ClassifierSettings)  # one run (syndgan/classify/settings.py)

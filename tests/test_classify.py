@@ -301,7 +301,7 @@ def test_onecycle_schedule_matches_torch():
 
 
 def test_batches_walk_through_shuffled_epochs():
-    from syndgan.classify.train import batch_indices
+    from syndgan.classify.batches import batch_indices
 
     n, bs = 10, 4
     stream = torch.cat([batch_indices(step, bs, n, seed=1) for step in range(5)]).tolist()  # 2 epochs

@@ -1,10 +1,12 @@
-"""Issue 12 lever 4: how a classifier run uses its synthetic images (loss weight, share of every batch)."""
+"""Issue 12 lever 4: how a classifier run uses its synthetic images (loss weight, share of every batch,
+synthetic-only pretraining)."""
 
 import pytest
 import torch
 from test_augment import make_tiny_processed
 
 from pipeline.config import parse_params
+from pipeline.scarcity import ROOT, merged_params
 from syndgan.classify import (
     ImageSet,
     aggregate_runs,
@@ -14,9 +16,10 @@ from syndgan.classify import (
     soft_cross_entropy,
     train_classifier,
 )
+from syndgan.classify.aggregate import select_dose_on_val
+from syndgan.classify.batches import draw_mass, mixed_batch_indices, phase_class_weights, phased_batch_indices
 from syndgan.classify.scarcity import records_from_runs
-from syndgan.classify.settings import ClassifierSettings, SyntheticUse, dose_key
-from syndgan.classify.train import draw_mass, mixed_batch_indices
+from syndgan.classify.settings import ClassifierSettings, SyntheticUse, dose_key, dose_of_key
 from syndgan.data.processed import ProcessedDataset
 from syndgan.errors import ConfigError
 
@@ -83,7 +86,8 @@ def tiny(tmp_path_factory):
 
 
 def _settings(**kw):
-    return ClassifierSettings(resolution=32, batch_size=4, steps=4, epochs=None, eval_every=2, eval_from_epoch=0, device="cpu", pretrained=False, **kw)  # fmt: skip
+    base = dict(resolution=32, batch_size=4, steps=4, epochs=None, eval_every=2, eval_from_epoch=0, device="cpu", pretrained=False)  # fmt: skip
+    return ClassifierSettings(**{**base, **kw})
 
 
 def _same(a, b) -> bool:
@@ -133,3 +137,134 @@ def test_the_rule_is_chosen_on_val_with_the_dose_and_named_in_the_records():
     docs = [{"method": "syndgan", "seed": 0, "doses": {r["dose"]: r for r in runs if r["seed"] == 0}}]
     assert records_from_runs("demo", 10, docs, {"syndgan": "30_w0.3"})[0]["dose"] == "30_w0.3"
     assert records_from_runs("demo", 10, docs, {"syndgan": "30"})[0]["dose"] == 30
+
+
+def test_the_pretrain_rule_validates_and_names_its_runs():
+    use = SyntheticUse(pretrain=0.5)
+    assert not use.is_default and use.label() == "p0.5" and dose_key(30, use) == "30_p0.5"
+    assert dose_of_key("30_p0.5") == "30" and dose_of_key("all_p0.3") == "all"
+    for bad, message in (
+        ({"pretrain": 0}, "pretrain: must be in"),
+        ({"pretrain": 1.0}, "pretrain: must be in"),
+        ({"pretrain": 0.5, "share": 0.25}, "pretrain: .*set share: null"),
+        ({"pretrain": 0.5, "weight": 0.3}, "pretrain: .*set weight: 1.0"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            SyntheticUse(**bad)
+    assert [use.pretrain_steps(b) for b in (10, 3, 2, 1)] == [5, 2, 1, 0]  # some of each phase when possible
+    assert SyntheticUse().pretrain_steps(10) == 0
+    # params: a rule list with pretrain, its keys through the aggregate (val picks it, ties: smaller dose) and
+    # the scarcity records
+    raw = {
+        "ingest": {"classes": {"bump": [255, 0, 0]}},
+        "classify": {"doses": [30], "synthetic": [{}, {"pretrain": 0.5}]},
+    }
+    assert [k for k, _, _ in parse_params(raw).classify.runs_of(True)] == ["30", "30_p0.5"]
+    val = {"30": 0.7, "30_p0.5": 0.8, "all_p0.5": 0.8}
+    assert select_dose_on_val({d: {"val_macro_f1": {"mean": v}} for d, v in val.items()}) == "30_p0.5"
+    m = classification_metrics([0, 1], [0, 1], ["normal", "bump"])
+    docs = [{"method": "syndgan", "seed": 0, "doses": {"30_p0.5": m}}]
+    assert records_from_runs("demo", 10, docs, {"syndgan": "30_p0.5"})[0]["dose"] == "30_p0.5"
+
+
+def test_the_pretrain_screening_variant_keeps_the_default_rule_first():
+    params = parse_params(merged_params([ROOT / "data/configs/screen/synthetic_pretrain.yaml"]))
+    assert [u.label() for u in params.classify.synthetic] == ["", "p0.5", "p0.3"]
+
+
+def test_pretraining_draws_synthetic_images_first_then_real_ones_each_walking_its_epochs():
+    real, syn = torch.arange(0, 10), torch.arange(10, 16)
+    batches = [phased_batch_indices(step, 4, real, syn, pretrain_steps=3, seed=1) for step in range(8)]
+    assert all(bool((b >= 10).all()) for b in batches[:3]) and all(bool((b < 10).all()) for b in batches[3:])
+    first, then = torch.cat(batches[:3]).tolist(), torch.cat(batches[3:]).tolist()
+    assert sorted(first[:6]) == list(range(10, 16)) and sorted(first[6:12]) == list(range(10, 16))
+    assert sorted(then[:10]) == list(range(10)) and sorted(then[10:20]) == list(range(10))  # from its first epoch
+    for step in (2, 5):  # a pure function of (seed, step): a resumed run draws what the uninterrupted one did
+        assert torch.equal(batches[step], phased_batch_indices(step, 4, real, syn, 3, seed=1))
+    assert not torch.equal(batches[0], phased_batch_indices(0, 4, real, syn, 3, seed=2))
+
+
+def test_each_pretraining_phase_balances_the_classes_of_its_own_pool():
+    y = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 2, 1, 1, 1, 2])
+    synthetic = torch.tensor([False] * 9 + [True] * 4)  # as augment makes them: defects only
+    pre, real = phase_class_weights(y, synthetic, 3, SyntheticUse(pretrain=0.5))
+    for w, pool in ((pre, synthetic), (real, ~synthetic)):
+        per_class = [float(w[c] * ((y == c) & pool).sum()) for c in range(3)]
+        present = [m for m in per_class if m > 0]
+        assert len(present) == len({int(c) for c in y[pool]}) and present == pytest.approx([present[0]] * len(present))
+    assert pre[0] == 1  # normal is absent from the synthetic phase
+    one = phase_class_weights(y, synthetic, 3, SyntheticUse(weight=0.5))
+    assert torch.equal(one[0], one[1]) and torch.equal(
+        one[1], class_weights(y, 3, draw_mass(synthetic, SyntheticUse(weight=0.5)))
+    )
+    with pytest.raises(ValueError):
+        draw_mass(synthetic, SyntheticUse(pretrain=0.5))
+
+
+def test_pretraining_needs_synthetic_images_and_a_shuffled_pool(tiny):
+    real, train = tiny
+    with pytest.raises(ConfigError, match="pretrain"):
+        train_classifier(real.train, real.val, real.class_names, _settings(), 0, 2, use=SyntheticUse(pretrain=0.5))
+    with pytest.raises(ConfigError, match="pretrain"):
+        s = _settings(imbalance="balanced_sampler")
+        train_classifier(train, real.val, real.class_names, s, 0, 2, use=SyntheticUse(pretrain=0.5))
+
+
+def test_a_pretraining_run_switches_to_real_images_and_resumes_in_its_phase(tiny, tmp_path, monkeypatch):
+    """Budget 6 at pretrain 0.5: steps 0-2 synthetic (defects only, as augment makes them), 3-5 real; killed in
+    step 2 and resumed from the checkpoint at step 2, the run crosses into the real phase exactly as one that
+    never stopped."""
+    real, _ = tiny
+
+    def synthetic(of: torch.Tensor, flip: int) -> ImageSet:
+        ids = [f"syn{flip}-{i}" for i, d in zip(real.train.ids, of.tolist(), strict=True) if d]
+        return ImageSet(ids, real.train.x[of].flip(flip), real.train.y[of], torch.ones(int(of.sum()), dtype=torch.bool))
+
+    # every defect class, the first twice: the synthetic phase's class weights differ from the real one's
+    syn = synthetic(real.train.y > 0, -1) + synthetic(real.train.y == 1, -2)
+    train, names, s, use = real.train + syn, real.class_names, _settings(steps=6), SyntheticUse(pretrain=0.5)
+    labels: list[list[int]] = []
+
+    def record(x, y, g):
+        labels.append(y.argmax(1).tolist())
+        return x, y
+
+    weights = []
+
+    def weighted_ce(logits, target, weight, sample_weight=None):
+        weights.append(weight)
+        return soft_cross_entropy(logits, target, weight, sample_weight)
+
+    monkeypatch.setattr("syndgan.classify.train.soft_cross_entropy", weighted_ce)
+    a = train_classifier(train, real.val, names, s, seed=1, budget=6, mix=record, use=use)
+    monkeypatch.undo()
+    phases = phase_class_weights(train.y, train.synthetic, len(names), use)
+    assert not torch.equal(*phases)
+    assert [torch.equal(w, phases[i >= 3]) for i, w in enumerate(weights)] == [True] * 6  # each phase's own
+    assert a.steps_run == 6 and [h["step"] for h in a.history] == [2, 4, 6]  # val in both phases
+    assert all(0 not in b for b in labels[:3])  # no normal image: the synthetic phase
+    assert 0 in sum(labels[3:], [])  # 8 of the 32 real train images are normal: the 12 seeded real draws hold some
+
+    class Kill(Exception):
+        pass
+
+    def dies_in_step_2(x, y, g):
+        if len(labels) == 8:  # a's 6 steps + 2
+            raise Kill
+        return record(x, y, g)
+
+    ckpt = tmp_path / "pretrain.pt"
+    with pytest.raises(Kill):
+        train_classifier(train, real.val, names, s, seed=1, budget=6, mix=dies_in_step_2, use=use, resume_path=ckpt)
+    b = train_classifier(train, real.val, names, s, seed=1, budget=6, mix=record, use=use, resume_path=ckpt)
+    assert b.resumed_from == 2 and b.history == a.history and _same(a, b)
+    assert labels[8:] == labels[2:6]  # the resumed steps drew the batches of a's steps 2-5
+    default = train_classifier(train, real.val, names, s, seed=1, budget=6)
+    assert not _same(a, default)
+
+
+def test_early_stopping_waits_for_the_real_phase(tiny):
+    real, train = tiny
+    s = _settings(steps=6, eval_every=1, patience=1)
+    r = train_classifier(train, real.val, real.class_names, s, seed=0, budget=6, use=SyntheticUse(pretrain=0.5))
+    assert r.steps_run > 3 and [h["step"] for h in r.history][:3] == [1, 2, 3]

@@ -21,7 +21,7 @@ _EXPORTS = {
     "SyntheticUse": "settings",
     "dose_key": "settings",
     "TrainResult": "train",
-    "class_weights": "train",
+    "class_weights": "batches",
     "create_classifier": "train",
     "predict": "train",
     "soft_cross_entropy": "train",

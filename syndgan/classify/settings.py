@@ -29,26 +29,54 @@ class SyntheticUse:
     ``weight`` scales a synthetic image's loss against a real image of its class (the class weights then
     balance the classes' total loss mass, so it moves weight between real and synthetic within a class);
     ``share`` draws that fraction of every batch from the synthetic images and the rest from the real ones,
-    each its own stream of seeded shuffles (null: one shuffled pool of both). The default is one pool at
-    weight 1, the rule every earlier run used.
+    each its own stream of seeded shuffles (null: one shuffled pool of both). ``pretrain`` spends that
+    fraction of the step budget on synthetic images only and the rest on real images only (pretrain, then
+    fine-tune), under the one learning-rate schedule of the whole budget; each phase balances the classes of
+    its own pool (synthetic images show defects only: normal is learnt in the real phase), val picks the
+    best step in either phase, and early stopping counts the real phase's validations only. It excludes
+    ``share`` (no batch mixes the two kinds) and a ``weight`` other than 1: with one kind per batch the
+    weight would only scale the synthetic phase's loss, which AdamW all but ignores. The default is one pool
+    at weight 1, the rule every earlier run used.
     """
 
     weight: float = 1.0
     share: float | None = None
+    pretrain: float | None = None
 
     def __post_init__(self):
         if not self.weight > 0:
             raise ConfigError(f"weight: must be > 0, got {self.weight}")
-        if self.share is not None and not 0 < self.share < 1:
-            raise ConfigError(f"share: must be in (0, 1) or null, got {self.share}")
+        for key in ("share", "pretrain"):
+            value = getattr(self, key)
+            if value is not None and not 0 < value < 1:
+                raise ConfigError(f"{key}: must be in (0, 1) or null, got {value}")
+        if self.pretrain is not None and self.share is not None:
+            raise ConfigError("pretrain: draws synthetic and real images in separate phases; set share: null")
+        if self.pretrain is not None and self.weight != 1:
+            raise ConfigError(
+                "pretrain: no batch mixes synthetic and real images, so weight has nothing to weigh against; "
+                "set weight: 1.0"
+            )
 
     @property
     def is_default(self) -> bool:
-        return self.weight == 1 and self.share is None
+        return self.weight == 1 and self.share is None and self.pretrain is None
 
     def label(self) -> str:
-        """ "" for the default rule, else e.g. ``w0.3``, ``s0.25`` or ``w0.3s0.25`` (part of a run's dose key)."""
-        return ("" if self.weight == 1 else f"w{self.weight:g}") + ("" if self.share is None else f"s{self.share:g}")
+        """ "" for the default rule, else e.g. ``w0.3``, ``s0.25``, ``w0.3s0.25`` or ``p0.5`` (part of a run's
+        dose key)."""
+        return (
+            ("" if self.weight == 1 else f"w{self.weight:g}")
+            + ("" if self.share is None else f"s{self.share:g}")
+            + ("" if self.pretrain is None else f"p{self.pretrain:g}")
+        )
+
+    def pretrain_steps(self, budget: int) -> int:
+        """Steps of the synthetic-only phase in a budget (0 without ``pretrain``; else at least one step of
+        each phase when the budget allows)."""
+        if self.pretrain is None:
+            return 0
+        return max(0, min(budget - 1, max(1, round(self.pretrain * budget))))
 
 
 def dose_key(dose: int | str, use: SyntheticUse) -> str:

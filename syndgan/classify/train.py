@@ -3,12 +3,14 @@
 Fair comparison rules, identical for every augmentation method (settings in ``syndgan.classify.settings``):
 - the same number of optimizer steps (``epochs`` of the *real* train set, or ``steps``), batch size,
   schedule and per-image augmentation;
-- class imbalance handled by one rule computed on the run's actual training pool (real + synthetic):
-  ``weighted_ce`` (w_c = N / (C n_c)), ``balanced_sampler`` or ``none``;
-- synthetic images used by one rule (``SyntheticUse``: their loss weight, their share of every batch);
+- class imbalance handled by one rule computed on the run's actual training pool (real + synthetic; each
+  phase's own pool under ``pretrain``): ``weighted_ce`` (w_c = N / (C n_c)), ``balanced_sampler`` or ``none``;
+- synthetic images used by one rule (``SyntheticUse``: their loss weight, their share of every batch, or a
+  synthetic-only first part of the budget);
 - the best checkpoint by val macro-F1 (ties: lower val loss) among the scheduled validations is the result.
-Batches walk through shuffled epochs of the pool; the shuffle of pool-epoch e and every random draw are
-functions of the seed, so a run resumed from its checkpoint continues exactly as if never interrupted.
+Batches walk through shuffled epochs of the pool (``syndgan.classify.batches``); the shuffle of pool-epoch e
+and every random draw are functions of the seed, so a run resumed from its checkpoint continues exactly as
+if never interrupted.
 It runs in the trainers' skeleton (``syndgan.training.loop``: device, seeding, DDP sharding, resume,
 checkpoints, progress) with a classifier step object. Under ``torchrun`` the model is wrapped in
 ``DistributedDataParallel``: every rank draws the same global batch and trains on its share; rank 0
@@ -30,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from syndgan.classify.batches import batch_indices, mixed_batch_indices, phase_class_weights, phased_batch_indices
 from syndgan.classify.data import ImageSet
 from syndgan.classify.metrics import classification_metrics
 from syndgan.classify.settings import ClassifierSettings, SyntheticUse
@@ -66,18 +69,6 @@ def create_classifier(arch: str, num_classes: int, pretrained: bool = True) -> n
         return timm.create_model(arch, pretrained=False, num_classes=num_classes)
     except RuntimeError as e:
         raise ConfigError(f"classify.train.arch: {e}") from None
-
-
-def class_weights(y: torch.Tensor, num_classes: int, mass: torch.Tensor | None = None) -> torch.Tensor:
-    """n / (K * n_c) for present classes (1 for absent ones): each class weighs as much in the loss.
-
-    ``mass``: each image's expected share of the loss (how often it is drawn x its loss weight) when images
-    are not drawn uniformly at weight 1; n_c is then the class's total mass."""
-    counts = torch.bincount(y, weights=None if mass is None else mass.double(), minlength=num_classes).float()
-    present = counts > 0
-    w = torch.ones(num_classes)
-    w[present] = counts[present].sum() / (present.sum() * counts[present])
-    return w
 
 
 def soft_cross_entropy(
@@ -143,42 +134,6 @@ def schedule(step: int, budget: int, s: ClassifierSettings) -> tuple[float, floa
     return anneal(s.lr, s.lr / 25 / 1e4, t), anneal(0.85, 0.95, t)
 
 
-def batch_indices(step: int, batch_size: int, n: int, seed: int) -> torch.Tensor:
-    """Pool indices of batch ``step``: consecutive slices of a stream of seeded shuffles of the pool
-    (every image once per pool-epoch), so any step's batch is known without replaying the ones before."""
-    out: list[int] = []
-    start = step * batch_size
-    while len(out) < batch_size:
-        epoch, pos = divmod(start, n)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-        take = perm[pos : pos + batch_size - len(out)].tolist()
-        out += take
-        start += len(take)
-    return torch.tensor(out, dtype=torch.int64)
-
-
-def mixed_batch_indices(
-    step: int, batch_size: int, real: torch.Tensor, synthetic: torch.Tensor, share: float, seed: int
-) -> torch.Tensor:
-    """Batch ``step`` with ``round(share x batch_size)`` synthetic images (at least one of each kind): real and
-    synthetic pool indices each walk their own stream of seeded shuffles (``batch_indices``)."""
-    n_syn = min(batch_size - 1, max(1, round(share * batch_size)))
-    r = real[batch_indices(step, batch_size - n_syn, len(real), seed)]
-    s = synthetic[batch_indices(step, n_syn, len(synthetic), seed + 7919)]
-    return torch.cat([r, s])
-
-
-def draw_mass(synthetic: torch.Tensor, use: SyntheticUse) -> torch.Tensor:
-    """Each pool image's expected share of the loss under ``use``: draw probability x loss weight."""
-    n_syn = int(synthetic.sum())
-    n_real = len(synthetic) - n_syn
-    if use.share is None:
-        p = torch.full((len(synthetic),), 1.0 / len(synthetic), dtype=torch.float64)
-    else:
-        p = torch.where(synthetic, use.share / max(1, n_syn), (1 - use.share) / max(1, n_real)).double()
-    return p * torch.where(synthetic, use.weight, 1.0).double()
-
-
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 128) -> torch.Tensor:
     """Logits (N, K) on CPU for uint8 images (N, 3, R, R)."""
@@ -233,6 +188,7 @@ class _Weights:
 
 # The code a resume checkpoint depends on (``source_digest``): changed code means a fresh run, not a resume.
 CODE = (
+    "syndgan.classify.batches",
     "syndgan.classify.metrics",
     "syndgan.classify.settings",
     "syndgan.classify.train",
@@ -285,17 +241,20 @@ def train_classifier(
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     use = use or SyntheticUse()
     synthetic_idx, real_idx = train.synthetic.nonzero().flatten(), (~train.synthetic).nonzero().flatten()
-    if use.share is not None and (not len(synthetic_idx) or not len(real_idx) or s.imbalance == "balanced_sampler"):
+    streams = "share" if use.share is not None else "pretrain" if use.pretrain is not None else None
+    if streams and (not len(synthetic_idx) or not len(real_idx) or s.imbalance == "balanced_sampler"):
         raise ConfigError(
-            "classify.synthetic: share needs real and synthetic training images and a shuffled pool "
+            f"classify.synthetic: {streams} needs real and synthetic training images and a shuffled pool "
             f"(imbalance weighted_ce or none, not {s.imbalance})"
         )
-    mass = None if use.is_default else draw_mass(train.synthetic, use)
-    weight = class_weights(train.y, k, mass) if s.imbalance == "weighted_ce" else None
+    n_pre = use.pretrain_steps(budget)  # steps 0 .. n_pre - 1 draw synthetic images only
+    pre_weight = weight = None
+    if s.imbalance == "weighted_ce":
+        pre_weight, weight = phase_class_weights(train.y, train.synthetic, k, use)  # weight also scores val
     sample_p = None
     if s.imbalance == "balanced_sampler":
         sample_p = (1.0 / torch.bincount(train.y, minlength=k).clamp_min(1).float())[train.y]
-    loss_weight = weight.to(device) if weight is not None else None
+    loss_weights = [None if w is None else w.to(device) for w in (pre_weight, weight)]  # [synthetic phase, other]
     sample_weight = None if use.weight == 1 else torch.where(train.synthetic, use.weight, 1.0)
 
     best = _Weights(cpu_state(model))
@@ -327,7 +286,8 @@ def train_classifier(
             history["best_key"], history["best_step"], history["bad"] = list(key), step, 0
             best.state = cpu_state(model)
             return False
-        history["bad"] += 1
+        if step > n_pre:  # patience counts validations after real-image steps only: no run stops before fine-tuning
+            history["bad"] += 1
         return s.patience is not None and history["bad"] >= s.patience
 
     class Step:
@@ -339,6 +299,8 @@ def train_classifier(
                 return torch.multinomial(sample_p, bs, replacement=True, generator=gen)
             if use.share is not None:
                 return mixed_batch_indices(step, bs, real_idx, synthetic_idx, use.share, seed)
+            if use.pretrain is not None:
+                return phased_batch_indices(step, bs, real_idx, synthetic_idx, n_pre, seed)
             return batch_indices(step, bs, n, seed)
 
         def step(self, step: int, idx: torch.Tensor) -> dict[str, float]:
@@ -355,7 +317,7 @@ def train_classifier(
                 g["lr"], g["betas"] = lr, (beta1, g["betas"][1])
             sw = None if sample_weight is None else sample_weight[idx].to(device)
             logits = net(x.to(device, memory_format=torch.channels_last))
-            loss = soft_cross_entropy(logits, y.to(device), loss_weight, sw)
+            loss = soft_cross_entropy(logits, y.to(device), loss_weights[step >= n_pre], sw)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -5,6 +5,7 @@ import pytest
 import torch
 from test_augment import make_tiny_processed
 
+import syndgan.classify.train as train_mod
 from pipeline.config import parse_params
 from pipeline.scarcity import ROOT, merged_params
 from syndgan.classify import (
@@ -263,8 +264,12 @@ def test_a_pretraining_run_switches_to_real_images_and_resumes_in_its_phase(tiny
     assert not _same(a, default)
 
 
-def test_early_stopping_waits_for_the_real_phase(tiny):
+def test_early_stopping_waits_for_the_real_phase(tiny, monkeypatch):
     real, train = tiny
+    # Constant val scores: every validation after the first is "no better", so only the gate delays the stop.
+    monkeypatch.setattr(train_mod, "evaluate", lambda *a, **k: {"macro_f1": 0.5, "loss": 1.0})
     s = _settings(steps=6, eval_every=1, patience=1)
     r = train_classifier(train, real.val, real.class_names, s, seed=0, budget=6, use=SyntheticUse(pretrain=0.5))
-    assert r.steps_run > 3 and [h["step"] for h in r.history][:3] == [1, 2, 3]
+    # Steps 1-3 are the synthetic phase; step 4 is the first validation after a real step, and patience 1 stops
+    # there (without the gate: at step 2; with `>=` in it: at step 3).
+    assert r.steps_run == 4 and [h["step"] for h in r.history] == [1, 2, 3, 4]

@@ -242,10 +242,14 @@ def train_classifier(
     use = use or SyntheticUse()
     synthetic_idx, real_idx = train.synthetic.nonzero().flatten(), (~train.synthetic).nonzero().flatten()
     streams = "share" if use.share is not None else "pretrain" if use.pretrain is not None else None
-    if streams and (not len(synthetic_idx) or not len(real_idx) or s.imbalance == "balanced_sampler"):
+    if streams and (not len(synthetic_idx) or not len(real_idx)):
         raise ConfigError(
-            f"classify.synthetic: {streams} needs real and synthetic training images and a shuffled pool "
-            f"(imbalance weighted_ce or none, not {s.imbalance})"
+            f"classify.synthetic: {streams} needs real and synthetic training images, got {len(real_idx)} real "
+            f"and {len(synthetic_idx)} synthetic"
+        )
+    if streams and s.imbalance == "balanced_sampler":
+        raise ConfigError(
+            f"classify.synthetic: {streams} needs a shuffled pool (imbalance weighted_ce or none, not balanced_sampler)"
         )
     n_pre = use.pretrain_steps(budget)  # steps 0 .. n_pre - 1 draw synthetic images only
     pre_weight = weight = None

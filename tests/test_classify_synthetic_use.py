@@ -115,13 +115,14 @@ def test_the_default_rule_trains_exactly_as_before_and_the_others_change_trainin
     assert fresh.resumed_from == 0
 
 
-def test_a_share_needs_synthetic_images_and_a_shuffled_pool(tiny):
+@pytest.mark.parametrize("use", [SyntheticUse(share=0.5), SyntheticUse(pretrain=0.5)], ids=["share", "pretrain"])
+def test_a_two_stream_rule_needs_synthetic_images_and_a_shuffled_pool(tiny, use):
     real, train = tiny
-    with pytest.raises(ConfigError, match="share"):
-        train_classifier(real.train, real.val, real.class_names, _settings(), 0, 2, use=SyntheticUse(share=0.5))
-    with pytest.raises(ConfigError, match="share"):
-        s = _settings(imbalance="balanced_sampler")
-        train_classifier(train, real.val, real.class_names, s, 0, 2, use=SyntheticUse(share=0.5))
+    rule = "share" if use.share is not None else "pretrain"
+    with pytest.raises(ConfigError, match=f"{rule} needs real and synthetic training images, got .* 0 synthetic"):
+        train_classifier(real.train, real.val, real.class_names, _settings(), 0, 2, use=use)
+    with pytest.raises(ConfigError, match=f"{rule} needs a shuffled pool"):
+        train_classifier(train, real.val, real.class_names, _settings(imbalance="balanced_sampler"), 0, 2, use=use)
 
 
 def test_the_rule_is_chosen_on_val_with_the_dose_and_named_in_the_records():
@@ -200,15 +201,6 @@ def test_each_pretraining_phase_balances_the_classes_of_its_own_pool():
     )
     with pytest.raises(ValueError):
         draw_mass(synthetic, SyntheticUse(pretrain=0.5))
-
-
-def test_pretraining_needs_synthetic_images_and_a_shuffled_pool(tiny):
-    real, train = tiny
-    with pytest.raises(ConfigError, match="pretrain"):
-        train_classifier(real.train, real.val, real.class_names, _settings(), 0, 2, use=SyntheticUse(pretrain=0.5))
-    with pytest.raises(ConfigError, match="pretrain"):
-        s = _settings(imbalance="balanced_sampler")
-        train_classifier(train, real.val, real.class_names, s, 0, 2, use=SyntheticUse(pretrain=0.5))
 
 
 def test_a_pretraining_run_switches_to_real_images_and_resumes_in_its_phase(tiny, tmp_path, monkeypatch):

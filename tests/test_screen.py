@@ -1,11 +1,14 @@
 """Lever screening: variants through DVC sharing one cache, compared on val."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 
 from pipeline import screen
+from pipeline.config import parse_params
+from pipeline.scarcity import merged_params
 from syndgan.errors import ConfigError, DataError
 
 TINY = {
@@ -24,6 +27,7 @@ TINY = {
     },
     "scarcity": {"dataset": "tiny", "ks": [5, "all"], "report_ks": ["all"]},
 }  # fmt: skip
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_val_rows_take_the_val_chosen_dose_only():
@@ -90,3 +94,11 @@ def test_variants_share_the_run_cache_and_differ_only_where_they_change(tmp_path
     chosen = {r["variant"]: r["dose"] for r in rows if r["method"] == "copy_paste"}
     assert chosen["base"] == "all" and chosen["rules"] in ("all", "all_w0.3s0.25")
     assert "| rules |" in (work / "screen.md").read_text()
+
+
+@pytest.mark.parametrize("variant", sorted((ROOT / "data/configs/screen").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_variant_is_valid_on_the_magnetic_tile_configs(variant):
+    files = [ROOT / "data/configs/magnetic-tile.yaml", ROOT / "data/configs/scarcity-magnetic-tile.yaml", variant]
+    params = parse_params(merged_params(files))
+    assert params.scarcity.dataset == "magnetic-tile"
+    assert params.classify.synthetic[0].label() == ""  # the default rule stays first: base is always comparable

@@ -143,8 +143,15 @@ def _cells(params: Params) -> list[str]:
     return [f"{k_dir(k)}/{c.out}/{m}-s{s}" for k in params.scarcity.ks for m in c.methods for s in c.seeds]
 
 
-def run_benchmark(params_files: list[Path], workdir: Path, log_name: str = "repro.log", ks: list | None = None) -> int:
-    """Lay out the project, run ``dvc repro`` in it with a progress bar over the grid's cells."""
+def run_benchmark(
+    params_files: list[Path],
+    workdir: Path,
+    log_name: str = "repro.log",
+    ks: list | None = None,
+    show_table: bool = True,
+) -> int:
+    """Lay out the project, run ``dvc repro`` in it with a progress bar over the grid's cells. ``show_table``:
+    print the finished table (test numbers; screening, which must choose on val, turns it off)."""
     from tqdm import tqdm
 
     params = write_project(params_files, workdir, ks)
@@ -188,7 +195,8 @@ def run_benchmark(params_files: list[Path], workdir: Path, log_name: str = "repr
     )
     atomic_write_json(runs_path, history)
     print(f"scarcity benchmark done in {minutes:.1f} min: {workdir / params.scarcity.table}", flush=True)
-    print((workdir / params.scarcity.table).read_text(encoding="utf-8"), flush=True)
+    if show_table:
+        print((workdir / params.scarcity.table).read_text(encoding="utf-8"), flush=True)
     return 0
 
 

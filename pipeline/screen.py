@@ -13,7 +13,9 @@ stage with a persistent or an uncached output: the trainings' resume states live
 
 The table (``<workdir>/screen.md``, ``screen.json``) lists per variant and method the val macro-F1 of the dose
 and synthetic-sample rule chosen on val. Test numbers are not shown: screening picks on val; the chosen
-variants then run the 3-seed benchmark (``pipeline.scarcity``), which reads test once.
+variants then run the 3-seed benchmark (``pipeline.scarcity``), which reads test once. A run of some variants
+replaces their rows and keeps those of other variants screened before at the same k and seed; ``--collect``
+rebuilds the table from every finished variant folder without running anything.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.common import read_json
-from pipeline.config import parse_params
+from pipeline.config import load_params, parse_params
 from pipeline.run import DVC, init_project
 from pipeline.scarcity import k_dir, merged_params, run_benchmark
 from syndgan.errors import ConfigError, DataError
@@ -63,6 +65,48 @@ def val_rows(variant: str, metrics: dict, methods: list[str]) -> list[dict]:
     return rows
 
 
+def merge_rows(before: list[dict], new: list[dict]) -> list[dict]:
+    """``before``'s rows with those of ``new``'s variants replaced in place; variants new to it at the end."""
+    fresh: dict[str, list[dict]] = {}
+    for r in new:
+        fresh.setdefault(r["variant"], []).append(r)
+    out, done = [], set()
+    for r in before:
+        v = r["variant"]
+        if v not in fresh:
+            out.append(r)
+        elif v not in done:
+            out += fresh[v]
+            done.add(v)
+    return out + [r for v, rs in fresh.items() if v not in done for r in rs]
+
+
+def variant_rows(project: Path, k: int | str, seed: int) -> list[dict]:
+    """The val rows of one finished variant folder, from its own merged params; [] when it has no finished
+    table at this k and seed."""
+    params = load_params(project / "params.yaml")
+    metrics = project / k_dir(k) / params.classify.metrics
+    if params.classify.seeds != [seed] or not metrics.is_file():
+        return []
+    return val_rows(project.name, read_json(metrics), params.classify.methods)
+
+
+def collect(workdir: Path, k: int | str, seed: int) -> list[dict]:
+    """Rows of every variant folder in ``workdir`` finished at this k and seed (``base`` first, then by name)."""
+    folders = [p for p in workdir.iterdir() if p.is_dir() and p.name not in RESERVED and (p / "params.yaml").is_file()]
+    rows = []
+    for project in sorted(folders, key=lambda p: (p.name != "base", p.name)):
+        rows += variant_rows(project, k, seed)
+    return rows
+
+
+def write_table(workdir: Path, rows: list[dict], k: int | str, seed: int) -> str:
+    atomic_write_json(workdir / "screen.json", rows)
+    text = markdown(rows, k, seed)
+    atomic_write_text(workdir / "screen.md", text)
+    return text
+
+
 def markdown(rows: list[dict], k: int | str, seed: int) -> str:
     methods = list(dict.fromkeys(r["method"] for r in rows))
     table = {(r["variant"], r["method"]): r for r in rows}
@@ -90,28 +134,28 @@ def run_screen(params_files: list[Path], variants: list[Path], workdir: Path, k:
         raise ConfigError(f"--variants: {sorted(RESERVED & set(names))[0]!r} is reserved (the shared DVC cache)")
     workdir.mkdir(parents=True, exist_ok=True)
     fixed = workdir / "screen-overlay.yaml"
+    same = fixed.is_file() and yaml.safe_load(fixed.read_text(encoding="utf-8")) == screen_overlay(k, seed)
+    rows = (read_json(workdir / "screen.json", required=False) or []) if same else []  # another k or seed: anew
     atomic_write_text(fixed, yaml.safe_dump(screen_overlay(k, seed)))
-    rows = []
     for variant in variants:
         project = workdir / variant.stem
         share_cache(project, workdir / "cache")
         print(f"== variant {variant.stem} ({variant})", flush=True)
-        if run_benchmark([*params_files, variant, fixed], project, ks=[k]) != 0:
+        if run_benchmark([*params_files, variant, fixed], project, ks=[k], show_table=False) != 0:
             return 1
         params = parse_params(merged_params([*params_files, variant, fixed]), variant)
         metrics = read_json(project / k_dir(k) / params.classify.metrics)
-        rows += val_rows(variant.stem, metrics, params.classify.methods)
-        atomic_write_json(workdir / "screen.json", rows)  # after each variant: a killed screen keeps what ran
-    text = markdown(rows, k, seed)
-    atomic_write_text(workdir / "screen.md", text)
-    print(text, flush=True)
+        rows = merge_rows(rows, val_rows(variant.stem, metrics, params.classify.methods))
+        write_table(workdir, rows, k, seed)  # after each variant: a killed screen keeps what ran
+    print(markdown(rows, k, seed), flush=True)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipeline.screen", description=__doc__.split("\n")[0])
     ap.add_argument("--params", type=Path, nargs="+", required=True, help="the benchmark's overlays, in order")
-    ap.add_argument("--variants", type=Path, nargs="+", required=True, help="one overlay per variant")
+    ap.add_argument("--variants", type=Path, nargs="+", help="one overlay per variant")
+    ap.add_argument("--collect", action="store_true", help="rebuild the table from the finished variant folders")
     ap.add_argument("--k", default="10", help="defect images per class kept in train (or all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=None, help="default: runs/screen-<scarcity.dataset>-k<k>")
@@ -119,12 +163,20 @@ def main(argv: list[str] | None = None) -> int:
     k = args.k if args.k == "all" else int(args.k)
     try:
         files = [f.resolve() for f in args.params]
+        dataset = parse_params(merged_params(files)).scarcity.dataset
+        workdir = (args.workdir or Path("runs") / f"screen-{dataset}-k{k}").resolve()
+        if args.collect:
+            rows = collect(workdir, k, args.seed) if workdir.is_dir() else []
+            if not rows:
+                raise DataError(workdir, f"no variant folder finished at k = {k}, seed {args.seed}")
+            print(write_table(workdir, rows, k, args.seed), flush=True)
+            return 0
+        if not args.variants:
+            raise ConfigError("--variants: give one overlay per variant (or --collect)")
         for v in args.variants:
             if not v.is_file():
                 raise DataError(v, "variant overlay not found")
-        dataset = parse_params(merged_params(files)).scarcity.dataset
-        workdir = args.workdir or Path("runs") / f"screen-{dataset}-k{k}"
-        return run_screen(files, [v.resolve() for v in args.variants], workdir.resolve(), k, args.seed)
+        return run_screen(files, [v.resolve() for v in args.variants], workdir, k, args.seed)
     except (ConfigError, DataError) as e:
         print(f"screen: error: {e}", file=sys.stderr)
         return 1

@@ -64,7 +64,7 @@ def test_variant_names_must_be_unique_and_not_reserved(tmp_path):
 
 
 @pytest.mark.slow
-def test_variants_share_the_run_cache_and_differ_only_where_they_change(tmp_path):
+def test_variants_share_the_run_cache_and_differ_only_where_they_change(tmp_path, capsys):
     overlay = tmp_path / "tiny.yaml"
     overlay.write_text(yaml.safe_dump(TINY))
     base, rules = tmp_path / "base.yaml", tmp_path / "rules.yaml"
@@ -94,6 +94,45 @@ def test_variants_share_the_run_cache_and_differ_only_where_they_change(tmp_path
     chosen = {r["variant"]: r["dose"] for r in rows if r["method"] == "copy_paste"}
     assert chosen["base"] == "all" and chosen["rules"] in ("all", "all_w0.3s0.25")
     assert "| rules |" in (work / "screen.md").read_text()
+    assert "test %" not in capsys.readouterr().out  # the benchmark's test table is not shown while screening
+
+    # screening one variant again keeps the other's rows; --collect rebuilds the same table from the folders
+    assert screen.run_screen([overlay], [rules], work, 5, 1) == 0
+    assert json.loads((work / "screen.json").read_text()) == rows
+    (work / "screen.json").unlink()
+    assert screen.main(["--params", str(overlay), "--collect", "--k", "5", "--seed", "1", "--workdir", str(work)]) == 0
+    assert json.loads((work / "screen.json").read_text()) == rows
+
+
+def test_a_rerun_variant_replaces_its_rows_in_place():
+    row = lambda v, m, f: {"variant": v, "method": m, "dose": "0", "val_macro_f1": f}  # noqa: E731
+    before = [row("base", "none", 1.0), row("patch", "none", 2.0), row("gate", "none", 3.0)]
+    new = [row("patch", "none", 5.0), row("patch", "syndgan", 6.0), row("fresh", "none", 7.0)]
+    merged = screen.merge_rows(before, new)
+    assert [(r["variant"], r["method"], r["val_macro_f1"]) for r in merged] == [
+        ("base", "none", 1.0), ("patch", "none", 5.0), ("patch", "syndgan", 6.0), ("gate", "none", 3.0),
+        ("fresh", "none", 7.0),
+    ]  # fmt: skip
+
+
+def test_collect_reads_every_finished_variant_folder_of_that_seed(tmp_path, capsys):
+    work = tmp_path / "screen"
+    metrics = {"none": {"0": {"selected": True, "val_macro_f1": {"mean": 0.5}}}}
+    for name, seed in (("zeta", 0), ("base", 0), ("other_seed", 1), ("cache", 0)):
+        params = merged_params([]) | {
+            "classify": {**merged_params([])["classify"], "methods": ["none"], "seeds": [seed]}
+        }
+        (work / name / "k10" / "metrics").mkdir(parents=True)
+        (work / name / "params.yaml").write_text(yaml.safe_dump(params))
+        (work / name / "k10" / "metrics" / "classify.json").write_text(json.dumps(metrics))
+    (work / "unfinished").mkdir()
+    (work / "unfinished" / "params.yaml").write_text((work / "base" / "params.yaml").read_text())
+    rows = screen.collect(work, 10, 0)
+    assert [(r["variant"], r["val_macro_f1"]) for r in rows] == [("base", 50.0), ("zeta", 50.0)]
+    args = ["--params", str(ROOT / "data/configs/scarcity-demo.yaml"), "--collect", "--workdir"]
+    assert screen.main([*args, str(work)]) == 0 and "| zeta | 50.0 (0) |" in (work / "screen.md").read_text()
+    assert screen.main([*args, str(tmp_path / "empty")]) == 1
+    assert "no variant folder finished at k = 10, seed 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("variant", sorted((ROOT / "data/configs/screen").glob("*.yaml")), ids=lambda p: p.stem)

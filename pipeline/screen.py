@@ -82,8 +82,8 @@ def merge_rows(before: list[dict], new: list[dict]) -> list[dict]:
 
 
 def variant_rows(project: Path, k: int | str, seed: int) -> list[dict]:
-    """The val rows of one finished variant folder, from its own merged params; [] when it has no finished
-    table at this k and seed."""
+    """The val rows of one variant folder, from the merged params the benchmark wrote there; [] when it has no
+    finished table at this k and seed."""
     params = load_params(project / "params.yaml")
     metrics = project / k_dir(k) / params.classify.metrics
     if params.classify.seeds != [seed] or not metrics.is_file():
@@ -143,9 +143,7 @@ def run_screen(params_files: list[Path], variants: list[Path], workdir: Path, k:
         print(f"== variant {variant.stem} ({variant})", flush=True)
         if run_benchmark([*params_files, variant, fixed], project, ks=[k], show_table=False) != 0:
             return 1
-        params = parse_params(merged_params([*params_files, variant, fixed]), variant)
-        metrics = read_json(project / k_dir(k) / params.classify.metrics)
-        rows = merge_rows(rows, val_rows(variant.stem, metrics, params.classify.methods))
+        rows = merge_rows(rows, variant_rows(project, k, seed))
         write_table(workdir, rows, k, seed)  # after each variant: a killed screen keeps what ran
     print(markdown(rows, k, seed), flush=True)
     return 0

@@ -118,10 +118,9 @@ def test_a_rerun_variant_replaces_its_rows_in_place():
 def test_collect_reads_every_finished_variant_folder_of_that_seed(tmp_path, capsys):
     work = tmp_path / "screen"
     metrics = {"none": {"0": {"selected": True, "val_macro_f1": {"mean": 0.5}}}}
+    defaults = merged_params([])
     for name, seed in (("zeta", 0), ("base", 0), ("other_seed", 1), ("cache", 0)):
-        params = merged_params([]) | {
-            "classify": {**merged_params([])["classify"], "methods": ["none"], "seeds": [seed]}
-        }
+        params = defaults | {"classify": {**defaults["classify"], "methods": ["none"], "seeds": [seed]}}
         (work / name / "k10" / "metrics").mkdir(parents=True)
         (work / name / "params.yaml").write_text(yaml.safe_dump(params))
         (work / name / "k10" / "metrics" / "classify.json").write_text(json.dumps(metrics))

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from pipeline.common import is_writer, read_json, stage_main
+from pipeline.common import RESUME_ROOT, is_writer, read_json, stage_main
 from pipeline.config import Params
 from syndgan.augment import check_provenance, create_method
 from syndgan.classify import (
@@ -41,7 +41,7 @@ from syndgan.io import atomic_dir
 
 log = logging.getLogger("syndgan.classify")
 
-RESUME_DIR = Path(".syndgan/resume/classify")
+RESUME_DIR = RESUME_ROOT / "classify"
 
 
 def run_name(method: str, seed: int) -> str:

@@ -349,9 +349,11 @@ def section_curves(params: Params, doc: Document, figs: Figures) -> None:
     tables = {name: df for name, path in logs.items() if (df := _csv(path)) is not None}
     if tables:
         panels = []
-        for key in ("l1", "perceptual", "adv", "inversion", "loss_d"):
-            series = {
-                set_label(n): (df["step"], df[key]) for n, df in tables.items() if key in df and df[key].notna().any()
+        for key in ("l1", "l1_region", "perceptual", "adv", "inversion", "loss_d"):
+            series = {  # a term that is off logs zeros: no panel for it
+                set_label(n): (df["step"], df[key])
+                for n, df in tables.items()
+                if key in df and (df[key].fillna(0) != 0).any()
             }
             if series:
                 panels.append((f"train_synth {key}", series))

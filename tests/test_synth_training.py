@@ -9,8 +9,9 @@ from synth_helpers import CLASSES, TinyDataset, one_thread, tiny_settings, write
 
 from syndgan.errors import DataError
 from syndgan.models.snapshots import load_checkpoint
+from syndgan.training.settings import SynthSettings
 from syndgan.training.synth import build_decoder, build_discriminator, build_network, read_pretrained, train_synth
-from syndgan.training.synth_step import SynthLosses, collate, make_optimizers, sample_batch, train_step
+from syndgan.training.synth_step import SynthLosses, collate, make_optimizers, region_l1, sample_batch, train_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -38,7 +39,7 @@ def _build(pretrained, settings, seed=0):
 
 
 def test_every_loss_term_is_finite_and_has_gradients(pretrained, perceptual):
-    s = tiny_settings(aux_classifier=True)
+    s = tiny_settings(aux_classifier=True, w_l1_region=1.0)
     network, D = _build(pretrained, s)
     losses = SynthLosses(s, perceptual)
     assert losses.perceptual_name == "perceptual_effnet"
@@ -48,7 +49,7 @@ def test_every_loss_term_is_finite_and_has_gradients(pretrained, perceptual):
     for conv in network.skips.values():
         torch.nn.init.normal_(conv.weight, std=0.1)
     _, terms = losses.generator_terms(network, D, x, m, y)
-    assert set(terms) == {"l1", "adv", "aux", "perceptual", "inversion"}
+    assert set(terms) == {"l1", "l1_region", "adv", "aux", "perceptual", "inversion"}
     enc_params = [p for n, p in network.named_parameters() if n.startswith("encoder.")]
     for name, value in terms.items():
         assert value.dim() == 0 and math.isfinite(float(value.detach())), name
@@ -101,6 +102,35 @@ def test_cpu_step_is_deterministic(pretrained, perceptual):
     assert results[0][0]["l1"] > 0
 
 
+def test_region_l1_averages_over_the_painted_region_only(pretrained, perceptual):
+    fake, real = torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8)
+    region = torch.zeros(2, 1, 8, 8)
+    region[0, 0, 2:4, 2:4] = 1.0  # 4 px of image 0; image 1 has no defect
+    fake[0, :, 2:4, 2:4] = 0.5  # the painted pixels are off by 0.5, everything else exact
+    fake[0, :, 2:4, 2] = 0.0  # ... but half of them are exact: region mean 0.25
+    assert float(region_l1(fake, real, region)) == pytest.approx(0.25)
+    assert float((fake - real).abs().mean()) == pytest.approx(0.25 * 4 * 3 / (2 * 3 * 64))  # what w_l1 sees
+    assert float(region_l1(fake, real, torch.zeros_like(region))) == 0.0  # no defect, no term
+    # the region is the network's own (dilated) painted region; the term enters the total with its weight
+    s = tiny_settings(w_l1_region=2.0)
+    network, D = _build(pretrained, s)
+    losses = SynthLosses(s, perceptual)
+    x, m, y = collate(TinyDataset(), [1, 2, 0])
+    painted = network.painted_region(m)
+    assert painted.sum() > (m > 0).sum()  # erase_dilate widens the mask
+    assert torch.equal(network.erase(x, m), x * (1 - painted))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        fake, terms = losses.generator_terms(network, D, x, m, y)
+    assert float(terms["l1_region"]) == pytest.approx(float(region_l1(fake, x, painted)), rel=1e-6)
+    assert float(terms["l1_region"]) > float(terms["l1"])  # the region is where the network is worst
+    off = SynthLosses(tiny_settings(), perceptual)
+    base = float(off.generator_total(terms))
+    assert float(losses.generator_total(terms)) == pytest.approx(base + 2.0 * float(terms["l1_region"]), rel=1e-6)
+    with pytest.raises(Exception, match="w_l1_region"):
+        SynthSettings(w_l1_region=-1.0)
+
+
 def test_batches_mix_defects_and_normals():
     torch.manual_seed(0)
     labels = [0, 0, 0, 0, 1, 2]
@@ -124,7 +154,8 @@ def test_resume_matches_uninterrupted_run(pretrained, perceptual, tmp_path):
     a = load_checkpoint(tmp_path / "full" / "synthesizer.pt")["state"]
     b = load_checkpoint(tmp_path / "split" / "synthesizer.pt")["state"]
     assert all(torch.equal(v, b[k]) for k, v in a.items())
-    for key in ("recon_perceptual_effnet_normal", "recon_perceptual_effnet_defect", "recon_l1_defect_nomap"):
+    keys = ("recon_perceptual_effnet_normal", "recon_perceptual_effnet_defect", "recon_l1_defect_nomap")
+    for key in (*keys, "recon_l1_defect_region"):
         assert math.isfinite(full[key]) and full[key] == resumed[key]
     assert full["recon_images_normal"] == 2 and full["recon_images_defect"] == 4
     assert (tmp_path / "full" / "reconstructions.png").exists()

@@ -198,9 +198,13 @@ class SynthesisNetwork(nn.Module):
             parts.append(self.palette[labelmap.clamp(0, self.num_classes)].permute(0, 3, 1, 2))
         return torch.cat(parts, dim=1)
 
+    def painted_region(self, labelmap: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) float {0, 1}: the dilated defect region, which the input blanks and the network paints."""
+        return dilate(self.mask(labelmap), self.erase_dilate)
+
     def erase(self, image: torch.Tensor, labelmap: torch.Tensor) -> torch.Tensor:
-        """Blank (0 = mid-grey) the dilated defect region: the part the network has to paint."""
-        return image * (1.0 - dilate(self.mask(labelmap), self.erase_dilate))
+        """Blank (0 = mid-grey) the painted region."""
+        return image * (1.0 - self.painted_region(labelmap))
 
     # ---------------------------------------------------------------- network
     def encode(self, image: torch.Tensor, labelmap: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:

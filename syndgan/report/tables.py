@@ -118,7 +118,7 @@ def synthesis_table(evaluation: Mapping[str, Any], per_class: bool = False) -> t
 
 def reconstruction_table(reconstruction: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Rows: the synthesis network and its ablations; columns as Tables 2/5 (normal, defect) plus the
-    empty-map defect reconstruction and L1."""
+    empty-map defect reconstruction and L1 (whole image, and the painted region of defect images alone)."""
     p = reconstruction.get("perceptual") or "perceptual"
     header = [
         "model",
@@ -127,6 +127,7 @@ def reconstruction_table(reconstruction: Mapping[str, Any]) -> tuple[list[str], 
         f"defect, empty map {p} ↓",
         "L1 normal ↓",
         "L1 defect ↓",
+        "L1 defect, painted region ↓",
         "images (normal / defect)",
     ]
     rows = []
@@ -143,6 +144,7 @@ def reconstruction_table(reconstruction: Mapping[str, Any]) -> tuple[list[str], 
                 fmt(m.get(f"recon_{q}_defect_nomap"), 4),
                 fmt(m.get("recon_l1_normal"), 4),
                 fmt(m.get("recon_l1_defect"), 4),
+                fmt(m.get("recon_l1_defect_region"), 4),
                 f"{fmt_int(m.get('recon_images_normal'))} / {fmt_int(m.get('recon_images_defect'))}",
             ]
         )

@@ -2,7 +2,7 @@
 the pretrained projected discriminator.
 
     L = w_l1 |net(x, m) - x|_1 + w_adv L_adv(D(net(x, m))) + w_perceptual P(net(x, m), x)
-        + w_inversion |Enc(x, m) - Enc(net(x, m), m)|_2^2
+        + w_inversion |Enc(x, m) - Enc(net(x, m), m)|_2^2 [+ w_l1_region |net(x, m) - x|_1 over the painted region]
 
 ``x`` is a real training image (defect or normal), ``m`` its label map (empty for normal images); the network
 erases the defect region and paints it back from the class map. ``P`` is LPIPS-VGG when torchvision's VGG16 file is in
@@ -73,7 +73,7 @@ from syndgan.training.synth_step import (
 log = logging.getLogger(__name__)
 
 SYNTHESIZER = "synthesizer.pt"
-LOSS_COLUMNS = ["step", "loss_d", "loss_g", "l1", "adv", "perceptual", "inversion", "aux", "images_per_s"]
+LOSS_COLUMNS = ["step", "loss_d", "loss_g", "l1", "l1_region", "adv", "perceptual", "inversion", "aux", "images_per_s"]
 
 
 def file_digest(path: str | Path) -> str:

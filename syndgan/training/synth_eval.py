@@ -34,6 +34,7 @@ def evaluate_reconstruction(
     ``recon_<name>_normal`` / ``_defect``: images with their own map (defects erased and repainted);
     ``recon_<name>_defect_nomap``: defect images with an empty map (pure encode-decode, the paper's
     "segmentation map devoid of defect information"). ``<name>`` is the perceptual distance's name.
+    ``recon_l1_defect_region``: L1 over the painted (dilated, erased) region of defect images only.
     """
     from syndgan.metrics.base import to_uint8, uint8_to_unit
 
@@ -51,13 +52,18 @@ def evaluate_reconstruction(
             # Compare 8-bit images, as a saved reconstruction would be compared.
             real_u, fake_u = uint8_to_unit(to_uint8(images)), uint8_to_unit(to_uint8(fake))
             d = perceptual(fake_u.to(device), real_u.to(device)).double().cpu()
-            l1 = (fake_u - real_u).abs().flatten(1).mean(1).double()
+            diff = (fake_u - real_u).abs().double()
+            l1 = diff.flatten(1).mean(1)
+            region = network.painted_region(maps.to(network.palette.device)).cpu().double().expand_as(diff)
+            region_l1 = (diff * region).flatten(1).sum(1) / region.flatten(1).sum(1).clamp_min(1.0)
             for i in range(images.shape[0]):
                 kind = "defect" if labels[i] > 0 else "normal"
                 if suffix and kind == "normal":
                     continue
                 sums.setdefault(f"recon_{name}_{kind}{suffix}", []).append(float(d[i]))
                 sums.setdefault(f"recon_l1_{kind}{suffix}", []).append(float(l1[i]))
+                if kind == "defect" and not suffix:  # the painted pixels alone (a defect is ~1 % of an image)
+                    sums.setdefault("recon_l1_defect_region", []).append(float(region_l1[i]))
     out: dict[str, float] = {k: sum(v) / len(v) for k, v in sorted(sums.items())}
     out["recon_images_normal"] = len(sums.get(f"recon_{name}_normal", []))
     out["recon_images_defect"] = len(sums.get(f"recon_{name}_defect", []))

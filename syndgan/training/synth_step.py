@@ -35,6 +35,10 @@ class SynthLosses(nn.Module):
         """(fake, terms): reconstruction and each weighted-to-be loss term (unweighted values)."""
         fake, ws = network(real, labelmap, noise_mode="random", return_ws=True)
         terms = {"l1": (fake - real).abs().mean()}
+        if self.s.w_l1_region > 0:
+            terms["l1_region"] = region_l1(fake, real, network.painted_region(labelmap))
+        else:
+            terms["l1_region"] = fake.new_zeros(())
         logits, cls = D(fake, return_classes=True)
         terms["adv"] = self.g_loss(logits)
         terms["aux"] = self.aux(cls, labels) if cls is not None else fake.new_zeros(())
@@ -51,6 +55,7 @@ class SynthLosses(nn.Module):
         s = self.s
         return (
             s.w_l1 * terms["l1"]
+            + s.w_l1_region * terms["l1_region"]
             + s.w_adv * terms["adv"]
             + s.w_perceptual * terms["perceptual"]
             + s.w_inversion * terms["inversion"]
@@ -66,6 +71,13 @@ class SynthLosses(nn.Module):
         if cls_real is not None and self.s.aux_classifier:
             loss = loss + self.s.aux_weight * self.aux(cls_real, labels)
         return loss, logits_real, logits_fake
+
+
+def region_l1(fake: torch.Tensor, real: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Mean |fake - real| over the pixels (and channels) of ``region`` (B, 1, H, W), pooled over the batch;
+    zero when no image has a region."""
+    weight = region.to(fake.dtype).expand_as(fake)
+    return ((fake - real).abs() * weight).sum() / weight.sum().clamp_min(1.0)
 
 
 def make_optimizers(

@@ -7,7 +7,7 @@ import pytest
 import torch
 from synth_helpers import CLASSES, TinyDataset, one_thread, tiny_settings, write_pretrained  # noqa: F401 (fixture)
 
-from syndgan.errors import DataError
+from syndgan.errors import ConfigError, DataError
 from syndgan.models.snapshots import load_checkpoint
 from syndgan.training.settings import SynthSettings
 from syndgan.training.synth import build_decoder, build_discriminator, build_network, read_pretrained, train_synth
@@ -127,7 +127,7 @@ def test_region_l1_averages_over_the_painted_region_only(pretrained, perceptual)
     off = SynthLosses(tiny_settings(), perceptual)
     base = float(off.generator_total(terms))
     assert float(losses.generator_total(terms)) == pytest.approx(base + 2.0 * float(terms["l1_region"]), rel=1e-6)
-    with pytest.raises(Exception, match="w_l1_region"):
+    with pytest.raises(ConfigError, match="w_l1_region"):
         SynthSettings(w_l1_region=-1.0)
 
 

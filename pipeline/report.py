@@ -19,12 +19,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
-from pipeline.common import project_relative, read_json, stage_main
+from pipeline.common import project_relative, stage_main
 from pipeline.config import Params
-from pipeline.provenance import git_version, reconstruction_inputs, stage_outputs, what_ran
-from syndgan.data.processed import ProcessedDataset, train_pool
+from pipeline.provenance import git_version, reconstruction_inputs, what_ran
+from pipeline.report_inputs import (
+    NOT_RUN,
+    RAW_GRID_SCALE,
+    Figures,
+    Missing,
+    image_methods,
+    load_processed,
+    no_log,
+    read_image,
+    read_log,
+    read_output,
+    train_pool_counts,
+)
 from syndgan.errors import DataError
 from syndgan.io import atomic_dir, atomic_write_text
 from syndgan.report.document import Document, render_html, render_markdown
@@ -41,70 +52,6 @@ from syndgan.report.tables import (
 )
 
 log = logging.getLogger("syndgan.report")
-
-NOT_RUN = "Not run"
-RAW_GRID_SCALE = 2.0  # training sample grids are small (working-resolution tiles): shown enlarged in HTML
-
-
-class Missing(Exception):
-    """A section's input does not exist (its stage is disabled or has not run)."""
-
-
-class Figures:
-    """PNGs made for the report: kept in memory, written to ``<out>/figures/`` at the end."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.files: dict[str, bytes] = {}
-
-    def add(self, doc: Document, name: str, png: bytes, caption: str, scale: float = 1.0) -> None:
-        self.files[name] = png
-        doc.figure(self.folder / name, caption, png, scale)
-
-
-def _read_json(path: Path, what: str) -> dict:
-    """``what``'s output; ``Missing`` (the section says "Not run") when that stage has not written it."""
-    doc = read_json(path, required=False)
-    if doc is None:
-        raise Missing(f"{what}: {project_relative(path)} not found")
-    return doc
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-def load_processed(params: Params) -> ProcessedDataset:
-    root = params.resolve(params.rasterize.out)
-    for path in (root / "dataset.json", root / "index.parquet"):
-        if not path.is_file():
-            raise Missing(f"rasterize: {project_relative(path)} not found")
-    return ProcessedDataset.load(root)
-
-
-def image_methods(params: Params) -> dict[str, tuple[Path, pd.DataFrame]]:
-    """Augment outputs holding images ({method: (folder, manifest)}), classify.methods order first, then the
-    ablation images evaluate synthesized."""
-    root = params.resolve(params.augment.out)
-    names = list(params.classify.methods) + list(params.evaluate.methods)
-    if root.is_dir():
-        names += sorted(p.name for p in root.iterdir() if p.is_dir())
-    found: dict[str, tuple[Path, pd.DataFrame]] = {}
-    folders = [(n, root / n) for n in dict.fromkeys(names)]
-    ev = params.resolve(params.evaluate.out)
-    if ev.is_dir():
-        folders += [(p.name, p) for p in sorted(ev.iterdir()) if p.is_dir() and p.name.startswith(ABLATION_PREFIX)]
-    for name, folder in folders:
-        path = folder / "manifest.parquet"
-        if name not in found and path.is_file():
-            manifest = pd.read_parquet(path)
-            if not manifest.empty:
-                found[name] = (folder, manifest)
-    return found
-
-
-def train_pool_counts(dataset: ProcessedDataset) -> dict[str, int]:
-    return train_pool(dataset)["label"].value_counts().to_dict()
-
 
 # --------------------------------------------------------------------------- sections
 
@@ -134,7 +81,7 @@ def section_dataset(params: Params, doc: Document, figs: Figures) -> None:
 
 def section_synthesis(params: Params, doc: Document, figs: Figures) -> None:
     doc.heading("Synthesis quality (paper Table 1)")
-    ev = _read_json(params.resolve(params.evaluate.metrics), "evaluate")
+    ev = read_output(params.resolve(params.evaluate.metrics), "evaluate")
     names = ev.get("metric_names", {})
     doc.paragraph(
         f"Each set's images of a class against the real test defects of that class ({ev.get('reference', '')}); "
@@ -180,7 +127,7 @@ def section_reconstruction(params: Params, doc: Document, figs: Figures) -> None
 def section_classification(params: Params, doc: Document, figs: Figures) -> None:
     c = params.classify
     doc.heading("Classification (paper Table 4)")
-    agg = _read_json(params.resolve(c.metrics), "classify_aggregate")
+    agg = read_output(params.resolve(c.metrics), "classify_aggregate")
     doc.paragraph(
         "EfficientNet-Lite0 test accuracy per class, total accuracy, macro-F1 and defect recall (any defect "
         "predicted as a defect), in %, mean ± std over the seeds; the same step budget for every method. "
@@ -218,7 +165,7 @@ def summed_confusion(params: Params, method: str, dose: str) -> tuple[np.ndarray
         path = params.resolve(c.out) / f"{method}-s{seed}" / "metrics.json"
         if not path.is_file():
             continue
-        run = _read_json(path, "classify")
+        run = read_output(path, "classify")
         doses = run.get("doses", {})
         if dose not in doses:
             continue
@@ -269,8 +216,8 @@ def section_grids(params: Params, doc: Document, figs: Figures) -> None:
         columns = ["normal", "mask", *(set_label(m) for m in methods), "real (mask source)"]
         grid = []
         for r in rows_df.itertuples(index=False):
-            cells = [_image(root, images.get(r.normal_source), mode)]
-            cells.append(colorize_labelmap(_image(lead_folder, r.labelmap, "L"), colors))
+            cells = [read_image(root, images.get(r.normal_source), mode)]
+            cells.append(colorize_labelmap(read_image(lead_folder, r.labelmap, "L"), colors))
             for m, (folder, manifest) in methods.items():
                 # the same candidate number (id suffix) has the same pairing in every method, gated or not
                 number = manifest["id"].str.rsplit("/", n=1).str[-1] == r.id.rsplit("/", 1)[-1]
@@ -280,8 +227,8 @@ def section_grids(params: Params, doc: Document, figs: Figures) -> None:
                     or match.iloc[0]["normal_source"] == r.normal_source
                     and match.iloc[0]["mask_source"] == r.mask_source
                 )
-                cells.append(_image(folder, match.iloc[0]["image"], mode) if same else None)
-            cells.append(_image(root, images.get(str(r.mask_source).split("|")[0]), mode))
+                cells.append(read_image(folder, match.iloc[0]["image"], mode) if same else None)
+            cells.append(read_image(root, images.get(str(r.mask_source).split("|")[0]), mode))
             grid.append(cells)
         png = image_grid(grid, columns, title=c["name"])
         figs.add(doc, f"grid_{c['name']}.png", png, f"{c['name']}: normal | mask | synthesized | real defect")
@@ -292,7 +239,7 @@ def section_gate(params: Params, doc: Document, figs: Figures) -> None:
     gated = {m: f for m, (f, _) in image_methods(params).items() if (f / "gate.json").is_file()}
     if not gated:
         raise Missing(f"augment.gate.scorer is {params.augment.gate.scorer!r}: no augment output was gated")
-    summaries = {m: _read_json(f / "gate.json", "augment gate") for m, f in gated.items()}
+    summaries = {m: read_output(f / "gate.json", "augment gate") for m, f in gated.items()}
     doc.paragraph(gate_paragraph(summaries))
     doc.table(*gate_table(summaries))
     ds = load_processed(params)
@@ -301,24 +248,10 @@ def section_gate(params: Params, doc: Document, figs: Figures) -> None:
         figs.add(doc, f"gate_{m}.png", png, f"{set_label(m)}: {GRID_CAPTION}")
 
 
-def _image(folder: Path, rel: str | None, mode: str) -> np.ndarray | None:
-    if rel is None or not (folder / rel).is_file():
-        return None
-    with Image.open(folder / rel) as im:
-        return np.asarray(im.convert(mode))
-
-
-def _csv(path: Path) -> pd.DataFrame | None:
-    if not path.is_file():
-        return None
-    df = pd.read_csv(path)
-    return df if not df.empty and "step" in df.columns else None
-
-
 def section_curves(params: Params, doc: Document, figs: Figures) -> None:
     doc.heading("Training curves")
     pre_plots = params.resolve(params.pretrain.plots)
-    losses, fid = _csv(pre_plots / "losses.csv"), _csv(pre_plots / "fid.csv")
+    losses, fid = read_log(pre_plots / "losses.csv"), read_log(pre_plots / "fid.csv")
     if losses is not None or fid is not None:
         panels = []
         if losses is not None:
@@ -331,10 +264,10 @@ def section_curves(params: Params, doc: Document, figs: Figures) -> None:
             )
         figs.add(doc, "curves_pretrain.png", curves_figure(panels), "Pretraining (ProjectedGAN): losses and fid_effnet")
     else:
-        doc.paragraph(_no_log(params, "pretrain", pre_plots / "losses.csv"))
+        doc.paragraph(no_log(params, "pretrain", pre_plots / "losses.csv"))
     pre_metrics = params.resolve(params.pretrain.metrics)
     if pre_metrics.is_file():
-        m = _read_json(pre_metrics, "pretrain")
+        m = read_output(pre_metrics, "pretrain")
         doc.table(
             ["pretrain", "fid_effnet at start", "fid_effnet at end", "steps", "images/s"],
             [["generator", fmt(m.get("fid_effnet_start")), fmt(m.get("fid_effnet")), str(m.get("steps")), fmt(m.get("images_per_s"), 1)]],
@@ -346,7 +279,7 @@ def section_curves(params: Params, doc: Document, figs: Figures) -> None:
     ts = params.train_synth
     logs = {"syndgan": params.resolve(ts.plots) / "losses.csv"}
     logs.update({f"{ABLATION_PREFIX}{a}": params.resolve(ts.ablation_out) / a / "losses.csv" for a in ts.ablations})
-    tables = {name: df for name, path in logs.items() if (df := _csv(path)) is not None}
+    tables = {name: df for name, path in logs.items() if (df := read_log(path)) is not None}
     if tables:
         panels = []
         for key in ("l1", "l1_region", "perceptual", "adv", "inversion", "loss_d"):
@@ -359,15 +292,7 @@ def section_curves(params: Params, doc: Document, figs: Figures) -> None:
                 panels.append((f"train_synth {key}", series))
         figs.add(doc, "curves_train_synth.png", curves_figure(panels), "SyNDGAN training (and ablations): losses")
     else:
-        doc.paragraph(_no_log(params, "train_synth", logs["syndgan"]))
-
-
-def _no_log(params: Params, stage: str, log_path: Path) -> str:
-    """'Not run' only when the stage's output is absent too; a stage that ran without a loss log says so."""
-    output = stage_outputs(params)[stage]
-    if output.is_file():
-        return f"{stage} ran (`{project_relative(output)}`), but its loss log `{project_relative(log_path)}` is not here: no curves."
-    return f"{NOT_RUN}: {stage} (no {project_relative(output)}, no {project_relative(log_path)})."
+        doc.paragraph(no_log(params, "train_synth", logs["syndgan"]))
 
 
 def section_provenance(params: Params, doc: Document, figs: Figures) -> None:

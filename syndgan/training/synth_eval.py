@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from syndgan.models.synthesis_network import SynthesisNetwork
 from syndgan.training.common import save_image_grid
-from syndgan.training.synth_step import collate
+from syndgan.training.synth_step import collate, region_l1
 
 
 @torch.no_grad()
@@ -52,18 +52,18 @@ def evaluate_reconstruction(
             # Compare 8-bit images, as a saved reconstruction would be compared.
             real_u, fake_u = uint8_to_unit(to_uint8(images)), uint8_to_unit(to_uint8(fake))
             d = perceptual(fake_u.to(device), real_u.to(device)).double().cpu()
-            diff = (fake_u - real_u).abs().double()
-            l1 = diff.flatten(1).mean(1)
-            region = network.painted_region(maps.to(network.palette.device)).cpu().double().expand_as(diff)
-            region_l1 = (diff * region).flatten(1).sum(1) / region.flatten(1).sum(1).clamp_min(1.0)
+            real_d, fake_d = real_u.double(), fake_u.double()
+            l1 = (fake_d - real_d).abs().flatten(1).mean(1)
+            region = None if suffix else network.painted_region(maps.to(network.palette.device)).cpu()
             for i in range(images.shape[0]):
                 kind = "defect" if labels[i] > 0 else "normal"
                 if suffix and kind == "normal":
                     continue
                 sums.setdefault(f"recon_{name}_{kind}{suffix}", []).append(float(d[i]))
                 sums.setdefault(f"recon_l1_{kind}{suffix}", []).append(float(l1[i]))
-                if kind == "defect" and not suffix:  # the painted pixels alone (a defect is ~1 % of an image)
-                    sums.setdefault("recon_l1_defect_region", []).append(float(region_l1[i]))
+                if kind == "defect" and region is not None:  # the painted pixels alone (a defect is ~1 % of an image)
+                    r = region_l1(fake_d[i : i + 1], real_d[i : i + 1], region[i : i + 1])
+                    sums.setdefault("recon_l1_defect_region", []).append(float(r))
     out: dict[str, float] = {k: sum(v) / len(v) for k, v in sorted(sums.items())}
     out["recon_images_normal"] = len(sums.get(f"recon_{name}_normal", []))
     out["recon_images_defect"] = len(sums.get(f"recon_{name}_defect", []))

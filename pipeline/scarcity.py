@@ -95,7 +95,7 @@ def write_project(params_files: list[Path], workdir: Path, ks: list | None = Non
         "deps": [f"{k_dir(k)}/{c.metrics}" for k in sc.ks]
         + [f"{k_dir(k)}/{params.report.out}/report.html" for k in sc.report_ks]  # so that repro builds them
         + runs
-        + [str(ROOT / "pipeline/scarcity.py")],
+        + [str(ROOT / "pipeline/scarcity.py"), str(ROOT / "syndgan/classify/scarcity.py")],
         "params": ["scarcity", "classify.methods", "classify.seeds"],
         "outs": [{sc.records: {"cache": False}}, {sc.table: {"cache": False}}, {sc.figure: {"cache": False}}],
         "metrics": [{sc.summary: {"cache": False}}],
@@ -188,6 +188,9 @@ def run_benchmark(
         print("\n".join(tail), file=sys.stderr)
         print(f"scarcity: error: dvc repro failed after {minutes:.1f} min; see {log_path}", file=sys.stderr)
         return 1
+    if (end := git_version(ROOT)) != version:  # the stages import ROOT's tree as it is when each one starts
+        version = f"{version}, but the tree changed during the run to {end}"
+        print(f"scarcity: warning: the code changed during the run (runs.json says so): {end}", file=sys.stderr)
     runs_path = workdir / "runs.json"  # wall time of every benchmark run, for the report
     history = read_json(runs_path, required=False) or []
     history.append(
@@ -202,6 +205,13 @@ def run_benchmark(
 
 def _json_list(path: Path) -> list:
     return read_json(path, required=False) or []
+
+
+def _report_code(folder: Path) -> str:
+    """Which code made a published report (its first lines say), since a report can outlive the rows of its k."""
+    md = folder / "report.md"
+    found = re.search(r"code `([^`]+)`", md.read_text(encoding="utf-8")[:2000]) if md.is_file() else None
+    return f", made by code {found.group(1)}" if found else ""
 
 
 def publish(workdir: Path, out: Path) -> None:
@@ -223,6 +233,10 @@ def publish(workdir: Path, out: Path) -> None:
     same = [r for r in runs if r["code"] == runs[-1]["code"] and set(r["ks"]) & set(ks)]
     this_run = {"ks": ks, "code": runs[-1]["code"], "minutes": round(sum(r["minutes"] for r in same), 1),
                 "cells": runs[-1]["cells"]}  # fmt: skip
+    report_srcs = {k: workdir / k_dir(k) / params.report.out for k in map(str, sc.report_ks)}
+    for k, src in report_srcs.items():  # before anything in ``out`` is replaced
+        if not (src / "report.html").is_file():
+            raise DataError(src / "report.html", f"not found: k = {k}'s report has not run here")
     out.mkdir(parents=True, exist_ok=True)
     records = [r for r in _json_list(out / "scarcity.json") if str(r["k"]) not in ks]
     records += read_json(workdir / sc.records, hint="the benchmark's aggregate stage has not run")
@@ -232,10 +246,9 @@ def publish(workdir: Path, out: Path) -> None:
     (out / "params").mkdir(exist_ok=True)
     for k in ks:
         shutil.copyfile(workdir / k_dir(k) / "params.yaml", out / "params" / f"{k_dir(k)}.yaml")
-    for k in map(str, sc.report_ks):
+    for k, src in report_srcs.items():  # src also holds classify's runs (models): the report only
         dest = out / f"report-{k_dir(k)}"
         shutil.rmtree(dest, ignore_errors=True)
-        src = workdir / k_dir(k) / params.report.out  # also holds classify's runs (models): the report only
         shutil.copytree(src / "figures", dest / "figures")
         for name in ("report.md", "report.html"):
             shutil.copyfile(src / name, dest / name)
@@ -260,6 +273,7 @@ def publish(workdir: Path, out: Path) -> None:
         *(f"- k {', '.join(r['ks'])}: code {r['code']}, {r['minutes']} min for {r['cells']} cells" for r in history),
         *(
             f"- k {d.name[len('report-k') :]}: the full report (evaluate, report) is in `{d.name}/report.html`"
+            + _report_code(d)
             for d in reports
         ),
         "",

@@ -52,7 +52,8 @@ def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path):
 
     records = json.loads((work / "metrics" / "scarcity.json").read_text())
     keys = {"dataset", "k", "method", "dose", "seed", "total", "macro_f1", "defect_recall", "normal_recall"}
-    assert all(set(r) == keys for r in records) and len(records) == 2 * 3
+    assert all(set(r) == keys | {"val_macro_f1"} for r in records) and len(records) == 2 * 3
+    assert all(0 <= r["val_macro_f1"] <= 100 for r in records)
     assert {(r["k"], r["method"]) for r in records} == {(k, m) for k in (1, "all") for m in TINY["classify"]["methods"]}
     for r in records:
         assert r["dataset"] == "tiny" and 0 <= r["macro_f1"] <= 100
@@ -62,6 +63,7 @@ def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path):
     assert aug["k_shot"] == 1
     summary = json.loads((work / "metrics" / "scarcity_summary.json").read_text())
     assert set(summary) == {"k=1", "k=all"} and summary["k=1"]["none"]["seeds"] == 1
+    assert summary["k=1"]["none"]["val_macro_f1"]["mean"] == pytest.approx(records[0]["val_macro_f1"], abs=0.01)
     assert (work / "scarcity.png").stat().st_size > 1000
     assert "| 1 | copy_paste |" in (work / "scarcity.md").read_text()
     plot = (work / "plots" / "scarcity.csv").read_text().splitlines()
@@ -72,6 +74,7 @@ def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path):
     report = tmp_path / "report"
     report.mkdir()
     earlier = [{**r, "k": 5} for r in records if r["k"] == 1] + [{**records[0], "macro_f1": 0.0}]
+    del earlier[0]["val_macro_f1"]  # published before records kept val
     (report / "scarcity.json").write_text(json.dumps(earlier))
     (report / "runs.json").write_text(json.dumps([{"ks": ["5", "1"], "code": "abc1234", "minutes": 1, "cells": 3}]))
     (report / "report-k5").mkdir()  # k = 5's full report, published before
@@ -84,8 +87,11 @@ def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path):
     assert run["code"].split()[0] in git_version(scarcity.ROOT)
     assert "- k 5: code abc1234, 1 min for 3 cells" in readme and f"- k 1, all: code {run['code']}" in readme
     assert (report / "params" / "kall.yaml").is_file() and (report / "report-kall" / "report.html").is_file()
-    assert "- k 5: the full report (evaluate, report) is in `report-k5/report.html`" in readme
-    assert "- k all: the full report (evaluate, report) is in `report-kall/report.html`" in readme
+    assert "- k 5: the full report (evaluate, report) is in `report-k5/report.html`\n" in readme  # no report.md
+    assert (
+        f"- k all: the full report (evaluate, report) is in `report-kall/report.html`, made by code {run['code']}"
+        in readme
+    )
     assert {p.name for p in (report / "report-kall").iterdir()} == {"report.md", "report.html", "figures"}
 
 

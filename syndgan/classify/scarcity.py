@@ -1,8 +1,9 @@
 """The scarcity curve: classification quality against the number k of real defect images per class.
 
 A record is one classifier run at the dose its method chose on val:
-``{"dataset", "k", "method", "dose", "seed", "total", "macro_f1", "defect_recall", "normal_recall"}``
-(k an integer or "all"; rates in %). Records are summarised per (k, method) as mean +- std over seeds.
+``{"dataset", "k", "method", "dose", "seed", "total", "macro_f1", "defect_recall", "normal_recall",
+"val_macro_f1"}`` (k an integer or "all"; rates in %; the rates are test's, ``val_macro_f1`` what the dose and
+any variant are chosen on). Records are summarised per (k, method) as mean +- std over seeds.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 RATES = ("total", "macro_f1", "defect_recall", "normal_recall")
+SUMMARISED = (*RATES, "val_macro_f1")  # records published before val was kept lack it: None in the summary
 
 
 def k_label(k: int | str | None) -> int | str:
@@ -40,6 +42,7 @@ def records_from_runs(dataset: str, k: int | str | None, runs: Iterable[dict], s
                 "macro_f1": pct(m["macro_f1"]),
                 "defect_recall": pct(m["defect_recall"]),
                 "normal_recall": pct(m["per_class_accuracy"]["normal"]),
+                "val_macro_f1": pct(m["val_macro_f1"]),
             }
         )
     return out
@@ -58,8 +61,8 @@ def summarize(records: Sequence[dict]) -> dict:
             if not rs:
                 continue
             s: dict = {}
-            for rate in RATES:
-                v = np.array([r[rate] for r in rs if r[rate] is not None], float)
+            for rate in SUMMARISED:
+                v = np.array([r[rate] for r in rs if r.get(rate) is not None], float)
                 s[rate] = {
                     "mean": round(float(v.mean()), 2) if len(v) else None,
                     "std": round(float(v.std(ddof=1)), 2) if len(v) > 1 else 0.0,

@@ -30,7 +30,7 @@ from pipeline.config import Params, load_params, load_raw, merge_params, parse_p
 from pipeline.provenance import git_version
 from pipeline.run import DVC, ROOT, dvc_env, init_project, project_pipeline, write_if_changed
 from syndgan.errors import ConfigError, DataError
-from syndgan.io import atomic_write_json, atomic_write_text
+from syndgan.io import atomic_dir, atomic_write_json, atomic_write_text
 
 # What one k needs: everything up to the classification table (no evaluate, report or ablations).
 STAGES = (
@@ -235,8 +235,9 @@ def publish(workdir: Path, out: Path) -> None:
                 "cells": runs[-1]["cells"]}  # fmt: skip
     report_srcs = {k: workdir / k_dir(k) / params.report.out for k in map(str, sc.report_ks)}
     for k, src in report_srcs.items():  # before anything in ``out`` is replaced
-        if not (src / "report.html").is_file():
-            raise DataError(src / "report.html", f"not found: k = {k}'s report has not run here")
+        for part in (src / "figures", src / "report.md", src / "report.html"):
+            if not part.exists():
+                raise DataError(part, f"not found: k = {k}'s report has not run here")
     out.mkdir(parents=True, exist_ok=True)
     records = [r for r in _json_list(out / "scarcity.json") if str(r["k"]) not in ks]
     records += read_json(workdir / sc.records, hint="the benchmark's aggregate stage has not run")
@@ -247,11 +248,10 @@ def publish(workdir: Path, out: Path) -> None:
     for k in ks:
         shutil.copyfile(workdir / k_dir(k) / "params.yaml", out / "params" / f"{k_dir(k)}.yaml")
     for k, src in report_srcs.items():  # src also holds classify's runs (models): the report only
-        dest = out / f"report-{k_dir(k)}"
-        shutil.rmtree(dest, ignore_errors=True)
-        shutil.copytree(src / "figures", dest / "figures")
-        for name in ("report.md", "report.html"):
-            shutil.copyfile(src / name, dest / name)
+        with atomic_dir(out / f"report-{k_dir(k)}") as tmp:  # the published one stays if a copy fails
+            shutil.copytree(src / "figures", tmp / "figures")
+            for name in ("report.md", "report.html"):
+                shutil.copyfile(src / name, tmp / name)
     summary = summarize(records)
     atomic_write_json(out / "scarcity.json", records)
     atomic_write_json(out / "runs.json", history)

@@ -33,7 +33,7 @@ TINY = {
 
 
 @pytest.mark.slow
-def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path):
+def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path, capsys):
     overlay = tmp_path / "tiny.yaml"
     overlay.write_text(yaml.safe_dump(TINY))
     work = tmp_path / "bench"
@@ -93,6 +93,12 @@ def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path):
         in readme
     )
     assert {p.name for p in (report / "report-kall").iterdir()} == {"report.md", "report.html", "figures"}
+    # a k whose report is incomplete in the work folder: an error naming the file, the published one untouched
+    published = {p: p.read_bytes() for p in report.rglob("*") if p.is_file()}
+    (work / "kall" / "reports" / "report.md").unlink()
+    assert scarcity.main(["--params", str(overlay), "--workdir", str(work), "--publish", str(report)]) == 1
+    assert "kall/reports/report.md: not found" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in report.rglob("*") if p.is_file()} == published
 
 
 def test_bad_scarcity_params_name_the_key(tmp_path, capsys):

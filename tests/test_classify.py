@@ -364,16 +364,17 @@ def test_scarcity_records_and_summary(tmp_path):
     names = ["normal", "bump"]
     runs = []
     for seed, pred in enumerate(([0, 0, 1, 1], [0, 1, 1, 1])):
-        m = classification_metrics([0, 0, 1, 1], pred, names)
+        m = classification_metrics([0, 0, 1, 1], pred, names) | {"val_macro_f1": 0.5 + 0.1 * seed}
         runs.append({"method": "copy_paste", "seed": seed, "doses": {"30": m, "all": m}})
     recs = records_from_runs("demo", 10, runs, {"copy_paste": "30"})
     assert recs[0] == {
         "dataset": "demo", "k": 10, "method": "copy_paste", "dose": 30, "seed": 0,
-        "total": 100.0, "macro_f1": 100.0, "defect_recall": 100.0, "normal_recall": 100.0,
+        "total": 100.0, "macro_f1": 100.0, "defect_recall": 100.0, "normal_recall": 100.0, "val_macro_f1": 50.0,
     }  # fmt: skip
     assert recs[1]["normal_recall"] == 50.0
     s = summarize(recs + records_from_runs("demo", None, runs, {"copy_paste": "all"}))
     assert list(s) == ["k=10", "k=all"]
     assert s["k=10"]["copy_paste"]["normal_recall"] == {"mean": 75.0, "std": pytest.approx(35.36, abs=0.01)}
+    assert s["k=10"]["copy_paste"]["val_macro_f1"]["mean"] == 55.0  # what doses and variants are chosen on
     figure(s, tmp_path / "curve.png", "demo")
     assert (tmp_path / "curve.png").stat().st_size > 1000

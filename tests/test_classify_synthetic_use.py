@@ -138,6 +138,7 @@ def test_the_rule_is_chosen_on_val_with_the_dose_and_named_in_the_records():
     assert chosen == ["30_w0.3"]
     docs = [{"method": "syndgan", "seed": 0, "doses": {r["dose"]: r for r in runs if r["seed"] == 0}}]
     assert records_from_runs("demo", 10, docs, {"syndgan": "30_w0.3"})[0]["dose"] == "30_w0.3"
+    assert records_from_runs("demo", 10, docs, {"syndgan": "30_w0.3"})[0]["val_macro_f1"] == 80.0
     assert records_from_runs("demo", 10, docs, {"syndgan": "30"})[0]["dose"] == 30
 
 
@@ -164,7 +165,7 @@ def test_the_pretrain_rule_validates_and_names_its_runs():
     assert [k for k, _, _ in parse_params(raw).classify.runs_of(True)] == ["30", "30_p0.5"]
     val = {"30": 0.7, "30_p0.5": 0.8, "all_p0.5": 0.8}
     assert select_dose_on_val({d: {"val_macro_f1": {"mean": v}} for d, v in val.items()}) == "30_p0.5"
-    m = classification_metrics([0, 1], [0, 1], ["normal", "bump"])
+    m = classification_metrics([0, 1], [0, 1], ["normal", "bump"]) | {"val_macro_f1": 0.8}
     docs = [{"method": "syndgan", "seed": 0, "doses": {"30_p0.5": m}}]
     assert records_from_runs("demo", 10, docs, {"syndgan": "30_p0.5"})[0]["dose"] == "30_p0.5"
 

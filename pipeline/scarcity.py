@@ -207,6 +207,10 @@ def _json_list(path: Path) -> list:
     return read_json(path, required=False) or []
 
 
+def _methods_note(run: dict) -> str:
+    return f" (methods {', '.join(run['methods'])})" if run.get("methods") else ""
+
+
 def _report_code(folder: Path) -> str:
     """Which code made a published report (its first lines say), since a report can outlive the rows of its k."""
     md = folder / "report.md"
@@ -217,8 +221,10 @@ def _report_code(folder: Path) -> str:
 def publish(workdir: Path, out: Path) -> None:
     """Add a finished benchmark's results to ``out`` (a reports/ folder) with a README saying what ran.
 
-    The ks this run covers replace theirs in ``out``; ks published before stay, each with the code version
-    and params it ran with (``runs.json``, ``params/k<k>.yaml``): the grid takes more than one CPU session."""
+    The (k, method) rows this run covers replace theirs in ``out``; rows published before stay, each with the
+    code version and params it ran with (``runs.json``, ``params/``): the grid takes more than one CPU session,
+    and a later run may add or redo some methods at a k. A run covering every method published at a k writes
+    ``params/k<k>.yaml``; one covering only some writes ``params/k<k>-<its methods>.yaml`` beside it."""
     import shutil
 
     from syndgan.classify.scarcity import figure, k_order, markdown, summarize
@@ -239,14 +245,23 @@ def publish(workdir: Path, out: Path) -> None:
             if not part.exists():
                 raise DataError(part, f"not found: k = {k}'s report has not run here")
     out.mkdir(parents=True, exist_ok=True)
-    records = [r for r in _json_list(out / "scarcity.json") if str(r["k"]) not in ks]
+    before = _json_list(out / "scarcity.json")
+    covered = {(k, m) for k in ks for m in c.methods}
+    records = [r for r in before if (str(r["k"]), r["method"]) not in covered]
     records += read_json(workdir / sc.records, hint="the benchmark's aggregate stage has not run")
     records.sort(key=lambda r: k_order(r["k"]))  # stable: methods and seeds keep order
-    history = [{**r, "ks": [k for k in r["ks"] if k not in ks]} for r in _json_list(out / "runs.json")]
-    history = [r for r in history if r["ks"]] + [this_run]
+    kept = {k: {r["method"] for r in records if str(r["k"]) == k} - set(c.methods) for k in ks}
+    published = {k: {r["method"] for r in before if str(r["k"]) == k} for k in ks}
+    this_run["methods"] = list(c.methods)
+    history = []
+    for r in _json_list(out / "runs.json"):  # an earlier run stays listed for the ks where rows of it remain
+        left = [k for k in r["ks"] if k not in ks or kept[k] & set(r.get("methods") or published[k])]
+        history += [{**r, "ks": left}] if left else []  # (entries before "methods": every method of their ks)
+    history.append(this_run)
     (out / "params").mkdir(exist_ok=True)
     for k in ks:
-        shutil.copyfile(workdir / k_dir(k) / "params.yaml", out / "params" / f"{k_dir(k)}.yaml")
+        name = k_dir(k) if not kept[k] else "-".join([k_dir(k), *c.methods])
+        shutil.copyfile(workdir / k_dir(k) / "params.yaml", out / "params" / f"{name}.yaml")
     for k, src in report_srcs.items():  # src also holds classify's runs (models): the report only
         with atomic_dir(out / f"report-{k_dir(k)}") as tmp:  # the published one stays if a copy fails
             shutil.copytree(src / "figures", tmp / "figures")
@@ -263,14 +278,18 @@ def publish(workdir: Path, out: Path) -> None:
         "For every k, the whole pipeline ran with k_shot = k (pretrain, train_synth and augment learn from the k",
         "kept images only); classify ran every method x seed x dose and chose each method's dose on val macro-F1",
         "(test read once). Records: `scarcity.json` (one per k, method, seed at the chosen dose; rates in %).",
-        f"Last run: methods {c.methods}, seeds {c.seeds}, doses {c.doses}. Each k's exact params: `params/k<k>.yaml`.",
+        f"Last run: methods {c.methods}, seeds {c.seeds}, doses {c.doses}. Each k's exact params: `params/k<k>.yaml`"
+        " (and `params/k<k>-<methods>.yaml` of a run that covered only those methods).",
         "",
         markdown(summary, sc.dataset),
         "![macro-F1 against k](scarcity.png)",
         "",
         "What ran (2 CPU cores; wall time of the benchmark invocations with that code):",
         "",
-        *(f"- k {', '.join(r['ks'])}: code {r['code']}, {r['minutes']} min for {r['cells']} cells" for r in history),
+        *(
+            f"- k {', '.join(r['ks'])}{_methods_note(r)}: code {r['code']}, {r['minutes']} min for {r['cells']} cells"
+            for r in history
+        ),
         *(
             f"- k {d.name[len('report-k') :]}: the full report (evaluate, report) is in `{d.name}/report.html`"
             + _report_code(d)

@@ -85,7 +85,10 @@ def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path, capsys):
     assert "Scarcity benchmark: tiny" in readme and "| all | syndgan |" in readme and "| 5 | none |" in readme
     run = json.loads((work / "runs.json").read_text())[-1]
     assert run["code"].split()[0] in git_version(scarcity.ROOT)
-    assert "- k 5: code abc1234, 1 min for 3 cells" in readme and f"- k 1, all: code {run['code']}" in readme
+    assert (
+        "- k 5: code abc1234, 1 min for 3 cells" in readme
+        and f"- k 1, all (methods none, copy_paste, syndgan): code {run['code']}" in readme
+    )
     assert (report / "params" / "kall.yaml").is_file() and (report / "report-kall" / "report.html").is_file()
     assert "- k 5: the full report (evaluate, report) is in `report-k5/report.html`\n" in readme  # no report.md
     assert (
@@ -133,3 +136,56 @@ def test_train_generation_runs_only_when_generation_is_compared(tmp_path, method
     assert ("pretrain" in stages) == (methods != ["none", "copy_paste"])  # the generators start from pretraining
     assert ("train_synth" in stages) == ("syndgan" in methods)
     assert set(stages["augment"]["foreach"]) == set(methods)
+
+
+def _records(k, methods, macro_f1):
+    keys = ("total", "defect_recall", "normal_recall", "val_macro_f1")
+    return [
+        {"dataset": "tiny", "k": k, "method": m, "dose": 0 if m == "none" else 30, "seed": 0, "macro_f1": macro_f1,
+         **dict.fromkeys(keys, 50.0)}
+        for m in methods
+    ]  # fmt: skip
+
+
+def test_publish_replaces_only_the_methods_a_run_covers(tmp_path):
+    """A later run of some methods at a k replaces just their rows; the others, and the run and params that
+    made them, stay listed."""
+    work, report = tmp_path / "work", tmp_path / "report"
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(
+        yaml.safe_dump({"classify": {"methods": ["none", "hybrid"]}, "scarcity": {"ks": [5], "report_ks": []}})
+    )
+    (work / "k5").mkdir(parents=True)
+    (work / "params.yaml").write_text(yaml.safe_dump(scarcity.merged_params([overlay]), sort_keys=False))
+    (work / "k5" / "params.yaml").write_text("run: hybrid\n")
+    (work / "metrics").mkdir()
+    (work / "metrics" / "scarcity.json").write_text(json.dumps(_records(5, ["none", "hybrid"], 60.0)))
+    (work / "runs.json").write_text(json.dumps([{"ks": ["5"], "code": "new1234", "minutes": 2.0, "cells": 2}]))
+    report.mkdir()
+    (report / "params").mkdir()
+    (report / "params" / "k5.yaml").write_text("run: earlier\n")
+    earlier = _records(5, ["none", "cutmix", "syndgan"], 40.0) + _records(10, ["none"], 45.0)
+    (report / "scarcity.json").write_text(json.dumps(earlier))
+    old_runs = [
+        {"ks": ["5", "10"], "code": "abc1234", "minutes": 9.0, "cells": 4},  # before runs named their methods
+        {"ks": ["5"], "code": "def5678", "minutes": 3.0, "cells": 1, "methods": ["none"]},  # all replaced now
+    ]
+    (report / "runs.json").write_text(json.dumps(old_runs))
+    assert scarcity.main(["--params", str(overlay), "--workdir", str(work), "--publish", str(report)]) == 0
+    got = json.loads((report / "scarcity.json").read_text())
+    assert [(r["k"], r["method"], r["macro_f1"]) for r in got] == [
+        (5, "cutmix", 40.0), (5, "syndgan", 40.0), (5, "none", 60.0), (5, "hybrid", 60.0), (10, "none", 45.0)
+    ]  # fmt: skip
+    runs = json.loads((report / "runs.json").read_text())
+    assert [(r["code"], r["ks"]) for r in runs] == [("abc1234", ["5", "10"]), ("new1234", ["5"])]
+    assert runs[-1]["methods"] == ["none", "hybrid"]
+    assert (report / "params" / "k5.yaml").read_text() == "run: earlier\n"  # cutmix's and syndgan's rows
+    assert (report / "params" / "k5-none-hybrid.yaml").read_text() == "run: hybrid\n"
+    readme = (report / "README.md").read_text()
+    assert "- k 5 (methods none, hybrid): code new1234, 2.0 min for 2 cells" in readme
+    assert "- k 5, 10: code abc1234" in readme and "def5678" not in readme
+    # the same methods again: their rows are replaced, not added twice
+    assert scarcity.main(["--params", str(overlay), "--workdir", str(work), "--publish", str(report)]) == 0
+    assert len(json.loads((report / "scarcity.json").read_text())) == len(got)
+    runs = json.loads((report / "runs.json").read_text())
+    assert [(r["code"], r["ks"]) for r in runs] == [("abc1234", ["5", "10"]), ("new1234", ["5"])]

@@ -2,6 +2,10 @@
 
     python -m pipeline.bench_classify --params data/configs/magnetic-tile.yaml --workdir runs/mt \
         --k-shot all 10 --seeds 0 1 2 --variants default processed dihedral
+    python -m pipeline.bench_classify ... --k-shot 5 --seeds 0 --subsets 0 1 2 3 4 --variants default
+
+``--subsets`` draws other sets of k kept defect images (``rasterize.k_shot_seed``; the pipeline's is 0), each
+trained with every seed: at small k which images are kept can matter more than the classifier's seed.
 
 Runs in a work folder that already holds the params file's ingest + rasterize outputs. Each variant is
 ``classify.train`` with a few settings changed (VARIANTS); every (k, variant, seed) result is cached as
@@ -50,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k-shot", nargs="+", default=["all"], help="defect images per class kept in train, or all")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--subsets", nargs="+", type=int, default=None, help="k_shot_seeds (default: the pipeline's)")
     args = ap.parse_args(argv)
 
     import torch
@@ -67,17 +72,20 @@ def main(argv: list[str] | None = None) -> int:
     dataset = ProcessedDataset.load(params.resolve(params.rasterize.out))
     cache = Path("bench_classify")
     rows = []
-    for k in args.k_shot:
+    subsets = args.subsets or [dataset.k_shot_seed]
+    runs = [(k, s) for k in args.k_shot for s in (subsets if k != "all" else [dataset.k_shot_seed])]
+    for k, subset in runs:
         k_shot = None if k == "all" else int(k)
         loaded: dict[str, object] = {}
         for variant in args.variants:
             settings = dataclasses.replace(params.classify.train, **VARIANTS[variant])
             for seed in args.seeds:
-                out = cache / f"k{k}" / f"{variant}-s{seed}.json"
+                folder = f"k{k}" if subset == dataset.k_shot_seed else f"k{k}-subset{subset}"
+                out = cache / folder / f"{variant}-s{seed}.json"
                 if not out.is_file():
                     if settings.input not in loaded:
                         native = native_paths(params) if settings.input == "native" else None
-                        pool = dataclasses.replace(dataset, k_shot=k_shot)  # this k on the same processed data
+                        pool = dataclasses.replace(dataset, k_shot=k_shot, k_shot_seed=subset)  # on the same data
                         loaded[settings.input] = load_real(pool, settings.resolution, native)
                     real = loaded[settings.input]
                     t0 = time.time()
@@ -90,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                         m[split] = classification_metrics(data.y.tolist(), pred, real.class_names)
                     record = {
                         "k": k,
+                        "subset": subset,
                         "variant": variant,
                         "seed": seed,
                         "best_step": r.best_step,
@@ -106,17 +115,21 @@ def main(argv: list[str] | None = None) -> int:
                     out.write_text(json.dumps(record, indent=2) + "\n")
                     print(json.dumps(record), flush=True)
                 rows.append(json.loads(out.read_text()))
-    print(
-        "\n| k | variant | seeds | val macro-F1 | test total | test macro-F1 | defect recall | normal recall | s/run |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for k in args.k_shot:
-        for variant in args.variants:
-            rs = [r for r in rows if r["k"] == k and r["variant"] == variant]
-            cells = [_summary([r[key] for r in rs]) for key in ("val_macro_f1", "test_total_accuracy", "test_macro_f1")]
-            cells += [_summary([r[key] for r in rs]) for key in ("test_defect_recall", "test_normal_recall")]
-            secs = np.mean([r["seconds"] for r in rs])
-            print(f"| {k} | {variant} | {len(rs)} | " + " | ".join(cells) + f" | {secs:.0f} |")
+    for r in rows:  # records from before subsets were drawn used the pipeline's
+        r.setdefault("subset", dataset.k_shot_seed)
+    groups = [(k, v, None) for k in args.k_shot for v in args.variants]
+    if len(subsets) > 1:  # each subset on its own, then all of them together
+        groups = [(k, v, s) for k, v, _ in groups for s in subsets if k != "all"] + groups
+    print("\n| k | variant | subset | runs | val macro-F1 | test total | test macro-F1 | defect recall | normal recall "
+          "| s/run |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for k, variant, subset in groups:
+        rs = [r for r in rows if r["k"] == k and r["variant"] == variant and subset in (None, r["subset"])]
+        cells = [_summary([r[key] for r in rs]) for key in ("val_macro_f1", "test_total_accuracy", "test_macro_f1")]
+        cells += [_summary([r[key] for r in rs]) for key in ("test_defect_recall", "test_normal_recall")]
+        secs = np.mean([r["seconds"] for r in rs])
+        which = subset if subset is not None else "-" if k == "all" else "+".join(map(str, subsets))
+        print(f"| {k} | {variant} | {which} | {len(rs)} | " + " | ".join(cells) + f" | {secs:.0f} |")
     return 0
 
 

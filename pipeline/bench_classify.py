@@ -9,7 +9,7 @@ trained with every seed: at small k which images are kept can matter more than t
 
 Runs in a work folder that already holds the params file's ingest + rasterize outputs. Each variant is
 ``classify.train`` with a few settings changed (VARIANTS); every (k, variant, seed) result is cached as
-JSON under ``<workdir>/bench_classify/`` so a killed benchmark resumes. Prints val and test numbers: pick
+JSON under ``<workdir>/bench_classify/k<k>[-subset<s>]/`` so a killed benchmark resumes. Prints val and test numbers: pick
 on val, read test once.
 """
 
@@ -72,15 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     dataset = ProcessedDataset.load(params.resolve(params.rasterize.out))
     cache = Path("bench_classify")
     rows = []
-    subsets = args.subsets or [dataset.k_shot_seed]
-    runs = [(k, s) for k in args.k_shot for s in (subsets if k != "all" else [dataset.k_shot_seed])]
+    subsets = list(dict.fromkeys(args.subsets or [dataset.k_shot_seed]))
+    runs = [(k, s) for k in args.k_shot for s in (subsets if k != "all" else [0])]  # all: nothing to draw
     for k, subset in runs:
         k_shot = None if k == "all" else int(k)
         loaded: dict[str, object] = {}
         for variant in args.variants:
             settings = dataclasses.replace(params.classify.train, **VARIANTS[variant])
             for seed in args.seeds:
-                folder = f"k{k}" if subset == dataset.k_shot_seed else f"k{k}-subset{subset}"
+                folder = f"k{k}" if subset == 0 else f"k{k}-subset{subset}"  # k<k>: from before --subsets, seed 0
                 out = cache / folder / f"{variant}-s{seed}.json"
                 if not out.is_file():
                     if settings.input not in loaded:
@@ -115,11 +115,15 @@ def main(argv: list[str] | None = None) -> int:
                     out.write_text(json.dumps(record, indent=2) + "\n")
                     print(json.dumps(record), flush=True)
                 rows.append(json.loads(out.read_text()))
-    for r in rows:  # records from before subsets were drawn used the pipeline's
-        r.setdefault("subset", dataset.k_shot_seed)
-    groups = [(k, v, None) for k in args.k_shot for v in args.variants]
-    if len(subsets) > 1:  # each subset on its own, then all of them together
-        groups = [(k, v, s) for k, v, _ in groups for s in subsets if k != "all"] + groups
+    for r in rows:  # records from before subsets were drawn: the pipeline's draw then, seed 0
+        r.setdefault("subset", 0)
+    per_subset = len(subsets) > 1  # then each subset on its own, and all of them together
+    groups = [
+        (k, v, s)
+        for k in args.k_shot
+        for v in args.variants
+        for s in ([*subsets, None] if per_subset and k != "all" else [None])
+    ]
     print("\n| k | variant | subset | runs | val macro-F1 | test total | test macro-F1 | defect recall | normal recall "
           "| s/run |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")

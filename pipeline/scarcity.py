@@ -207,6 +207,32 @@ def _json_list(path: Path) -> list:
     return read_json(path, required=False) or []
 
 
+def _params_files(run: dict) -> list[str]:
+    """The params files a published run wrote (entries from before they were named: ``params/k<k>.yaml``)."""
+    return [run.get("params", {}).get(k, f"params/{k_dir(k)}.yaml") for k in run["ks"]]
+
+
+def _still_shown(runs: list[dict], records: list[dict]) -> list[dict]:
+    """The runs (oldest first, the newest last) that made some of ``records``, each with the ks where rows of
+    it remain: the newest run owns each (k, method) it ran; entries from before runs named their methods
+    ran every method of their ks."""
+    present = {(str(r["k"]), r["method"]) for r in records}
+    claimed: set[tuple[str, str]] = set()
+    shown = []
+    for run in reversed(runs):
+        left = []
+        for k in run["ks"]:
+            ran = run.get("methods") or {m for kk, m in present if kk == k}
+            mine = {(k, m) for m in ran} & (present - claimed)
+            claimed |= mine
+            left += [k] if mine else []
+        if left:
+            shown.append(
+                {**run, "ks": left, **({"params": {k: run["params"][k] for k in left}} if "params" in run else {})}
+            )
+    return shown[::-1]
+
+
 def _methods_note(run: dict) -> str:
     return f" (methods {', '.join(run['methods'])})" if run.get("methods") else ""
 
@@ -245,23 +271,24 @@ def publish(workdir: Path, out: Path) -> None:
             if not part.exists():
                 raise DataError(part, f"not found: k = {k}'s report has not run here")
     out.mkdir(parents=True, exist_ok=True)
-    before = _json_list(out / "scarcity.json")
     covered = {(k, m) for k in ks for m in c.methods}
+    before = _json_list(out / "scarcity.json")
     records = [r for r in before if (str(r["k"]), r["method"]) not in covered]
     records += read_json(workdir / sc.records, hint="the benchmark's aggregate stage has not run")
-    records.sort(key=lambda r: k_order(r["k"]))  # stable: methods and seeds keep order
-    kept = {k: {r["method"] for r in records if str(r["k"]) == k} - set(c.methods) for k in ks}
-    published = {k: {r["method"] for r in before if str(r["k"]) == k} for k in ks}
+    # methods in the published order, new ones after them, the baseline first
+    rank = {m: i for i, m in enumerate(dict.fromkeys(["none", *(r["method"] for r in before), *c.methods]))}
+    records.sort(key=lambda r: (k_order(r["k"]), rank[r["method"]]))  # stable: seeds keep their order
+    whole = {k: {r["method"] for r in records if str(r["k"]) == k} <= set(c.methods) for k in ks}
     this_run["methods"] = list(c.methods)
-    history = []
-    for r in _json_list(out / "runs.json"):  # an earlier run stays listed for the ks where rows of it remain
-        left = [k for k in r["ks"] if k not in ks or kept[k] & set(r.get("methods") or published[k])]
-        history += [{**r, "ks": left}] if left else []  # (entries before "methods": every method of their ks)
-    history.append(this_run)
+    this_run["params"] = {k: f"params/{k_dir(k) if whole[k] else '-'.join([k_dir(k), *c.methods])}.yaml" for k in ks}
+    history = _still_shown([*_json_list(out / "runs.json"), this_run], records)
     (out / "params").mkdir(exist_ok=True)
     for k in ks:
-        name = k_dir(k) if not kept[k] else "-".join([k_dir(k), *c.methods])
-        shutil.copyfile(workdir / k_dir(k) / "params.yaml", out / "params" / f"{name}.yaml")
+        shutil.copyfile(workdir / k_dir(k) / "params.yaml", out / this_run["params"][k])
+    named = {f for r in history for f in _params_files(r)}
+    for f in (out / "params").glob("*.yaml"):  # params of runs whose rows are all gone
+        if f"params/{f.name}" not in named:
+            f.unlink()
     for k, src in report_srcs.items():  # src also holds classify's runs (models): the report only
         with atomic_dir(out / f"report-{k_dir(k)}") as tmp:  # the published one stays if a copy fails
             shutil.copytree(src / "figures", tmp / "figures")
@@ -278,8 +305,8 @@ def publish(workdir: Path, out: Path) -> None:
         "For every k, the whole pipeline ran with k_shot = k (pretrain, train_synth and augment learn from the k",
         "kept images only); classify ran every method x seed x dose and chose each method's dose on val macro-F1",
         "(test read once). Records: `scarcity.json` (one per k, method, seed at the chosen dose; rates in %).",
-        f"Last run: methods {c.methods}, seeds {c.seeds}, doses {c.doses}. Each k's exact params: `params/k<k>.yaml`"
-        " (and `params/k<k>-<methods>.yaml` of a run that covered only those methods).",
+        f"Last run: methods {c.methods}, seeds {c.seeds}, doses {c.doses}. The exact params of each run below are in"
+        " `params/` (`k<k>-<methods>.yaml`: a run that redid or added only those methods at k).",
         "",
         markdown(summary, sc.dataset),
         "![macro-F1 against k](scarcity.png)",
@@ -287,7 +314,8 @@ def publish(workdir: Path, out: Path) -> None:
         "What ran (2 CPU cores; wall time of the benchmark invocations with that code):",
         "",
         *(
-            f"- k {', '.join(r['ks'])}{_methods_note(r)}: code {r['code']}, {r['minutes']} min for {r['cells']} cells"
+            f"- k {', '.join(r['ks'])}{_methods_note(r)}: code {r['code']}, {r['minutes']} min for {r['cells']} cells; "
+            + ", ".join(f"`{f}`" for f in _params_files(r))
             for r in history
         ),
         *(

@@ -174,18 +174,39 @@ def test_publish_replaces_only_the_methods_a_run_covers(tmp_path):
     assert scarcity.main(["--params", str(overlay), "--workdir", str(work), "--publish", str(report)]) == 0
     got = json.loads((report / "scarcity.json").read_text())
     assert [(r["k"], r["method"], r["macro_f1"]) for r in got] == [
-        (5, "cutmix", 40.0), (5, "syndgan", 40.0), (5, "none", 60.0), (5, "hybrid", 60.0), (10, "none", 45.0)
-    ]  # fmt: skip
+        (5, "none", 60.0),
+        (5, "cutmix", 40.0),
+        (5, "syndgan", 40.0),
+        (5, "hybrid", 60.0),
+        (10, "none", 45.0),
+    ]  # fmt: skip  (none first, the baseline)
     runs = json.loads((report / "runs.json").read_text())
     assert [(r["code"], r["ks"]) for r in runs] == [("abc1234", ["5", "10"]), ("new1234", ["5"])]
-    assert runs[-1]["methods"] == ["none", "hybrid"]
+    assert runs[-1]["methods"] == ["none", "hybrid"] and runs[-1]["params"] == {"5": "params/k5-none-hybrid.yaml"}
     assert (report / "params" / "k5.yaml").read_text() == "run: earlier\n"  # cutmix's and syndgan's rows
     assert (report / "params" / "k5-none-hybrid.yaml").read_text() == "run: hybrid\n"
     readme = (report / "README.md").read_text()
-    assert "- k 5 (methods none, hybrid): code new1234, 2.0 min for 2 cells" in readme
-    assert "- k 5, 10: code abc1234" in readme and "def5678" not in readme
-    # the same methods again: their rows are replaced, not added twice
+    assert "- k 5 (methods none, hybrid): code new1234, 2.0 min for 2 cells; `params/k5-none-hybrid.yaml`" in readme
+    assert "- k 5, 10: code abc1234, 9.0 min for 4 cells; `params/k5.yaml`, `params/k10.yaml`" in readme
+    assert "def5678" not in readme
+    # the same run again: its rows are replaced, not added twice
     assert scarcity.main(["--params", str(overlay), "--workdir", str(work), "--publish", str(report)]) == 0
-    assert len(json.loads((report / "scarcity.json").read_text())) == len(got)
+    assert json.loads((report / "scarcity.json").read_text()) == got
+    assert [(r["code"], r["ks"]) for r in json.loads((report / "runs.json").read_text())] == [
+        ("abc1234", ["5", "10"]), ("new1234", ["5"])
+    ]  # fmt: skip
+    # a third run redoes the rest of k = 5: the first run keeps only k = 10, its k5.yaml goes with its rows
+    overlay.write_text(
+        yaml.safe_dump({"classify": {"methods": ["cutmix", "syndgan"]}, "scarcity": {"ks": [5], "report_ks": []}})
+    )
+    (work / "params.yaml").write_text(yaml.safe_dump(scarcity.merged_params([overlay]), sort_keys=False))
+    (work / "metrics" / "scarcity.json").write_text(json.dumps(_records(5, ["cutmix", "syndgan"], 70.0)))
+    (work / "runs.json").write_text(json.dumps([{"ks": ["5"], "code": "third99", "minutes": 1.0, "cells": 2}]))
+    assert scarcity.main(["--params", str(overlay), "--workdir", str(work), "--publish", str(report)]) == 0
+    got = json.loads((report / "scarcity.json").read_text())
+    assert [(r["method"], r["macro_f1"]) for r in got if r["k"] == 5] == [
+        ("none", 60.0), ("cutmix", 70.0), ("syndgan", 70.0), ("hybrid", 60.0)
+    ]  # fmt: skip
     runs = json.loads((report / "runs.json").read_text())
-    assert [(r["code"], r["ks"]) for r in runs] == [("abc1234", ["5", "10"]), ("new1234", ["5"])]
+    assert [(r["code"], r["ks"]) for r in runs] == [("abc1234", ["10"]), ("new1234", ["5"]), ("third99", ["5"])]
+    assert sorted(f.name for f in (report / "params").iterdir()) == ["k5-cutmix-syndgan.yaml", "k5-none-hybrid.yaml"]

@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(args.params.resolve(), base=root / "params.yaml")  # an overlay of params.yaml
     os.environ.setdefault("SYNDGAN_ROOT", str(root))
     os.chdir(args.workdir)
-    torch.set_num_threads(max(1, params.classify.train.threads))
+    if params.classify.train.threads > 0:  # 0: torch's default (every core), as in the classify stage
+        torch.set_num_threads(params.classify.train.threads)
     dataset = ProcessedDataset.load(params.resolve(params.rasterize.out))
     cache = Path("bench_classify")
     rows = []

@@ -8,9 +8,9 @@
 trained with every seed: at small k which images are kept can matter more than the classifier's seed.
 
 Runs in a work folder that already holds the params file's ingest + rasterize outputs. Each variant is
-``classify.train`` with a few settings changed (VARIANTS); every (k, variant, seed) result is cached as
-JSON under ``<workdir>/bench_classify/k<k>[-subset<s>]/`` so a killed benchmark resumes. Prints val and test numbers: pick
-on val, read test once.
+``classify.train`` with a few settings changed (VARIANTS); every (k, subset, variant, seed) result is cached
+as JSON under ``<workdir>/bench_classify/k<k>[-subset<s>]/`` so a killed benchmark resumes. Prints val and
+test numbers: pick on val, read test once.
 """
 
 from __future__ import annotations

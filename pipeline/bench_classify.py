@@ -77,12 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = [(k, s) for k in args.k_shot for s in (subsets if k != "all" else [0])]  # all: nothing to draw
     for k, subset in runs:
         k_shot = None if k == "all" else int(k)
+        folder = cache / (f"k{k}" if subset == 0 else f"k{k}-subset{subset}")  # k<k>: from before --subsets
         loaded: dict[str, object] = {}
         for variant in args.variants:
             settings = dataclasses.replace(params.classify.train, **VARIANTS[variant])
             for seed in args.seeds:
-                folder = f"k{k}" if subset == 0 else f"k{k}-subset{subset}"  # k<k>: from before --subsets, seed 0
-                out = cache / folder / f"{variant}-s{seed}.json"
+                out = folder / f"{variant}-s{seed}.json"
                 if not out.is_file():
                     if settings.input not in loaded:
                         native = native_paths(params) if settings.input == "native" else None
@@ -133,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         cells = [_summary([r[key] for r in rs]) for key in ("val_macro_f1", "test_total_accuracy", "test_macro_f1")]
         cells += [_summary([r[key] for r in rs]) for key in ("test_defect_recall", "test_normal_recall")]
         secs = np.mean([r["seconds"] for r in rs])
-        which = subset if subset is not None else "-" if k == "all" else "+".join(map(str, subsets))
-        print(f"| {k} | {variant} | {which} | {len(rs)} | " + " | ".join(cells) + f" | {secs:.0f} |")
+        if subset is None:  # the pooled row
+            subset = "-" if k == "all" else "+".join(map(str, subsets))
+        print(f"| {k} | {variant} | {subset} | {len(rs)} | " + " | ".join(cells) + f" | {secs:.0f} |")
     return 0
 
 

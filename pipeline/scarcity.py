@@ -227,9 +227,10 @@ def _still_shown(runs: list[dict], records: list[dict]) -> list[dict]:
             claimed |= mine
             left += [k] if mine else []
         if left:
-            shown.append(
-                {**run, "ks": left, **({"params": {k: run["params"][k] for k in left}} if "params" in run else {})}
-            )
+            kept = {**run, "ks": left}
+            if "params" in run:
+                kept["params"] = {k: run["params"][k] for k in left}
+            shown.append(kept)
     return shown[::-1]
 
 

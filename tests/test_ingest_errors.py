@@ -236,9 +236,12 @@ def test_skip_mode_drops_and_reports(fx, case):
     source, cls, name, problem = case(fx)
     res = ingest([source], ["scratch"], max_pixels=5000, on_error="skip")
     skipped = res.report["skipped"]
-    assert len(skipped) == 1, skipped
     assert skipped[0]["path"].endswith(name) and skipped[0]["error"] == cls.__name__
-    assert res.report["counts"]["skipped"] == 1
+    # an image whose annotation file was rejected is left out too, and listed as such (never a normal)
+    for extra in skipped[1:]:
+        assert extra["path"].endswith("bad.png") and extra["problem"].startswith("left out: its annotation"), skipped
+        assert extra["problem"].endswith(f"{name} was rejected"), skipped
+    assert len(skipped) <= 2 and res.report["counts"]["skipped"] == len(skipped)
     kept = set(res.manifest["path"])
     assert not any(p.endswith(("bad.png", "bad.jpg", "zz_copy.png")) for p in kept)
     assert any(p.endswith(("good.png", "ok_Crack.jpg")) for p in kept)
@@ -284,3 +287,35 @@ def test_pil_pixel_limit_is_restored(fx):
     with pytest.raises(ImageError):
         ingest([_labelme(fx)], ["scratch"], max_pixels=5000)
     assert Image.MAX_IMAGE_PIXELS == before
+
+
+@pytest.mark.parametrize(
+    "bad_doc",
+    [
+        {"shapes": [{"label": "scratch", "points": [[float("nan"), 1], [3, 4], [5, 1]]}]},
+        {"shapes": {"not": "a list"}},
+        '{"version": "5.4.1", "imagePath": "..\\\\photos\\\\IMG_0042.png", "shapes": [{"label": "scr',
+    ],
+    ids=["nan_points", "shapes_not_a_list", "cut_short"],
+)
+def test_skip_mode_never_turns_a_rejected_annotation_into_a_normal(fx, bad_doc):
+    """The JSON's stem differs from its image's: the image must not be picked up as unlabelled (normal)."""
+    fx.image(fx.root / "photos" / "IMG_0042.png")
+    if isinstance(bad_doc, dict):
+        fx.labelme(fx.root / "labels" / "defect_17.json", image_path="../photos/IMG_0042.png")
+        doc = json.loads((fx.root / "labels" / "defect_17.json").read_text())
+        doc.update(bad_doc)
+        (fx.root / "labels" / "defect_17.json").write_text(json.dumps(doc))
+    else:
+        (fx.root / "labels").mkdir()
+        (fx.root / "labels" / "defect_17.json").write_text(bad_doc)
+    fx.image(fx.root / "photos" / "IMG_0043.png")  # no JSON at all: a real unlabelled normal
+    res = ingest([_labelme(fx)], ["scratch"], on_error="skip")
+    labels = dict(zip(res.manifest["id"], res.manifest["label"], strict=True))
+    assert labels == {"ds/good": "scratch", "ds/photos/IMG_0043": "normal"}, labels
+    paths = [s["path"].rsplit("/", 2)[1:] for s in res.report["skipped"]]
+    assert ["labels", "defect_17.json"] in paths
+    left = next(s for s in res.report["skipped"] if s["path"].endswith("IMG_0042.png"))  # listed as left out
+    assert "defect_17.json was rejected" in left["problem"]
+    with pytest.raises(DataError, match="defect_17.json"):  # fail mode: refused on the JSON itself
+        ingest([_labelme(fx)], ["scratch"])

@@ -20,6 +20,7 @@ import binascii
 import io
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -64,28 +65,69 @@ def read_labelme(
         raise DataError(root, "dataset root not found (labelme)")
     images = Path(image_dir).absolute() if image_dir is not None else None
     records = []
+    rejected: dict[Path, Path] = {}  # a rejected JSON -> itself; the image it refers to -> the JSON
     jsons = find_json_files(root)
     for path in jsons:
         try:
             rec = read_labelme_file(path, root, images)
         except DataError as e:
-            handle(e, on_error)
+            handle(e, on_error)  # raises unless skipping
+            image = _referred_image(path, root, images)
+            rejected[path] = path  # for its same-stem image
+            if image is not None:
+                rejected.setdefault(image.resolve(), path)
+            else:
+                log.warning("%s names no image that can be found: an image of it may be ingested as unlabelled", path)
             continue
         if rec is not None:
             records.append(rec)
-    return records + _unlabelled(root, images, jsons, records)
+    return records + _unlabelled(root, images, jsons, records, rejected, on_error)
 
 
-def _unlabelled(root: Path, images: Path | None, jsons: list[Path], records: list[ImageRecord]) -> list[ImageRecord]:
-    # the stem rule also keeps out the image of a JSON that failed to read: it is not an unlabelled normal
+def _unlabelled(
+    root: Path,
+    images: Path | None,
+    jsons: list[Path],
+    records: list[ImageRecord],
+    rejected: dict[Path, Path],
+    on_error: ErrorHandler | None,
+) -> list[ImageRecord]:
+    """Image files no JSON annotates. An image a JSON refers to (valid or not) or shares its stem with is never
+    unlabelled: the image of a rejected JSON is a defect image as likely as not, so it is left out and reported,
+    never taken for a normal."""
     folder = images or root
     annotated = {r.path.resolve() for r in records}
-    stems = {p.relative_to(root).with_suffix("") for p in jsons}
-    return [
-        ImageRecord(path=p, unlabelled=True)
-        for p in _visible_files(folder, is_image_file)
-        if p.resolve() not in annotated and p.relative_to(folder).with_suffix("") not in stems
-    ]
+    stems = {p.relative_to(root).with_suffix(""): p for p in jsons}
+    out = []
+    for p in _visible_files(folder, is_image_file):
+        real = p.resolve()
+        if real in annotated:
+            continue
+        same_stem = stems.get(p.relative_to(folder).with_suffix(""))
+        bad = rejected.get(real) or (rejected.get(same_stem) if same_stem is not None else None)
+        if bad is not None:
+            handle(DataError(p, f"left out: its annotation {bad} was rejected"), on_error)
+        elif same_stem is None:
+            out.append(ImageRecord(path=p, unlabelled=True))
+    return out
+
+
+def _referred_image(path: Path, root: Path, images: Path | None) -> Path | None:
+    """The image file a (rejected) JSON's ``imagePath`` names, if it can be told at all (a JSON cut short or
+    otherwise broken usually still has its ``imagePath`` line)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            ref = json.loads(text).get("imagePath")
+        except (ValueError, AttributeError):
+            m = _IMAGE_PATH.search(text)
+            ref = json.loads(f'"{m.group(1)}"') if m else None
+        return _locate_image({"imagePath": ref}, path, root, images)[0] if isinstance(ref, str) and ref else None
+    except (OSError, ValueError, DataError):
+        return None
+
+
+_IMAGE_PATH = re.compile(r'"imagePath"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
 def read_labelme_file(path: Path, root: Path, images: Path | None = None) -> ImageRecord | None:

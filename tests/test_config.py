@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,33 @@ def test_training_settings_are_checked_once_naming_the_key(raw, key):
     with pytest.raises(ConfigError) as e:
         parse_params(raw)
     assert str(e.value).startswith(f"params.yaml: {key}: ") and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("kind", ["png", "latin1", "directory"])
+@pytest.mark.parametrize("entry", [["pipeline.ingest"], ["pipeline.run", "--workdir", "w"]])
+def test_params_that_are_not_text_are_one_line_naming_the_file(tmp_path, kind, entry):
+    """A PNG renamed .yaml, a non-UTF-8 file or a folder passed as --params: one line, no traceback."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "mine.yaml"
+    if kind == "png":
+        bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    elif kind == "latin1":
+        bad.write_bytes("ingest:\n  on_error: skip  # caf\xe9\n".encode("latin-1"))
+    else:
+        bad.mkdir()
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", *entry, "--params", str(bad)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    expected = "is a directory" if kind == "directory" else "not a text (UTF-8) file"
+    assert str(bad) in lines[0] and expected in lines[0], lines[0]

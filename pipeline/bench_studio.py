@@ -93,7 +93,7 @@ def run(params, checkpoint: Path | None, repeat: int) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from pipeline.config import load_params
+    from pipeline.config import load_user_params
 
     ap = argparse.ArgumentParser(prog="python -m pipeline.bench_studio", description=__doc__.split("\n")[0])
     ap.add_argument("--params", default="params.yaml")
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = run(load_params(args.params), args.checkpoint, args.repeat)
+    rows = run(load_user_params(args.params), args.checkpoint, args.repeat)
     print(f"{'case':<28} {'mode':>6} {'net px':>6} {'median ms':>10} {'min ms':>8}   (threads {args.threads})")
     for r in rows:
         print(f"{r['case']:<28} {r['mode']:>6} {r['network_px']:>6} {r['median_ms']:>10.1f} {r['min_ms']:>8.1f}")

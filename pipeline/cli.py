@@ -121,12 +121,12 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def cmd_studio(args: argparse.Namespace) -> None:
-    from pipeline.config import load_params
+    from pipeline.config import load_user_params
     from pipeline.studio import build_studio, serve
 
     _require_checkpoint(args.checkpoint)
     studio = build_studio(
-        load_params(args.params),
+        load_user_params(args.params),
         args.checkpoint,
         out=args.out,
         scorer=args.scorer,
@@ -158,7 +158,9 @@ def _studio_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, default=Path(DEFAULT_CHECKPOINT), help=f"default: {DEFAULT_CHECKPOINT}")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=STUDIO_PORT, help=f"default: {STUDIO_PORT}")
-    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="classes, dataset (default: params.yaml)")
+    p.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="an overlay of params.yaml, as for every stage"
+    )
     p.add_argument(
         "--out", default=STUDIO_OUT, help=f"saved results, a LabelMe source for ingest (default: {STUDIO_OUT})"
     )

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import Params, load_params
+from pipeline.config import Params, load_user_params
 from syndgan.errors import DataError, SyndganError
 from syndgan.io import remove_stale_temps
 
@@ -47,7 +47,7 @@ def stage_main(
     try:
         if distributed:
             distributed.init_from_env()  # join the process group (rank 0 writes the outputs)
-        params = load_params(args.params, base=_project_params())
+        params = load_user_params(args.params)
         if rank in (None, "0"):  # the writer; other ranks must not race it
             for path in remove_stale_temps(params.resolve(p) for p in outputs(params)):
                 logging.getLogger(f"syndgan.{name}").info("removed %s, left by an interrupted run", path)
@@ -59,12 +59,6 @@ def stage_main(
         if distributed:
             distributed.shutdown()
     return 0
-
-
-def _project_params() -> Path | None:
-    """Another params file is an overlay of the project's ``params.yaml`` (the working directory's, as under DVC)."""
-    base = Path("params.yaml")
-    return base if base.is_file() else None
 
 
 def _distributed():

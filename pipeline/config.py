@@ -305,6 +305,13 @@ def load_params(path: str | Path = "params.yaml", base: str | Path | None = None
     return parse_params(load_raw(path, base), path)
 
 
+def load_user_params(path: str | Path = "params.yaml") -> Params:
+    """What ``--params FILE`` means at every entry point: an overlay of the working directory's ``params.yaml``
+    (the project's, as under DVC), or the file alone where there is none."""
+    base = Path("params.yaml")
+    return load_params(path, base=base if base.is_file() else None)
+
+
 def load_raw(path: str | Path, base: str | Path | None = None) -> dict:
     """The YAML of ``path``, merged onto ``base`` (see ``merge_params``) unless ``base`` is that same file."""
     raw = _read_yaml(Path(path))

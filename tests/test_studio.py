@@ -256,6 +256,11 @@ def test_build_studio_from_params_and_the_cli_refuses_a_foreign_checkpoint(proje
     assert main(["studio", "--checkpoint", str(project["checkpoint"]), "--no-scorer"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("syndgan studio: error: checkpoint: ") and "crack" in err and "\n" not in err
+    # --params is an overlay of params.yaml here too (as for every stage): the classes still come from params.yaml
+    (tmp_path / "mine.yaml").write_text("pretrain: {steps: 5}\n")
+    assert main(["studio", "--checkpoint", str(project["checkpoint"]), "--no-scorer", "--params", "mine.yaml"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("syndgan studio: error: checkpoint: ") and "crack" in err and "\n" not in err
 
 
 def test_without_a_classifier_the_pretraining_discriminator_scores(project, tmp_path, one_thread):  # noqa: F811

@@ -4,6 +4,7 @@ its dotted key. The settings dataclasses (here and in the library) are the schem
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from typing import Any, Literal
@@ -13,6 +14,9 @@ from syndgan.errors import ConfigError
 
 def hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
+
+
+_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 def convert(value: Any, tp: Any, key: str, src: Any) -> Any:
@@ -73,9 +77,13 @@ def convert(value: Any, tp: Any, key: str, src: Any) -> Any:
         if not isinstance(value, bool):
             fail("true or false")
         return value
+    if tp in (int, float) and isinstance(value, str) and _EXPONENT.match(value.strip()):
+        value = float(value)  # YAML 1.1 reads 4.5e7 or 1e-4 (no '.' or no exponent sign) as a string
     if tp is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            fail("an integer")
+            fail("a whole number" if isinstance(value, float) else "an integer")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):

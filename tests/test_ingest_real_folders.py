@@ -59,7 +59,7 @@ def test_image_of_a_broken_json_is_not_taken_as_normal(tmp_path, ingest_image, i
     (root / "broken.json").write_text("{ not json")
     res = ingest([Source("labelme", root)], ["scratch"], on_error="skip")
     assert _labels(res) == {"lm/a": "scratch"}
-    assert [s["path"] for s in res.report["skipped"]] == [str(root / "broken.json")]
+    assert [s["path"] for s in res.report["skipped"]] == [str(root / "broken.json"), str(root / "broken.png")]
 
 
 def test_labelme_images_in_a_sibling_folder(tmp_path, ingest_image, ingest_labelme):
@@ -227,10 +227,41 @@ def test_split_source_keeps_mvtec_test_images_in_test(tmp_path, ingest_image, in
     train_ids = [i for i in where if "/train/" in i]
     assert sorted(where[i] for i in train_ids) == ["train"] * 7 + ["val"] * 3  # val carved from train: 10 x 0.2/0.8
     assert res.report["source_split"] == ["mvtec"]
+    # MVTec's train is all good: no defect class can be learnt, and the report says so (one line)
+    (warning,) = res.report["warnings"]
+    assert warning.startswith("train holds no defect image: nothing downstream can learn it") and "mvtec" in warning
 
     pooled = ingest([Source("mvtec", tmp_path / "mvtec")], ["scratch"], split=fractions)  # the default: re-split
     moved = pooled.manifest[pooled.manifest["id"].str.contains("/test/") & (pooled.manifest["split"] != "test")]
     assert len(moved) > 0 and pooled.report["source_split"] == []
+    assert pooled.report["warnings"] == []
+
+
+def test_a_labelme_root_without_any_json_is_warned_of(tmp_path, ingest_image, ingest_labelme, caplog):
+    """Pointing a LabelMe source at the images folder (its JSONs elsewhere) would make every defect a normal."""
+    for i in range(3):
+        ingest_image(tmp_path / "imgs" / f"{i}.png")
+        ingest_labelme(tmp_path / "labels" / f"{i}.json", image_path=f"../imgs/{i}.png", shapes=[("scratch", [(2, 2), (10, 2), (10, 8), (2, 8)])])
+    res = ingest([Source("labelme", tmp_path / "imgs", name="lm")], ["scratch"])
+    assert set(res.manifest["label"]) == {"normal"}
+    assert any("no LabelMe JSON was read" in w and "3 images" in w for w in res.report["warnings"])
+    assert any("no LabelMe JSON was read" in r.message for r in caplog.records if r.levelname == "WARNING")
+    good = ingest([Source("labelme", tmp_path, name="lm")], ["scratch"], split=(0.34, 0.33, 0.33))
+    assert not any("no LabelMe JSON" in w for w in good.report["warnings"])
+
+
+@pytest.mark.parametrize("value, expected", [("4.5e7", 45_000_000), (4.5e7, 45_000_000), ("1e3", 1000)])
+def test_max_pixels_accepts_a_whole_number_written_as_a_float(value, expected):
+    assert parse_params({"ingest": {"max_pixels": value}}).ingest.max_pixels == expected
+
+
+@pytest.mark.parametrize("value", ["4.5e-3", 12.5, "lots"])
+def test_max_pixels_refuses_a_fraction_saying_why(value):
+    with pytest.raises(ConfigError) as e:
+        parse_params({"ingest": {"max_pixels": value}})
+    msg = str(e.value)
+    assert "ingest.max_pixels" in msg and "\n" not in msg
+    assert ("a whole number" if value != "lots" else "an integer") in msg, msg
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,7 @@ from pathlib import Path
 import pandas as pd
 
 from syndgan.data.checks import Checked, Item, Rules, check_image
+from syndgan.data.classmasks import check_mask_settings, read_class_masks
 from syndgan.data.coco import read_coco
 from syndgan.data.cvat import read_cvat
 from syndgan.data.duplicates import drop_same_bytes, drop_same_ids, ingested
@@ -64,8 +65,8 @@ __all__ = ["SPLITS", "Source", "IngestResult", "ingest", "read_source", "assign_
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("labelme", "coco", "cvat", "mvtec", "magnetic_tile")
-IMAGES_FOLDER_FORMATS = ("labelme", "coco", "cvat")  # formats whose images may live in a folder of their own
+FORMATS = ("labelme", "coco", "cvat", "mvtec", "magnetic_tile", "masks")
+IMAGES_FOLDER_FORMATS = ("labelme", "coco", "cvat", "masks")  # formats whose images may live in a folder of their own
 SOURCE_SPLIT_FORMATS = ("mvtec",)  # formats that ship their own train/test split
 
 MANIFEST_COLUMNS = {
@@ -107,7 +108,10 @@ class Source:
     annotations: str | Path | None = None  # COCO JSON / CVAT XML, relative to root
     group_pattern: str | None = None  # regex searched in the image stem: group(1), else the match
     label_map: dict[str, str] = field(default_factory=dict)  # source label -> class or "normal"
-    images: str | Path | None = None  # image folder apart from the annotations (labelme, coco, cvat)
+    images: str | Path | None = None  # image folder apart from the annotations (labelme, coco, cvat, masks)
+    masks: str | Path | None = None  # class-id mask folder, a path like root (masks; see syndgan.data.classmasks)
+    mask_suffix: str = ""  # mask stem = image stem + this (masks)
+    mask_values: dict[int, str] = field(default_factory=dict)  # mask pixel value -> label or "normal" (masks)
     unlabelled: str = "normal"  # images without any annotation: "normal" | "ignore"
     split: str = "pool"  # "source": keep the dataset's own train/test split (mvtec)
     synthetic: bool = False  # generated images (e.g. the defect studio's): always train, never val/test
@@ -141,6 +145,8 @@ def read_source(source: Source, on_error: Callable[[DataError], None] | None = N
         return read_mvtec(root, on_error)
     if source.format == "magnetic_tile":
         return read_magnetic_tile(root, on_error)
+    if source.format == "masks":
+        return read_class_masks(root, source.masks, source.mask_values, source.mask_suffix, on_error, source.images)
     raise ConfigError(f"source {source.id_prefix!r}: unknown format {source.format!r} (known: {', '.join(FORMATS)})")
 
 
@@ -187,6 +193,7 @@ def _check_arguments(sources, classes, split, on_error, multi_label, max_pixels,
             )
         if s.images is not None and s.format not in IMAGES_FOLDER_FORMATS:
             raise ConfigError(f"source {s.id_prefix!r}: images is for {', '.join(IMAGES_FOLDER_FORMATS)} sources")
+        check_mask_settings(s, classes)
 
 
 def _items(source: Source, records: list[ImageRecord], collect) -> list[Item]:
@@ -250,6 +257,12 @@ def ingest(
         skipped.append({"path": err.path, "problem": err.problem, "error": type(err).__name__})
 
     handler = collect if on_error == "skip" else None
+    warnings: list[str] = []
+
+    def warn(msg: str) -> None:  # traps a run survives but a user must hear of: the log and the report
+        log.warning("%s", msg)
+        warnings.append(msg)
+
     items: list[Item] = []
     per_source: dict[str, int] = {}
     ignored = 0
@@ -257,6 +270,12 @@ def ingest(
         records = read_source(source, handler)
         per_source[source.id_prefix] = len(records)
         log.info("%s (%s, %s): %d images", source.id_prefix, source.format, source.root, len(records))
+        if source.format == "labelme" and records and all(r.unlabelled for r in records):
+            warn(
+                f"source {source.id_prefix!r}: no LabelMe JSON was read under {source.root}, so all {len(records)} "
+                f"images are unlabelled ({'taken as normal' if source.unlabelled == 'normal' else 'ignored'}); "
+                "is root the annotations folder?"
+            )
         if source.unlabelled == "ignore":
             ignored += sum(r.unlabelled for r in records)
             records = [r for r in records if not r.unlabelled]
@@ -310,6 +329,13 @@ def ingest(
     report = _report(manifest, annotations, unique, skipped, per_source, classes, split, seed)
     report["counts"]["unlabelled"] = {"normal": sum(c.item.record.unlabelled for c in unique), "ignored": ignored}
     report["source_split"] = sorted(s.id_prefix for s in sources if s.split == "source")
+    train = report["counts"]["by_split_label"]["train"]
+    missing = [c for c in classes if not train[c]]
+    if missing:
+        what = "defect image" if missing == classes else f"image of {', '.join(missing)}"
+        why = f" ({', '.join(report['source_split'])}: split: source keeps the dataset's own split)"
+        warn(f"train holds no {what}: nothing downstream can learn it" + (why if report["source_split"] else ""))
+    report["warnings"] = warnings
     return IngestResult(manifest, annotations, report, files)
 
 

@@ -101,9 +101,17 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def partial_path(path: str | Path) -> Path:
+    """``.<name>.partial`` beside ``path``: where a file that grows over a long run (a training log) is written
+    until it is complete and replaces ``path``, which meanwhile keeps its last complete version."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.partial")
+
+
 # The temporaries above: mkstemp/mkdtemp put 8 characters of [a-z0-9_] between prefix and suffix.
 _TEMP_FILE = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]+)")  # atomic_path
 _TEMP_DIR = re.compile(r"\.(?P<name>.+)\.(?:tmp-[a-z0-9_]{8}|old-[0-9]+)")  # atomic_dir
+_PARTIAL = re.compile(r"\.(?P<name>.+)\.partial")  # partial_path
 
 
 def temp_target(entry: Path) -> str | None:
@@ -114,7 +122,8 @@ def temp_target(entry: Path) -> str | None:
     m = _TEMP_FILE.fullmatch(entry.name)
     if m and m["suffix"] == (Path(m["name"]).suffix or ".tmp"):
         return m["name"]
-    return None
+    m = _PARTIAL.fullmatch(entry.name)
+    return m["name"] if m else None
 
 
 def remove_stale_temps(outputs) -> list[Path]:

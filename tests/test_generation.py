@@ -114,13 +114,18 @@ def test_finetuning_stopped_and_resumed_equals_one_run(project, tmp_path, caplog
     s = GenerationSettings(**{**TINY, "sample_every": 0})
     datasets = _datasets(project / "data" / "processed")
     resume = tmp_path / "resume"  # outside the outputs, as the stage keeps it
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "bump.csv").write_bytes(b"step,loss_g\n9,0.5\n")  # the previous run's curve
     stopped = train_generation(s, datasets, tmp_path / "a", **kw, max_steps=1, resume_dir=resume)
     assert stopped["finished"] is False and not (tmp_path / "a" / "generators.pt").exists()
+    assert (tmp_path / "a" / "bump.csv").read_bytes() == b"step,loss_g\n9,0.5\n"  # a kill leaves it intact
     assert sorted(p.name for p in resume.iterdir()) == ["bump.pt", "dust.pt"]
     shutil.rmtree(tmp_path / "a")  # DVC deletes a stage's outputs before a rerun
     with caplog.at_level("INFO"):
         train_generation(s, datasets, tmp_path / "a", **kw, resume_dir=resume)
     assert caplog.text.count("resuming from") == 2
+    for name in NAMES:  # each step logged once across the restart
+        assert pd.read_csv(tmp_path / "a" / f"{name}.csv")["step"].tolist() == list(range(1, s.steps + 1))
     train_generation(s, datasets, tmp_path / "b", **kw)
     a, b = (torch.load(tmp_path / d / "generators.pt", weights_only=True)["state"] for d in ("a", "b"))
     for name in NAMES:

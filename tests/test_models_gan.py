@@ -279,4 +279,38 @@ def test_image_grid_and_csv_log(tmp_path):
     log.append({"step": 1, "loss": 0.5})
     again = CsvLog(tmp_path / "l.csv", ["step", "loss"], rows=log.rows)
     again.append({"step": 2, "loss": float("nan")})
+    again.publish()
     assert (tmp_path / "l.csv").read_text() == "step,loss\n1,0.5\n2,\n"
+
+
+def test_csv_log_replaces_the_previous_table_only_when_published(tmp_path):
+    """A run killed at any point leaves the previous table byte for byte; a resumed one logs each step once."""
+    from syndgan.io import remove_stale_temps
+
+    path, live = tmp_path / "plots" / "losses.csv", tmp_path / "plots" / ".losses.csv.partial"
+    path.parent.mkdir()
+    previous = b"step,loss\n1,9\n2,9\n3,9\n"
+    path.write_bytes(previous)
+    log = CsvLog(path, ["step", "loss"])
+    assert path.read_bytes() == previous and live.read_text() == "step,loss\n"
+    for step in (1, 2, 3):
+        log.append({"step": step, "loss": step / 10})
+        assert path.read_bytes() == previous  # a kill here keeps the previous curve
+    assert live.read_text() == "step,loss\n1,0.1\n2,0.2\n3,0.3\n"  # the run in progress, readable live
+    checkpointed = [dict(r) for r in log.rows[:2]]  # killed after logging step 3, checkpointed at step 2
+    with live.open("a") as f:
+        f.write("4,0.")  # and mid-row
+    resumed = CsvLog(path, ["step", "loss"], rows=checkpointed)
+    assert live.read_text() == "step,loss\n1,0.1\n2,0.2\n"  # what the checkpoint does not hold is dropped
+    for step in (3, 4):
+        resumed.append({"step": step, "loss": step / 10})
+    assert path.read_bytes() == previous
+    resumed.publish()
+    assert path.read_text() == "step,loss\n1,0.1\n2,0.2\n3,0.3\n4,0.4\n" and not live.exists()
+
+    CsvLog(path, ["step", "loss"]).append({"step": 1, "loss": 1.0})  # killed again: its live file is stale
+    assert remove_stale_temps([tmp_path / "plots"]) == [live] and path.read_text().endswith("4,0.4\n")
+    quiet = CsvLog(tmp_path / "rank1" / "l.csv", ["step"], write=False)  # ranks > 0: rows only, no file
+    quiet.append({"step": 1})
+    quiet.publish()
+    assert quiet.rows == [{"step": "1"}] and not (tmp_path / "rank1").exists()

@@ -282,6 +282,25 @@ def test_resume_after_interruption_matches_uninterrupted_run(processed, tmp_path
     assert strip == [line.rsplit(",", 1)[0] for line in resumed] and len(straight) == 5
 
 
+def test_stopped_run_keeps_the_previous_logs_and_the_resumed_one_logs_each_step_once(processed, tmp_path):
+    """A kill -9 used to truncate the committed curves (issue 29): they change only when a run completes."""
+    ds = ProcessedImages(processed)
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    previous = {"losses.csv": b"step,loss_d\n1,0.5\n2,0.4\n", "fid.csv": b"step,fid_effnet\n0,99\n8,42\n"}
+    for name, data in previous.items():
+        (plots / name).write_bytes(data)
+    s = tiny_settings(steps=4, checkpoint_every=2, fid_samples=4, fid_every=2, fid_resize=32)
+    assert train(s, ds, tmp_path / "out", log_dir=plots, max_steps=3) == {"step": 3, "finished": False}
+    assert {name: (plots / name).read_bytes() for name in previous} == previous
+    live = (plots / ".losses.csv.partial").read_text().splitlines()  # the run in progress, readable live
+    assert [row.split(",")[0] for row in live] == ["step", "1", "2", "3"]
+    train(s, ds, tmp_path / "out", log_dir=plots)
+    assert pd.read_csv(plots / "losses.csv")["step"].tolist() == [1, 2, 3, 4]
+    assert pd.read_csv(plots / "fid.csv")["step"].tolist() == [0, 2, 4]
+    assert sorted(p.name for p in plots.iterdir()) == ["fid.csv", "losses.csv"]  # no live file left
+
+
 def test_changed_settings_do_not_resume(processed, tmp_path, caplog):
     ds = ProcessedImages(processed)
     run = tmp_path / "run"
@@ -353,22 +372,31 @@ def test_stage_main_resize_and_patch_modes(tmp_path, monkeypatch, caplog):
     make_processed(tmp_path / "data" / "processed")
     make_interim(tmp_path / "data" / "interim")
     monkeypatch.chdir(tmp_path)
-    params = str(_write_params(tmp_path, {}))
+    params = str(_write_params(tmp_path, {"log_every": 1}))
 
     def killed(*args, **kw):  # stops after step 1 with the resume state written, as a kill would
         train_pretrain(*args, **kw, max_steps=1)
         raise RuntimeError("killed")
 
+    plots = tmp_path / "plots" / "pretrain"
+    plots.mkdir(parents=True)
+    previous = {"losses.csv": b"step,loss_g\n7,0.5\n", "fid.csv": b"step,fid_effnet\n7,42\n"}  # last run's
+    for name, data in previous.items():
+        (plots / name).write_bytes(data)
     monkeypatch.setattr(stage, "train_pretrain", killed)
     with pytest.raises(RuntimeError, match="killed"):
         stage.main(["--params", params])
     resume = tmp_path / ".syndgan" / "resume" / "pretrain" / "last.pt"
     assert load_checkpoint(resume)["step"] == 1  # outside models/pretrain: no DVC output is persistent
     assert not (tmp_path / "models" / "pretrain" / "checkpoints").exists()
+    assert {name: (plots / name).read_bytes() for name in previous} == previous  # the kill left them intact
     monkeypatch.setattr(stage, "train_pretrain", train_pretrain)
     with caplog.at_level(logging.INFO):
         assert stage.main(["--params", params]) == 0
     assert "at step 1" in caplog.text and "resuming from" in caplog.text
+    assert ".losses.csv.partial, left by an interrupted run" in caplog.text  # the killed run's live log
+    assert pd.read_csv(plots / "losses.csv")["step"].tolist() == [1, 2]
+    assert sorted(p.name for p in plots.iterdir()) == ["fid.csv", "losses.csv"]
     assert not resume.parent.exists()  # finished: nothing left to resume
     metrics = json.loads((tmp_path / "metrics" / "pretrain.json").read_text())
     assert metrics["steps"] == 2 and metrics["train_images"] == 10 and metrics["fid_effnet"] > 0

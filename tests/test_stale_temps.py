@@ -105,6 +105,7 @@ def test_ingest_stage_start_removes_its_stale_temporaries(tmp_path, monkeypatch,
         ("manifest", ".manifest.abcd_123.tmp"),
         ("extracted", ".extracted.tmp-0a1b2c3d"),
         ("extracted", ".extracted.old-4242"),
+        ("losses.csv", ".losses.csv.partial"),  # a training log in progress (CsvLog)
     ],
 )
 def test_each_writer_pattern_matches(tmp_path, output, name):

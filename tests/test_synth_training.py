@@ -145,9 +145,12 @@ def test_resume_matches_uninterrupted_run(pretrained, perceptual, tmp_path):
     kw = dict(generator_checkpoint=gen, discriminator_checkpoint=last, classes=CLASSES, perceptual=perceptual)
     full = train_synth(tiny_settings(), ds, tmp_path / "full", eval_dataset=ds, **kw)
     resume = tmp_path / "resume" / "last.pt"  # outside the outputs, as the stage keeps it
+    (tmp_path / "split").mkdir()
+    (tmp_path / "split" / "losses.csv").write_bytes(b"step,l1\n9,0.5\n")  # the previous run's curve
     part = train_synth(tiny_settings(), ds, tmp_path / "split", max_steps=1, resume_path=resume, **kw)
     assert part == {"step": 1, "finished": False}
     assert load_checkpoint(resume)["step"] == 1
+    assert (tmp_path / "split" / "losses.csv").read_bytes() == b"step,l1\n9,0.5\n"  # a kill leaves it intact
     shutil.rmtree(tmp_path / "split")  # DVC deletes a stage's outputs before a rerun
     resumed = train_synth(tiny_settings(), ds, tmp_path / "split", eval_dataset=ds, resume_path=resume, **kw)
     assert load_checkpoint(resume)["step"] == 2

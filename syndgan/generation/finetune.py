@@ -163,7 +163,7 @@ def train_generation(
         "code": (source_digest(*CODE), "model/training code"),
     }
     start = _Start(pre, Path(generator_checkpoint), Path(discriminator_checkpoint), identity)
-    weights, sources, per_class = {}, {}, {}
+    weights, sources, per_class, logs = {}, {}, {}, []
     finished = True
     for name in names:
         if name not in datasets or len(datasets[name]) == 0:
@@ -175,7 +175,8 @@ def train_generation(
         if result is None:
             finished = False
             continue
-        weights[name], per_class[name] = result
+        weights[name], per_class[name], loss_log = result
+        logs.append(loss_log)
         sources[name] = sorted(ids)
     if not finished:  # stopped early on purpose: the resume states are written, nothing final yet
         return {"finished": False, "step": max_steps}
@@ -205,6 +206,8 @@ def train_generation(
             "summary": to_plain(summary),
         },
     )
+    for loss_log in logs:  # only once every class is done: a killed run leaves the previous curves as they were
+        loss_log.publish()
     atomic_write_json(out / "summary.json", summary)
     return summary
 
@@ -230,8 +233,9 @@ def _finetune_class(
     log_dir: Path,
     max_steps: int | None,
     resume: Path | None,
-) -> tuple[dict, dict] | None:
-    """(G_ema weights, summary) of class ``name``, or None when stopped before the last step."""
+) -> tuple[dict, dict, CsvLog] | None:
+    """(G_ema weights, summary, loss log to publish) of class ``name``, or None when stopped before the last
+    step."""
     plan = dataclasses.replace(Plan.of(s), seed=derive_seed(s.seed, "class", name) % 2**31)
     dist, device, dtype = setup(plan, "train_generation")
     local_batch = dist.local_batch(s.batch_size)
@@ -302,8 +306,9 @@ def _finetune_class(
     if dist.main and not (samples / f"step_{s.steps:07d}.png").exists():  # resumed at the end: the final grid
         grid(s.steps)
     h = state.history
-    return ema.state_dict(), {
+    summary = {
         "train_images": len(ids),
         "train_seconds": h["train_seconds"],
         "images_per_s": h["train_images"] / max(h["train_seconds"], 1e-9),
     }
+    return ema.state_dict(), summary, loss_log

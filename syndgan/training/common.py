@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from syndgan.io import atomic_save_image, atomic_torch_save, atomic_write_text
+from syndgan.io import atomic_save_image, atomic_torch_save, atomic_write_text, partial_path
 from syndgan.models.snapshots import load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -237,32 +237,48 @@ class ModelEMA:
 
 
 class CsvLog:
-    """A CSV table (DVC plots format), rewritten atomically on every append.
+    """A CSV table (DVC plots format) that replaces ``path`` only once complete (``publish``).
 
-    Keep ``rows`` in the checkpoint and pass them back on resume: the table then holds every step exactly
-    once, even when the file itself was deleted (DVC removes non-persistent outputs before a rerun) or
-    was written past the checkpoint before a kill.
+    Rows go to ``partial_path(path)`` as they come (follow that file live): ``path`` keeps the previous run's
+    table until the run publishes, so a run killed at any point leaves it byte for byte as it was. Keep ``rows``
+    in the checkpoint and pass them back on resume: the table then holds every step exactly once, rows logged
+    past the checkpoint before a kill included.
+
+    Not DVCLive: a fresh ``Live(dir)`` deletes the previous curves and then appends in place (a kill leaves them
+    truncated, the bug this fixes), its ``resume`` continues after the last logged step rather than the
+    checkpoint (steps logged twice) and by default it adds its own entries to the project's ``dvc.yaml``.
     """
 
     def __init__(
         self, path: str | Path, columns: list[str], rows: list[dict[str, str]] | None = None, write: bool = True
     ):
         self.path, self.columns, self.write = Path(path), list(columns), write  # write=False: rows only (rank > 0)
+        self.live = partial_path(self.path)
         self.rows: list[dict[str, str]] = [dict(r) for r in rows or []]
-        self._write()
+        if self.write:  # rewritten, not continued: what a killed run logged after its checkpoint is not kept
+            self.live.parent.mkdir(parents=True, exist_ok=True)
+            self.live.write_text(self._table(self.rows, header=True), encoding="utf-8")
 
     def append(self, row: dict[str, Any]) -> None:
         self.rows.append({c: _fmt(row.get(c, "")) for c in self.columns})
-        self._write()
+        if self.write:  # appended, not rewritten: O(1) a row; a torn last line only ever lands in the live file
+            with self.live.open("a", encoding="utf-8") as f:
+                f.write(self._table(self.rows[-1:], header=False))
 
-    def _write(self) -> None:
+    def publish(self) -> None:
+        """The run is complete: its table replaces ``path`` in one rename (from ``rows``, the checkpointed truth)."""
         if not self.write:
             return
+        atomic_write_text(self.path, self._table(self.rows, header=True))
+        self.live.unlink(missing_ok=True)
+
+    def _table(self, rows: list[dict[str, str]], header: bool) -> str:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write_text(self.path, buf.getvalue())
+        if header:
+            writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
 
 
 def _fmt(v: Any) -> str:

@@ -326,6 +326,8 @@ def train_pretrain(
             "step": s.steps,
         },
     )
+    loss_log.publish()  # only now: a killed run leaves the previous curves as they were
+    fid_log.publish()
     atomic_write_json(out / "summary.json", summary)
     return summary
 

@@ -310,6 +310,7 @@ def train_synth(
     if not final_sample.exists():  # resumed at the last step (or DVC cleared samples/): keep the final grid
         save_reconstruction_grid(network_ema, show_x, show_m, final_sample, device)
     save_synthesizer(out / SYNTHESIZER, network_ema, pre, s, classes, data or {"mode": "resize"}, summary)
+    loss_log.publish()  # only now: a killed run leaves the previous curve as it was
     atomic_write_json(out / "summary.json", summary)
     return summary
 

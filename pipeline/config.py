@@ -36,15 +36,18 @@ class DemoConfig(DemoSettings):
 
 @dataclass
 class SourceConfig:
-    """One input dataset. Formats: labelme, coco, cvat, mvtec, magnetic_tile."""
+    """One input dataset. Formats: labelme, coco, cvat, mvtec, magnetic_tile, masks."""
 
-    format: Literal["labelme", "coco", "cvat", "mvtec", "magnetic_tile"]
+    format: Literal["labelme", "coco", "cvat", "mvtec", "magnetic_tile", "masks"]
     root: str  # dataset root; relative paths are relative to the project root
     name: str = ""  # prefix of image ids; defaults to the root folder name
     annotations: str | None = None  # coco json / cvat xml, relative to root (required for those formats)
     group_pattern: str | None = None  # regex on the image stem; group(1) (or the match) names the group
     label_map: dict[str, str] = field(default_factory=dict)  # source label -> project class (or "normal")
-    images: str | None = None  # image folder apart from the annotations (labelme, coco, cvat); paths as root
+    images: str | None = None  # image folder apart from the annotations (labelme, coco, cvat, masks); paths as root
+    masks: str | None = None  # class-id mask folder (masks); paths as root
+    mask_suffix: str = ""  # mask stem = image stem + this (masks)
+    mask_values: dict[int, str] = field(default_factory=dict)  # mask pixel value -> class or "normal" (masks)
     unlabelled: Literal["normal", "ignore"] = "normal"  # images without any annotation: normal images, or left out
     split: Literal["pool", "source"] = "pool"  # source: keep the dataset's own train/test (mvtec); val from train
     synthetic: bool = False  # generated images (defect studio): always in train, never val/test
@@ -348,7 +351,9 @@ def _read_yaml(path: Path) -> dict:
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, not a params file") from None
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not a text (UTF-8) file: byte 0x{e.object[e.start]:02x} at offset {e.start}") from None
+        raise ConfigError(
+            f"{path}: not a text (UTF-8) file: byte 0x{e.object[e.start]:02x} at offset {e.start}"
+        ) from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
     except yaml.YAMLError as e:

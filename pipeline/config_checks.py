@@ -181,7 +181,7 @@ def _validate_ingest(c: IngestConfig, bad) -> None:
         for label, target in src_cfg.label_map.items():
             if target != "normal" and target not in c.classes:
                 bad(f"{key}.label_map.{label}", f"{target!r} is not in ingest.classes (nor 'normal')")
-        if src_cfg.images is not None and src_cfg.format not in ("labelme", "coco", "cvat"):
-            bad(f"{key}.images", f"only for labelme, coco and cvat sources ({src_cfg.format} has its own layout)")
+        if src_cfg.images is not None and src_cfg.format not in ("labelme", "coco", "cvat", "masks"):
+            bad(f"{key}.images", f"only for labelme, coco, cvat and masks sources ({src_cfg.format}: own layout)")
         if src_cfg.split == "source" and src_cfg.format != "mvtec":
             bad(f"{key}.split", f"'source' needs a dataset that ships its own split (mvtec), not {src_cfg.format}")

@@ -241,7 +241,11 @@ def test_a_labelme_root_without_any_json_is_warned_of(tmp_path, ingest_image, in
     """Pointing a LabelMe source at the images folder (its JSONs elsewhere) would make every defect a normal."""
     for i in range(3):
         ingest_image(tmp_path / "imgs" / f"{i}.png")
-        ingest_labelme(tmp_path / "labels" / f"{i}.json", image_path=f"../imgs/{i}.png", shapes=[("scratch", [(2, 2), (10, 2), (10, 8), (2, 8)])])
+        ingest_labelme(
+            tmp_path / "labels" / f"{i}.json",
+            image_path=f"../imgs/{i}.png",
+            shapes=[("scratch", [(2, 2), (10, 2), (10, 8), (2, 8)])],
+        )
     res = ingest([Source("labelme", tmp_path / "imgs", name="lm")], ["scratch"])
     assert set(res.manifest["label"]) == {"normal"}
     assert any("no LabelMe JSON was read" in w and "3 images" in w for w in res.report["warnings"])

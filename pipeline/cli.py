@@ -20,7 +20,9 @@ from pathlib import Path
 from syndgan.errors import DataError, ImageError, SyndganError
 
 DEFAULT_CHECKPOINT = "models/train_synth/synthesizer.pt"
-STUDIO_OUT = "data/raw/studio"  # add {format: labelme, root: data/raw/studio, synthetic: true} to ingest.sources
+# Outside data/raw (ingest's DVC dependency): a save changes nothing in the pipeline until the user moves the
+# files there and adds {format: labelme, root: data/raw/studio, synthetic: true} to ingest.sources.
+STUDIO_OUT = "data/studio"
 STUDIO_PORT = 8765
 OUT_SUFFIXES = (".png", ".jpg", ".jpeg")
 

@@ -250,7 +250,7 @@ def test_build_studio_from_params_and_the_cli_refuses_a_foreign_checkpoint(proje
     assert studio.info()["checkpoints"] == [str(project["checkpoint"]), "abl/no_pretrain/synthesizer.pt"]
     assert [i["id"] for i in studio.images.listing("train")] == ["demo/normal0", "demo/normal1"]
     assert studio.images.get("demo/normal0").image.size == SIZE
-    assert studio.out_dir == tmp_path / "data/raw/studio"
+    assert studio.out_dir == tmp_path / "data/studio"  # outside data/raw: a save leaves the pipeline as it was
 
     (tmp_path / "params.yaml").write_text(json.dumps({"ingest": {"classes": {**classes, "crack": [1, 2, 3]}}}))
     assert main(["studio", "--checkpoint", str(project["checkpoint"]), "--no-scorer"]) == 1

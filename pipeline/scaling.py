@@ -14,6 +14,12 @@ The params files are overlays of params.yaml, as for ``pipeline.scarcity``, whos
   snapshot at 2x is the same network a single 2x run ends with, and a kill resumes from its last checkpoint. Each
   budget writes ``chain/steps<N>/`` (``synthesizer.pt``, ``summary.json`` with the reconstruction distances on
   ``train_synth.eval_split``, which the study sets to val).
+- ``measure``: for every budget the chain has reached, syndgan's augment set from that snapshot and its classifier
+  cells (``classify.seeds``, ``classify.doses`` x ``classify.synthetic``, the dose and rule chosen on val), and
+  fid / kid (``evaluate.quality_metrics``, EfficientNet features here) of the set against the real **val**
+  defects, per class and pooled, into ``scaling/steps<N>/record.json``. Test is never read.
+- ``publish`` (``--out``): ``scaling.json`` (one record per budget, the reference methods' val lines), the figure
+  of each quality figure against CPU-hours and a README with the table.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from syndgan.errors import ConfigError, DataError
 
 log = logging.getLogger("syndgan.scaling")
 
-PHASES = ("base", "chain")
+PHASES = ("base", "chain", "measure", "publish")
 
 
 @contextmanager
@@ -70,14 +76,13 @@ def base(params: Params, project: Path) -> None:
 def chain(project: Path, budgets: list[int]) -> list[dict]:
     """Train the synthesis network on and on, writing a snapshot at each budget; the summaries, in order."""
     from pipeline.common import data_digest, read_json
-    from pipeline.config import load_params
     from pipeline.train_synth import build_datasets, settings_for
     from syndgan.data.processed import read_dataset_info
     from syndgan.training.synth import read_pretrained, train_synth
 
     summaries = []
     with inside(project):
-        params = load_params("params.yaml")
+        params = load_project_params()
         cfg = params.train_synth
         if cfg.threads:
             import torch
@@ -112,12 +117,123 @@ def chain(project: Path, budgets: list[int]) -> list[dict]:
     return summaries
 
 
+def budget_params(params: Params, n: int) -> Params:
+    """The project's params with syndgan rendered from the snapshot at ``n`` steps into folders of its own."""
+    r = dataclasses.replace
+    folder = f"scaling/steps{n}"
+    syndgan = r(params.augment.syndgan, checkpoint=f"chain/steps{n}/synthesizer.pt")
+    return r(
+        params,
+        augment=r(params.augment, out=f"{folder}/augmented", syndgan=syndgan),
+        classify=r(params.classify, out=f"{folder}/classify", plots=f"{folder}/plots"),
+    )
+
+
+def val_choice(cells: list[dict]) -> dict:
+    """The dose x rule with the best mean val macro-F1 over the seeds' cells (``classify`` metrics.json files)."""
+    keys = cells[0]["doses"]
+    scores = {k: [c["doses"][k]["val_macro_f1"] for c in cells] for k in keys}
+    best = max(scores, key=lambda k: sum(scores[k]) / len(scores[k]))
+    vals = scores[best]
+    mean = sum(vals) / len(vals)
+    std = (sum((v - mean) ** 2 for v in vals) / max(len(vals) - 1, 1)) ** 0.5
+    return {"dose": best, "val_macro_f1": mean, "val_macro_f1_std": std, "val_macro_f1_seeds": vals}
+
+
+def cpu_hours(seconds: float, threads: int) -> float:
+    return seconds * (threads or os.cpu_count() or 1) / 3600
+
+
+def measure_budget(params: Params, n: int) -> dict:
+    """One budget's record (run inside the project); every cell it needs is made once and kept."""
+    import pandas as pd
+
+    from pipeline import augment, classify
+    from pipeline.common import read_json
+    from pipeline.evaluate import read_real, read_set
+    from syndgan.data.processed import ProcessedDataset
+    from syndgan.report.quality import create_quality_metrics, synthesis_quality
+
+    p = budget_params(params, n)
+    aug = params.resolve(p.augment.out) / "syndgan"
+    if not (aug / "augment.json").is_file():
+        augment.run(p, "syndgan")
+    cells = []
+    for seed in p.classify.seeds:
+        path = params.resolve(p.classify.out) / classify.run_name("syndgan", seed) / "metrics.json"
+        if not path.is_file():
+            classify.run(p, "syndgan", seed)
+        cells.append(read_json(path))
+    dataset = ProcessedDataset.load(params.resolve(params.rasterize.out))
+    classes, ev = dataset.class_names, params.evaluate
+    real_val = read_real(dataset, dataset.split("val"), classes)
+    made = read_set(aug, pd.read_parquet(aug / "manifest.parquet"), classes, ev.max_images_per_class, dataset.mode)
+    metrics = create_quality_metrics(
+        [m for m in ev.quality_metrics if m in ("fid", "kid")],
+        kid_subsets=ev.kid_subsets, kid_subset_size=ev.kid_subset_size, seed=ev.seed, batch_size=ev.batch_size,
+    )  # fmt: skip
+    quality = synthesis_quality(real_val, {"syndgan": made}, real_val, metrics, classes)["syndgan"]
+    chain_summary = read_json(Path(f"chain/steps{n}/summary.json"))
+    pre = read_json(params.resolve(params.pretrain.out) / "summary.json")
+    return {
+        "pretrain_steps": int(pre["steps"]),
+        "train_synth_steps": n,
+        "resolution": int(chain_summary["resolution"]),
+        "cpu_hours": cpu_hours(pre["train_seconds"], params.pretrain.threads)
+        + cpu_hours(chain_summary["train_seconds"], params.train_synth.threads),
+        **{k: v for k, v in chain_summary.items() if k.startswith("recon_")},
+        "quality_reference": "real val defects",
+        "quality": {cls: {k: v for k, v in e.items() if k != "notes"} for cls, e in quality.items()},
+        **val_choice(cells),
+    }
+
+
+def measure(params: Params, project: Path, budgets: list[int]) -> list[dict]:
+    from pipeline.common import read_json
+    from syndgan.io import atomic_write_json
+
+    records = []
+    with inside(project):
+        for n in sorted(budgets):
+            if not Path(f"chain/steps{n}/summary.json").is_file():
+                log.info("measure: the chain has not reached %d steps yet", n)
+                continue
+            path = Path(f"scaling/steps{n}/record.json")
+            if not path.is_file():
+                log.info("measure: %d steps", n)
+                atomic_write_json(path, measure_budget(load_project_params(), n))
+            records.append(read_json(path))
+    return records
+
+
+def load_project_params() -> Params:
+    from pipeline.config import load_params
+
+    return load_params("params.yaml")
+
+
+def references(params: Params, project: Path) -> dict:
+    """The other methods' val macro-F1 (their cells from the ``base`` phase), the lines the curve is read against."""
+    from pipeline.classify import run_name
+    from pipeline.common import read_json
+
+    out = {}
+    for m in params.classify.methods:
+        if m == "syndgan":
+            continue
+        paths = [project / params.classify.out / run_name(m, s) / "metrics.json" for s in params.classify.seeds]
+        if all(p.is_file() for p in paths):
+            out[m] = val_choice([read_json(p) for p in paths])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipeline.scaling", description=__doc__.split("\n")[0])
     ap.add_argument("--params", type=Path, nargs="+", required=True)
     ap.add_argument("--workdir", type=Path, default=Path("runs/scaling-magnetic-tile"))
     ap.add_argument("--steps", type=int, nargs="+", default=[600, 1200, 2400, 4800], help="train_synth budgets")
     ap.add_argument("--phase", choices=PHASES, nargs="+", default=list(PHASES))
+    ap.add_argument("--out", type=Path, default=Path("reports/magnetic-tile-scaling"), help="publish here")
     args = ap.parse_args(argv)
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=logging.INFO, format=fmt, datefmt="%H:%M:%S")
@@ -128,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         if "chain" in args.phase:
             for s in chain(project, args.steps):
                 log.info("%d steps: %s", s["steps"], {k: round(v, 4) for k, v in s.items() if k.startswith("recon_")})
+        records = measure(params, project, args.steps) if {"measure", "publish"} & set(args.phase) else []
+        if "publish" in args.phase:
+            from pipeline.scaling_report import publish
+
+            publish(records, references(params, project), args.out, params.scarcity.dataset)
     except (ConfigError, DataError) as e:
         print(f"scaling: error: {e}", file=sys.stderr)
         return 1

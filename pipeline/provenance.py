@@ -1,20 +1,21 @@
-"""What a report was made from: the code version (commit, dirty or not) and which stages' outputs exist.
+"""What a report was made from: the code version (commit, dirty or not) and the stages whose outputs it read.
 
-A stage "ran" when its output is here: the report states what it read, not what params.yaml would run.
+The report names the stages of what it read, not what params.yaml would run; a stage params would run whose
+output is absent is "not run".
 """
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
 
-from pipeline.common import read_json
 from pipeline.config import Params
-from pipeline.reconstruction import collect_reconstruction
 
 DIRTY_FILES_SHOWN = 5
+CODE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def dvc_output_paths(root: Path) -> set[str]:
@@ -43,7 +44,7 @@ def git_version(cwd: Path | None = None) -> str:
     files before this stage runs, and its report must still name the clean commit."""
     # by default the code's own checkout: a work folder (pipeline.run, the scarcity benchmark) may lie inside
     # another checkout, whose commit is not the code that ran
-    root = Path(cwd or Path(__file__).resolve().parent.parent)
+    root = Path(cwd or CODE_ROOT)
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=20, check=True
@@ -94,30 +95,33 @@ def stage_outputs(params: Params) -> dict[str, Path]:
     return found
 
 
-def what_ran(params: Params) -> tuple[list[str], list[str]]:
-    """(stages whose output is present, stages whose output is not), in pipeline order."""
-    outputs = stage_outputs(params)
-    return [s for s, p in outputs.items() if p.is_file()], [s for s, p in outputs.items() if not p.is_file()]
+def synthesis_stage(name: str) -> str:
+    """The stage that trains synthesis network ``name``: ``syndgan`` is train_synth's, any other an ablation."""
+    return "train_synth" if name == "syndgan" else f"train_synth_ablation@{name}"
 
 
-def reconstruction_inputs(params: Params) -> dict:
-    """Reconstruction metrics of every synthesis network whose metrics file is here: evaluate's copy first, then
-    train_synth's own files, including ablations run under earlier params or after evaluate (their rows are
-    shown, not dropped because params.yaml no longer lists them)."""
-    recon = collect_reconstruction(params)
-    folder = params.resolve(params.train_synth.ablation_metrics)
-    for extra in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        if extra.stem not in recon["models"]:
-            recon["models"][extra.stem] = read_json(extra)
-            recon["order"].append(extra.stem)
-    evaluated = read_json(params.resolve(params.evaluate.metrics), required=False)
-    if evaluated is None:
-        return recon
-    ev = evaluated.get("reconstruction", {})
-    models = {**recon["models"], **ev.get("models", {})}
-    return {
-        "perceptual": ev.get("perceptual") or recon["perceptual"],
-        "models": models,
-        "not_run": {k: v for k, v in {**recon["not_run"], **ev.get("not_run", {})}.items() if k not in models},
-        "order": list(dict.fromkeys([*ev.get("order", []), *recon["order"]])),
-    }
+def trained_by(params: Params, checkpoint: str | Path) -> str | None:
+    """The training stage whose output ``checkpoint`` is (the network an augment method draws with); None for none."""
+    ckpt, ts = params.resolve(checkpoint), params.train_synth
+    if ckpt.parent.parent == params.resolve(ts.ablation_out):
+        return synthesis_stage(ckpt.parent.name)
+    folders = {ts.out: "train_synth", params.train_generation.out: "train_generation"}
+    return next((stage for f, stage in folders.items() if ckpt.is_relative_to(params.resolve(f))), None)
+
+
+def pipeline_order(stages: Iterable[str]) -> list[str]:
+    """``stages`` (DVC names: ``augment@syndgan``) once each, their stages or foreach groups in ``dvc.yaml``'s
+    order (the code checkout's: a work folder's is a copy), within a group as given."""
+    try:
+        groups = list((yaml.safe_load((CODE_ROOT / "dvc.yaml").read_text(encoding="utf-8")) or {})["stages"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        groups = []
+    rank = {g: i for i, g in enumerate(groups)}
+    return sorted(dict.fromkeys(stages), key=lambda s: rank.get(s.split("@")[0], len(rank)))
+
+
+def what_ran(params: Params, read: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(the stages of what the report read, in pipeline order; the stages params would run whose output is absent
+    and that the report read nothing of)."""
+    ran = pipeline_order(read)
+    return ran, [s for s, p in stage_outputs(params).items() if s not in ran and not p.is_file()]

@@ -22,7 +22,7 @@ import pandas as pd
 
 from pipeline.common import project_relative, stage_main
 from pipeline.config import Params
-from pipeline.provenance import git_version, reconstruction_inputs, what_ran
+from pipeline.provenance import git_version, synthesis_stage, what_ran
 from pipeline.report_inputs import (
     NOT_RUN,
     RAW_GRID_SCALE,
@@ -30,10 +30,12 @@ from pipeline.report_inputs import (
     Missing,
     image_methods,
     load_processed,
+    method_stage,
     no_log,
     read_image,
     read_log,
     read_output,
+    reconstruction_inputs,
     train_pool_counts,
 )
 from syndgan.errors import DataError
@@ -58,12 +60,12 @@ log = logging.getLogger("syndgan.report")
 
 def section_dataset(params: Params, doc: Document, figs: Figures) -> None:
     doc.heading("Dataset: images per class before and after augmentation (paper Table 3)")
-    dataset = load_processed(params)
+    dataset = load_processed(params, figs)
     index, classes = dataset.index, dataset.class_names
     split_counts = {s: g["label"].value_counts().to_dict() for s, g in index.groupby("split")}
     synthetic = {
         m: manifest["label"].value_counts().to_dict()
-        for m, (folder, manifest) in image_methods(params).items()
+        for m, (folder, manifest) in image_methods(params, figs).items()
         if folder.parent == params.resolve(params.augment.out)
     }
     k = dataset.k_shot
@@ -81,7 +83,7 @@ def section_dataset(params: Params, doc: Document, figs: Figures) -> None:
 
 def section_synthesis(params: Params, doc: Document, figs: Figures) -> None:
     doc.heading("Synthesis quality (paper Table 1)")
-    ev = read_output(params.resolve(params.evaluate.metrics), "evaluate")
+    ev = read_output(params.resolve(params.evaluate.metrics), "evaluate", figs)
     names = ev.get("metric_names", {})
     doc.paragraph(
         f"Each set's images of a class against the real test defects of that class ({ev.get('reference', '')}); "
@@ -102,7 +104,7 @@ def section_synthesis(params: Params, doc: Document, figs: Figures) -> None:
 
 def section_reconstruction(params: Params, doc: Document, figs: Figures) -> None:
     doc.heading("Reconstruction (paper Tables 2 and 5)")
-    recon = reconstruction_inputs(params)
+    recon = reconstruction_inputs(params, figs)
     if not recon.get("models"):
         reasons = "; ".join(f"{k}: {v}" for k, v in recon.get("not_run", {}).items())
         raise Missing(f"train_synth: no reconstruction metrics ({reasons})")
@@ -119,6 +121,7 @@ def section_reconstruction(params: Params, doc: Document, figs: Figures) -> None
     ]:
         png = params.resolve(folder) / "reconstructions.png"
         if png.is_file():
+            figs.source(png, synthesis_stage(name))
             label = "SyNDGAN" if name == "syndgan" else set_label(f"{ABLATION_PREFIX}{name}")
             caption = f"{label}: real | input | reconstruction"
             figs.add(doc, f"reconstructions_{name}.png", png.read_bytes(), caption, scale=RAW_GRID_SCALE)
@@ -127,7 +130,7 @@ def section_reconstruction(params: Params, doc: Document, figs: Figures) -> None
 def section_classification(params: Params, doc: Document, figs: Figures) -> None:
     c = params.classify
     doc.heading("Classification (paper Table 4)")
-    agg = read_output(params.resolve(c.metrics), "classify_aggregate")
+    agg = read_output(params.resolve(c.metrics), "classify_aggregate", figs)
     doc.paragraph(
         "EfficientNet-Lite0 test accuracy per class, total accuracy, macro-F1 and defect recall (any defect "
         "predicted as a defect), in %, mean ± std over the seeds; the same step budget for every method. "
@@ -136,11 +139,11 @@ def section_classification(params: Params, doc: Document, figs: Figures) -> None
         "the one shown in the confusion matrices."
     )
     keys = [key for key, _, _ in c.runs_of(True)]  # doses x synthetic-use rules, in params order
-    doc.table(*classification_table(agg, c.methods, keys, _class_order(params)))
+    doc.table(*classification_table(agg, c.methods, keys, _class_order(params, figs)))
     panels, used = [], []
     for method in [m for m in dict.fromkeys([*c.methods, *agg]) if m in agg]:
         chosen = next(d for d, s in agg[method].items() if s["selected"])
-        summed = summed_confusion(params, method, chosen)
+        summed = summed_confusion(params, method, chosen, figs)
         if summed is None:
             doc.paragraph(f"{NOT_RUN}: no classify run of {method} under `{c.out}` for seeds {c.seeds}.")
             continue
@@ -156,7 +159,9 @@ def section_classification(params: Params, doc: Document, figs: Figures) -> None
         figs.add(doc, "confusion.png", confusion_figure(panels), caption)
 
 
-def summed_confusion(params: Params, method: str, dose: str) -> tuple[np.ndarray, list[str], list[int], str] | None:
+def summed_confusion(
+    params: Params, method: str, dose: str, figs: Figures
+) -> tuple[np.ndarray, list[str], list[int], str] | None:
     """(test confusion matrix summed over the seeds, classes, seeds found, dose) of a method's classify runs
     at ``dose`` (the one chosen on val; ``0`` for training-time methods); None when no run exists."""
     c = params.classify
@@ -165,7 +170,7 @@ def summed_confusion(params: Params, method: str, dose: str) -> tuple[np.ndarray
         path = params.resolve(c.out) / f"{method}-s{seed}" / "metrics.json"
         if not path.is_file():
             continue
-        run = read_output(path, "classify")
+        run = read_output(path, f"classify@{method}-{seed}", figs)
         doses = run.get("doses", {})
         if dose not in doses:
             continue
@@ -178,18 +183,18 @@ def summed_confusion(params: Params, method: str, dose: str) -> tuple[np.ndarray
     return None if confusion is None else (confusion, classes, seeds, dose)
 
 
-def _class_order(params: Params) -> list[str]:
+def _class_order(params: Params, figs: Figures) -> list[str]:
     """normal, then the defect classes in id order (dataset.json; params when it is missing)."""
     try:
-        return ["normal", *load_processed(params).class_names]
+        return ["normal", *load_processed(params, figs).class_names]
     except Missing:
         return ["normal", *params.ingest.classes]
 
 
 def section_grids(params: Params, doc: Document, figs: Figures) -> None:
     doc.heading("Synthesized examples per class")
-    dataset = load_processed(params)
-    methods = image_methods(params)
+    dataset = load_processed(params, figs)
+    methods = image_methods(params, figs)
     if not methods:
         raise Missing(f"augment: no synthesized images under {params.augment.out}")
     root, mode = dataset.root, dataset.mode
@@ -231,27 +236,28 @@ def section_grids(params: Params, doc: Document, figs: Figures) -> None:
             cells.append(read_image(root, images.get(str(r.mask_source).split("|")[0]), mode))
             grid.append(cells)
         png = image_grid(grid, columns, title=c["name"])
-        figs.add(doc, f"grid_{c['name']}.png", png, f"{c['name']}: normal | mask | synthesized | real defect")
+        figs.add(doc, f"grid_{c['name']}.png", png, f"{c['name']}: {' | '.join(columns)}")  # the columns drawn
 
 
 def section_gate(params: Params, doc: Document, figs: Figures) -> None:
     doc.heading("Quality gate: synthetic images kept and rejected")
-    gated = {m: f for m, (f, _) in image_methods(params).items() if (f / "gate.json").is_file()}
+    gated = {m: f for m, (f, _) in image_methods(params, figs).items() if (f / "gate.json").is_file()}
     if not gated:
         raise Missing(f"augment.gate.scorer is {params.augment.gate.scorer!r}: no augment output was gated")
-    summaries = {m: read_output(f / "gate.json", "augment gate") for m, f in gated.items()}
+    summaries = {m: read_output(f / "gate.json", method_stage(params, f), figs) for m, f in gated.items()}
     doc.paragraph(gate_paragraph(summaries))
     doc.table(*gate_table(summaries))
-    ds = load_processed(params)
+    ds = load_processed(params, figs)
     for m, f in gated.items():
-        png = gate_grid(f, pd.read_parquet(f / "gate.parquet"), ds.class_names, params.report.grid_rows, ds.mode)
+        table = pd.read_parquet(figs.source(f / "gate.parquet", method_stage(params, f)))
+        png = gate_grid(f, table, ds.class_names, params.report.grid_rows, ds.mode)
         figs.add(doc, f"gate_{m}.png", png, f"{set_label(m)}: {GRID_CAPTION}")
 
 
 def section_curves(params: Params, doc: Document, figs: Figures) -> None:
     doc.heading("Training curves")
     pre_plots = params.resolve(params.pretrain.plots)
-    losses, fid = read_log(pre_plots / "losses.csv"), read_log(pre_plots / "fid.csv")
+    losses, fid = (read_log(pre_plots / f"{name}.csv", "pretrain", figs) for name in ("losses", "fid"))
     if losses is not None or fid is not None:
         panels = []
         if losses is not None:
@@ -267,7 +273,7 @@ def section_curves(params: Params, doc: Document, figs: Figures) -> None:
         doc.paragraph(no_log(params, "pretrain", pre_plots / "losses.csv"))
     pre_metrics = params.resolve(params.pretrain.metrics)
     if pre_metrics.is_file():
-        m = read_output(pre_metrics, "pretrain")
+        m = read_output(pre_metrics, "pretrain", figs)
         doc.table(
             ["pretrain", "fid_effnet at start", "fid_effnet at end", "steps", "images/s"],
             [["generator", fmt(m.get("fid_effnet_start")), fmt(m.get("fid_effnet")), str(m.get("steps")), fmt(m.get("images_per_s"), 1)]],
@@ -275,11 +281,16 @@ def section_curves(params: Params, doc: Document, figs: Figures) -> None:
     samples = sorted((params.resolve(params.pretrain.out) / "samples").glob("step_*.png"))
     if samples:
         caption = f"Pretrained generator: G_ema samples at the last logged step ({samples[-1].stem})"
-        figs.add(doc, "pretrain_samples.png", samples[-1].read_bytes(), caption, scale=RAW_GRID_SCALE)
+        png = figs.source(samples[-1], "pretrain").read_bytes()
+        figs.add(doc, "pretrain_samples.png", png, caption, scale=RAW_GRID_SCALE)
     ts = params.train_synth
     logs = {"syndgan": params.resolve(ts.plots) / "losses.csv"}
-    logs.update({f"{ABLATION_PREFIX}{a}": params.resolve(ts.ablation_out) / a / "losses.csv" for a in ts.ablations})
-    tables = {name: df for name, path in logs.items() if (df := read_log(path)) is not None}
+    logs.update({a: params.resolve(ts.ablation_out) / a / "losses.csv" for a in ts.ablations})
+    tables = {
+        name if name == "syndgan" else f"{ABLATION_PREFIX}{name}": df
+        for name, path in logs.items()
+        if (df := read_log(path, synthesis_stage(name), figs)) is not None
+    }
     if tables:
         panels = []
         for key in ("l1", "l1_region", "perceptual", "adv", "inversion", "loss_d"):
@@ -319,22 +330,25 @@ def build(params: Params) -> tuple[Document, Figures]:
     out = params.resolve(params.report.out)
     doc = Document(params.report.title)
     doc.paragraph(f"Generated by `python -m pipeline.report` from the pipeline's outputs; code `{git_version()}`.")
-    ran, absent = what_ran(params)
-    doc.paragraph(
-        f"Stages whose outputs this report read: {', '.join(ran) or 'none'}."
-        + (f" No output (not run): {', '.join(absent)}." if absent else "")
-    )
+    doc.paragraph("")  # the stages read: known once every section has read what it shows
+    stages = doc.blocks[-1]
     figs = Figures(out / "figures")
     for section in SECTIONS:
-        mark, made = len(doc.blocks), set(figs.files)
+        mark, made, read = len(doc.blocks), set(figs.files), set(figs.read)
         try:
             section(params, doc, figs)
         except Missing as e:
-            del doc.blocks[mark + 1 :]  # keep the heading, drop a half-built section
+            del doc.blocks[mark + 1 :]  # keep the heading, drop a half-built section and what it read
             for name in set(figs.files) - made:
                 del figs.files[name]
+            for path in set(figs.read) - read:
+                del figs.read[path]
             doc.paragraph(f"{NOT_RUN}: {e}.")
             log.info("report section %s: not run (%s)", section.__name__, e)
+    ran, absent = what_ran(params, figs.read.values())
+    stages.text = f"Stages whose outputs this report read: {', '.join(ran) or 'none'}." + (
+        f" No output (not run): {', '.join(absent)}." if absent else ""
+    )
     return doc, figs
 
 

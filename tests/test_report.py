@@ -204,6 +204,22 @@ def test_numbers_equal_the_input_jsons(project):
     assert _rows(md, "bump")[0][4:] == ["4", f"{4 + added} (+{added})", f"{4 + added} (+{added})"]
 
 
+def test_grid_captions_name_the_columns_drawn(project, monkeypatch):
+    from syndgan.report.document import Document, Figure
+
+    root, params, _, _, _ = project
+    drawn, draw = [], report.image_grid  # the columns the figure function is given: those it draws
+    monkeypatch.setattr(report, "image_grid", lambda g, cols, title: drawn.append(cols) or draw(g, cols, title))
+    doc = Document("t")
+    with contextlib.chdir(root):
+        report.section_grids(params, doc, report.Figures(root / "figures"))
+    captions = [b.caption for b in doc.blocks if isinstance(b, Figure)]
+    assert drawn[0] == ["normal", "mask", "Copy-paste", "SyNDGAN (ours)", "real (mask source)"]
+    assert [c.split(": ", 1)[1].split(" | ") for c in captions] == drawn  # every column, in order, none more
+    md = (root / "reports" / "report.md").read_text()
+    assert "*bump: normal | mask | Copy-paste | SyNDGAN (ours) | real (mask source)*" in md
+
+
 def test_params_and_code_version_are_embedded(project):
     root, params, _, _, _ = project
     md = (root / "reports" / "report.md").read_text()
@@ -214,8 +230,10 @@ def test_params_and_code_version_are_embedded(project):
 def test_confusion_is_summed_over_seeds(project):
     root, params, _, _, _ = project
     with contextlib.chdir(root):
-        cm, classes, seeds, dose = report.summed_confusion(params, "copy_paste", "all")
-        assert report.summed_confusion(params, "cutmix", "0") is None  # no such run here
+        figs = report.Figures(root / "figures")
+        cm, classes, seeds, dose = report.summed_confusion(params, "copy_paste", "all", figs)
+        assert report.summed_confusion(params, "cutmix", "0", figs) is None  # no such run here
+    assert list(figs.read.values()) == ["classify@copy_paste-0", "classify@copy_paste-1"]  # the runs summed
     runs = [
         json.loads((root / "reports" / "classify" / f"copy_paste-s{s}" / "metrics.json").read_text()) for s in (0, 1)
     ]

@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
-from evaluate_helpers import recon_metrics, write_params
+from evaluate_helpers import make_processed, recon_metrics, write_params, write_synthesizer
 from PIL import Image
 
 from pipeline import report
@@ -51,6 +53,37 @@ def test_a_stage_with_outputs_is_not_called_not_run(tmp_path):
     assert "No output (not run): pretrain, train_synth_ablation@no_pretrain" in intro
 
 
+def test_every_method_shown_is_named_with_the_stages_that_made_it(tmp_path):
+    """hybrid and generation images (no classify method either) are counted in the dataset table and drawn in the
+    grids: their augment stages, train_generation (whose generators drew the generation images) and train_synth
+    (whose network painted syndgan's and hybrid's) are in the provenance line, which names what was read only."""
+    from pipeline import augment
+
+    with contextlib.chdir(tmp_path):
+        make_processed(tmp_path / "data" / "processed")
+        write_synthesizer(tmp_path / "models" / "train_synth" / "synthesizer.pt")
+        params = load_params(write_params(tmp_path))
+        for method in ("copy_paste", "syndgan", "hybrid"):
+            augment.run(params, method)
+    # generation's output without training generators: copy_paste's images, listed unpaired as generation lists its
+    folder = tmp_path / "data" / "augmented"
+    shutil.copytree(folder / "copy_paste", folder / "generation")
+    manifest = pd.read_parquet(folder / "generation" / "manifest.parquet")
+    manifest.assign(method="generation", transform="[]").to_parquet(folder / "generation" / "manifest.parquet")
+    md = _report(tmp_path)
+    dataset, grids = _section(md, "Table 3"), _section(md, "Synthesized examples")
+    for label in ("Hybrid (copy-paste, SyNDGAN seam)", "Generation only (fine-tuned GAN)"):
+        assert f"w/ {label}" in dataset and f" | {label} | " in grids  # a table column, a grid column
+    line = next(p for p in md.split("\n## ")[0].splitlines() if p.startswith("Stages whose outputs"))
+    read, _, absent = line.removeprefix("Stages whose outputs this report read: ").partition(". No output (not run): ")
+    assert read.split(", ") == [
+        "rasterize", "train_synth", "train_generation",
+        "augment@copy_paste", "augment@syndgan", "augment@generation", "augment@hybrid",
+    ]  # fmt: skip
+    absent = absent.rstrip(".").split(", ")
+    assert "augment@none" in absent and "train_synth" not in absent  # a stage read is not called not run
+
+
 def test_ablation_row_shown_when_its_metrics_file_exists(tmp_path):
     """no_pretrain's metrics file is here, params no longer list it and evaluate did not include it."""
     folder = tmp_path / "metrics" / "train_synth_ablations"
@@ -85,7 +118,8 @@ def test_confusion_matrices_are_at_the_dose_chosen_on_val(tmp_path):
     caption = next(line for line in md.splitlines() if "each method at its dose chosen on val (" in line)
     assert "SyNDGAN (ours): dose 100, seeds [0, 1]" in caption and "dose 0" not in caption
     with contextlib.chdir(tmp_path):
-        cm, _, _, dose = report.summed_confusion(load_params(tmp_path / "params.yaml"), "syndgan", "100")
+        figs = report.Figures(tmp_path / "figures")
+        cm, _, _, dose = report.summed_confusion(load_params(tmp_path / "params.yaml"), "syndgan", "100", figs)
     assert dose == "100" and cm.tolist() == [[2, 2, 0], [2, 0, 0], [2, 0, 0]]  # the val-chosen dose's errors
 
 

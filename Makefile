@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test bench benchmark lint clean-venv serve ui ui-check deploy studio plots
+.PHONY: setup repro test bench benchmark lint clean-venv serve ui ui-check deploy studio plots gpu-pack gpu-check
 
 setup: $(STAMP)
 
@@ -28,6 +28,14 @@ repro: setup
 ## make test: same set-up, then the test suite
 test: setup
 	python -m pytest
+
+## make gpu-pack: .gpu/ for a GPU machine that reaches no network: a compact Magnetic Tile copy + the wheels it lacks
+gpu-pack: setup
+	python -m pipeline.gpu_check --pack
+
+## make gpu-check: ON the GPU machine (its own python3 with torch; carry .gpu): data/configs/gpu.yaml, timed per stage
+gpu-check:
+	python3 -m pipeline.gpu_check
 
 ## make bench: throughput numbers (ingest + rasterize on Magnetic Tile when present, GAN training, metrics)
 bench: setup

@@ -17,28 +17,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from syndgan.models.stylegan2 import (
-    EqualLinear,
-    MappedGenerator,
-    check_resolution,
-    check_skips,
-    normalize_2nd_moment,
-    truncate,
-)
+from syndgan.models.stylegan2 import EqualLinear, MappedGenerator, Mapping, check_resolution, check_skips
 
 
-class LinearMapping(nn.Module):
+class LinearMapping(Mapping):
+    """One linear layer, one W code."""
+
     def __init__(self, z_dim: int, w_dim: int, w_avg_beta: float = 0.995):
-        super().__init__()
-        self.z_dim, self.w_dim, self.num_ws, self.w_avg_beta = z_dim, w_dim, 1, w_avg_beta
+        super().__init__(z_dim, w_dim, 1, w_avg_beta)
         self.fc = EqualLinear(z_dim, w_dim)
-        self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z, c=None, truncation_psi: float = 1.0, truncation_cutoff: int | None = None, update_emas=False):
-        w = self.fc(normalize_2nd_moment(z.float()))
-        if update_emas:
-            self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, self.w_avg_beta))
-        return truncate(w.unsqueeze(1), self.w_avg, truncation_psi, truncation_cutoff)
+    def embed(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc(z)
 
 
 class NoiseInjection(nn.Module):

@@ -13,6 +13,7 @@ Output convention: linear (no tanh), trained towards [-1, 1]; clamp before displ
 
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -48,25 +49,40 @@ class EqualLinear(nn.Module):
         return F.leaky_relu(x, 0.2) * SQRT2 if self.activation else x
 
 
-class MappingNetwork(nn.Module):
-    """z -> w, broadcast to (B, num_ws, w_dim); truncation towards the tracked average ``w_avg``."""
+class Mapping(nn.Module, abc.ABC):
+    """What every generator's mapping shares: z -> w (``embed``, the subclass's layers), broadcast to
+    (B, num_ws, w_dim), and the tracked average ``w_avg`` that truncation pulls towards."""
+
+    def __init__(self, z_dim: int, w_dim: int, num_ws: int, w_avg_beta: float = 0.995):
+        super().__init__()
+        self.z_dim, self.w_dim, self.num_ws, self.w_avg_beta = z_dim, w_dim, num_ws, w_avg_beta
+        self.register_buffer("w_avg", torch.zeros(w_dim))
+
+    @abc.abstractmethod
+    def embed(self, z: torch.Tensor) -> torch.Tensor:
+        """z (normalized) -> w: each generator's own layers."""
+
+    def forward(self, z, c=None, truncation_psi: float = 1.0, truncation_cutoff: int | None = None, update_emas=False):
+        w = self.embed(normalize_2nd_moment(z.float()))
+        if update_emas:  # in fp32 whatever autocast made w of: the buffer is fp32
+            self.w_avg.copy_(w.detach().float().mean(0).lerp(self.w_avg, self.w_avg_beta))
+        return truncate(w.unsqueeze(1).repeat(1, self.num_ws, 1), self.w_avg, truncation_psi, truncation_cutoff)
+
+
+class MappingNetwork(Mapping):
+    """StyleGAN2's: an MLP with equalized lr and lr multiplier 0.01."""
 
     def __init__(
         self, z_dim: int, w_dim: int, num_ws: int, num_layers: int = 2, lr_mul: float = 0.01, w_avg_beta: float = 0.995
     ):
-        super().__init__()
-        self.z_dim, self.w_dim, self.num_ws, self.w_avg_beta = z_dim, w_dim, num_ws, w_avg_beta
+        super().__init__(z_dim, w_dim, num_ws, w_avg_beta)
         dims = [z_dim] + [w_dim] * num_layers
         self.net = nn.Sequential(
             *[EqualLinear(dims[i], dims[i + 1], lr_mul=lr_mul, activation=True) for i in range(num_layers)]
         )
-        self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z, c=None, truncation_psi: float = 1.0, truncation_cutoff: int | None = None, update_emas=False):
-        w = self.net(normalize_2nd_moment(z.float()))
-        if update_emas:
-            self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, self.w_avg_beta))
-        return truncate(w.unsqueeze(1).repeat(1, self.num_ws, 1), self.w_avg, truncation_psi, truncation_cutoff)
+    def embed(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
 
 
 def truncate(ws: torch.Tensor, w_avg: torch.Tensor, psi: float, cutoff: int | None) -> torch.Tensor:

@@ -6,7 +6,8 @@ into ``.dvc/tmp/`` and writes a journal, ``.syndgan/running/<stage>.json``, nami
 process. Any exception in the flow process (a failed stage, or the ``TerminationSignal`` Prefect raises on
 the SIGTERM of a cancel) stops DVC and restores at once. A process that dies without running Python
 (SIGKILL, a lost worker) leaves the journal: ``recover`` restores from it at the start of the next flow on
-the project and in the flows' cancellation and crash hooks.
+the project and in the flows' cancellation and crash hooks. Each restore is reported as one line (what was
+stopped and put back); the hooks end a cancelled or crashed run's log with it.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ def _journal_path(root: Path, stage: str) -> Path:
 
 
 class Guard:
-    """The journal of one running stage; ``started(pid)`` records the DVC process."""
+    """The journal of one running stage; ``started(pid)`` records the DVC process. ``restored``: after an
+    interruption, the one-line account of the restore (``restore``'s)."""
 
     def __init__(self, path: Path, journal: dict):
         self.path, self.journal = path, journal
+        self.restored: str | None = None
 
     def started(self, pid: int) -> None:
         self.journal["pid"] = pid
@@ -44,7 +47,12 @@ class Guard:
 
 @contextlib.contextmanager
 def guarded_stage(root: Path, stage: str, keep: Iterable[str], logger) -> Iterator[Guard]:
-    """Back up what a run of ``stage`` may break; restore it on any exception, forget it on success."""
+    """Back up what a run of ``stage`` may break; restore it on any exception, forget it on success.
+
+    The restore is logged, except on Prefect's ``TerminationSignal``: the caller reports that one (a cancel
+    says so in the task's final state, ``flows.stages.run_stage``) from ``guard.restored``."""
+    from prefect.exceptions import TerminationSignal
+
     scratch = root / ".dvc" / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="syndgan-backup-", dir=scratch))
@@ -63,9 +71,11 @@ def guarded_stage(root: Path, stage: str, keep: Iterable[str], logger) -> Iterat
     atomic_write_json(path, guard.journal)
     try:
         yield guard
-    except BaseException:
-        restore(root, guard.journal, logger)
+    except BaseException as e:
+        guard.restored = restore(root, guard.journal, logger)
         path.unlink()
+        if not isinstance(e, TerminationSignal):
+            logger.info("%s", guard.restored)
         raise
     path.unlink()
     shutil.rmtree(folder, ignore_errors=True)
@@ -95,16 +105,16 @@ def _tree(pid: int) -> list[int]:
     return tree
 
 
-def _stop(pid: int | None, logger, grace: float = 10.0) -> None:
+def _stop(pid: int | None, logger, grace: float = 10.0) -> bool:
     """Stop the DVC process of an interrupted stage and its children if they still run (a SIGKILLed flow
-    process leaves them orphaned, writing into the outputs about to be restored)."""
+    process leaves them orphaned, writing into the outputs about to be restored); whether any ran."""
     if pid is None or not _alive(pid):
-        return
+        return False
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     if " dvc repro " not in f" {cmdline} ".replace("-m dvc", "dvc"):
-        return  # the pid was reused by another program
+        return False  # the pid was reused by another program
     tree = _tree(pid)
-    logger.info("stopping the interrupted DVC process %d and its %d child process(es)", pid, len(tree) - 1)
+    logger.debug("stopping the interrupted DVC process %d and its %d child process(es)", pid, len(tree) - 1)
     for signum in (signal.SIGTERM, signal.SIGKILL):
         for p in tree:
             with contextlib.suppress(ProcessLookupError):
@@ -115,7 +125,8 @@ def _stop(pid: int | None, logger, grace: float = 10.0) -> None:
                 os.waitpid(pid, os.WNOHANG)  # reap DVC when it is this process's child
             time.sleep(0.1)
         if not any(_alive(p) for p in tree):
-            return
+            return True
+    return True
 
 
 def _release_dvc_locks(root: Path, logger) -> None:
@@ -133,25 +144,33 @@ def _release_dvc_locks(root: Path, logger) -> None:
     }
     if clean != {"read": lock.get("read", {}), "write": lock.get("write", {})}:
         atomic_write_json(path, clean)
-        logger.info("released the DVC locks the stopped process held")
+        logger.debug("released the DVC locks the stopped process held")
 
 
-def restore(root: Path, journal: dict, logger) -> None:
-    """Stop the stage's DVC process, then put back dvc.lock, the cached outputs and the copies."""
+def _shown(path: str, root: Path) -> str:
+    return os.path.relpath(path, root) if Path(path).is_relative_to(root) else path
+
+
+def restore(root: Path, journal: dict, logger) -> str:
+    """Stop the stage's DVC process, then put back dvc.lock, the cached outputs and the copies; returns what
+    was done, as one line (the steps themselves are logged at debug level)."""
     from flows.stages import DVC, subprocess_env
 
     stage = journal["stage"]
-    _stop(journal["pid"], logger)
+    stopped = _stop(journal["pid"], logger)
     _release_dvc_locks(root, logger)
     lock = str(root / "dvc.lock")
+    put_back = []
     for dst, copy in journal["pairs"]:
         if dst == lock:  # first: `dvc checkout` reads the lock
             shutil.copy2(copy, dst)
+            put_back.append("dvc.lock")
     proc = subprocess.run(
         [*DVC, "checkout", "--force", stage], cwd=root, env=subprocess_env(), capture_output=True, text=True
     )
     if proc.returncode == 0:
-        logger.info("restored the previous outputs of %s from the DVC cache", stage)
+        logger.debug("restored the previous outputs of %s from the DVC cache", stage)
+        put_back.append("the cached outputs")
     else:  # a stage that never succeeded has nothing to restore
         logger.warning("dvc checkout %s: %s", stage, " ".join((proc.stderr or proc.stdout).split())[:300])
     for dst, copy in journal["pairs"]:
@@ -163,31 +182,67 @@ def restore(root: Path, journal: dict, logger) -> None:
         elif target.exists() or target.is_symlink():
             target.unlink()
         shutil.move(copy, target)
-        logger.info("restored %s", target)
+        logger.debug("restored %s", target)
+        put_back.append(_shown(dst, root))
     shutil.rmtree(journal["backup"], ignore_errors=True)
+    what = f"restored {stage}'s previous outputs ({', '.join(put_back)})" if put_back else "nothing to restore"
+    return f"stopped {stage}'s DVC process, {what}" if stopped else what
 
 
-def recover(root: Path, logger) -> list[str]:
-    """Restore every stage an earlier flow process left half-run; the stages restored."""
+def recover(root: Path, logger, cause: str | None = None) -> list[str]:
+    """Restore every stage an earlier flow process left half-run, logging one line each (``cause``: how the
+    run ended, when known); returns those lines."""
     done = []
     for path in sorted((root / JOURNAL_DIR).glob("*.json")):
         journal = json.loads(path.read_text(encoding="utf-8"))
-        logger.warning(
-            "stage %s was interrupted (cancel, crash or kill): restoring its last good state", journal["stage"]
-        )
-        restore(root, journal, logger)
+        how = cause or f"stage {journal['stage']} was interrupted (cancel, crash or kill)"
+        line = f"{how}; {restore(root, journal, logger)}"
+        logger.warning("%s", line)
         path.unlink()
-        done.append(journal["stage"])
+        done.append(line)
     return done
 
 
+def _cancelled_stages(flow_run) -> list[str]:
+    """The final messages of the flow run's stage tasks that ended Cancelled: each says what it restored."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        TaskRunFilter,
+        TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])),
+            task_run_filter=TaskRunFilter(
+                state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.CANCELLED]))
+            ),
+        )
+    return [r.state.message for r in runs if r.state and r.state.message]
+
+
 def recovery_hook(flow, flow_run, state) -> None:
-    """Prefect ``on_cancellation`` / ``on_crashed`` hook: restore right away, not at the next run."""
+    """Prefect ``on_cancellation`` / ``on_crashed`` hook: restore right away, not at the next run, and end the
+    run's log with one line saying how it ended and what was restored (after Prefect's own lines)."""
     from prefect.logging.loggers import flow_run_logger
 
     from flows.stages import project_lock, project_root
 
     logger = flow_run_logger(flow_run, flow)
+    cancel = state.is_cancelling() or state.is_cancelled()
+    cause = "cancelled by the user" if cancel else f"the flow run crashed ({state.message or state.name})"
     root = project_root(flow_run.parameters.get("project_dir"))  # None: the flows' own default (cwd)
     with project_lock(root, logger):
-        recover(root, logger)
+        if recover(root, logger, cause):  # a process killed mid-stage: restored (and said) here
+            return
+    try:  # a stage interrupted in the flow's process restored itself and said so in its final state
+        done = _cancelled_stages(flow_run)
+    except Exception as e:  # the account is a courtesy: the restore itself is done
+        logger.debug("could not read the flow run's task states: %s", e)
+        done = []
+    line = done[-1] if done else f"{cause}; no stage was left half-run: the outputs are the last good ones"
+    (logger.info if cancel else logger.warning)("%s", line)

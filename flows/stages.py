@@ -7,7 +7,8 @@ line by line, into the task's Prefect log. Tasks never cache or persist results 
 DVC deletes a stage's outputs before running its command. When the command fails or the run is cancelled,
 ``run_stage`` puts the previous outputs back (``dvc checkout`` for cached outputs, a copy taken beforehand
 for ``cache: false`` ones such as metrics files); a killed process is repaired by the next flow
-(``flows.recovery``), so the last good artifacts and ``dvc.lock`` stay as they were.
+(``flows.recovery``), so the last good artifacts and ``dvc.lock`` stay as they were. A cancel ends the
+stage's task Cancelled, its message saying so and what was restored, instead of Prefect's "Crash detected!".
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +31,8 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import TerminationSignal
+from prefect.states import Cancelled, State
 
 from flows.recovery import guarded_stage
 from pipeline.config import load_params
@@ -145,23 +149,46 @@ def run_stage(
     logger.info("$ dvc %s", " ".join(cmd[3:]))
     start = time.monotonic()
     ran = []
-    with guarded_stage(root, stage, keep or [], logger) as guard:  # restores on failure and cancel
-        rc, tail = stream(
-            cmd,
-            root,
-            logger,
-            on_line=lambda line: line.startswith("Running stage ") and ran.append(line),
-            on_start=guard.started,
-        )
-        if rc != 0:  # the one-line error first: it is what the UI shows as the task's state message
-            summary = _failure_summary(tail)
-            logger.error("%s", summary)
-            raise StageFailed(f"{summary} (stage '{stage}', dvc exit code {rc})")
+    guard = None
+    try:
+        with guarded_stage(root, stage, keep or [], logger) as guard:  # restores on failure and cancel
+            rc, tail = stream(
+                cmd,
+                root,
+                logger,
+                on_line=lambda line: line.startswith("Running stage ") and ran.append(line),
+                on_start=guard.started,
+            )
+            if rc != 0:  # the one-line error first: it is what the UI shows as the task's state message
+                summary = _failure_summary(tail)
+                logger.error("%s", summary)
+                raise StageFailed(f"{summary} (stage '{stage}', dvc exit code {rc})")
+    except TerminationSignal:
+        if guard is None or guard.restored is None:
+            raise  # interrupted before the stage started: nothing of it to report
+        # Prefect raises the cancel's SIGTERM here. Let through, the task engine would log "Crash detected!"
+        # and end the task Crashed; a returned state is the task's final one, saying what happened in one line.
+        return Cancelled(message=f"{_termination_cause()}; {guard.restored}")
     if push:  # also when DVC skipped the stage: a retry after a failed push still pushes (cheap when present)
         rc, tail = stream([*DVC, "push", stage], root, logger)
         if rc != 0:
             raise StageFailed(f"{_failure_summary(tail)} (dvc push {stage}, exit code {rc})")
     return {"stage": stage, "ran": any(ran), "seconds": round(time.monotonic() - start, 2)}
+
+
+def _termination_cause() -> str:
+    """Why the flow process got SIGTERM: a cancel puts the flow run in Cancelling before the runner sends it."""
+    from prefect import get_client
+    from prefect.runtime import flow_run
+
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(flow_run.id).state
+    except Exception:  # no answer: say only what is known
+        state = None
+    if state is not None and (state.is_cancelling() or state.is_cancelled()):
+        return "cancelled by the user"
+    return "stopped by a termination signal (SIGTERM)"
 
 
 def run_stages(
@@ -186,7 +213,10 @@ def run_stages(
     results = []
     for name in names:
         keep = [str(o.path) for o in graph.stages[name].outs if not o.cached and not o.persist]
-        results.append(task_(str(root), name, force=name in forced, keep=keep, pull=pull, push=push))
+        result = task_(str(root), name, force=name in forced, keep=keep, pull=pull, push=push)
+        if isinstance(result, State):  # the stage absorbed the cancel's signal (run_stage): end the run as
+            raise TerminationSignal(signal.SIGTERM)  # Prefect does (Cancelled, cancellation hooks)
+        results.append(result)
         if after_each is not None:
             after_each(name, results)
     return results

@@ -29,9 +29,12 @@ from pipeline.config import Params
 from syndgan.augment import check_provenance, create_method
 from syndgan.classify import (
     classification_metrics,
+    dose_dir,
     load_real,
     load_synthetic,
+    model_path,
     predict,
+    run_name,
     select_dose,
     train_classifier,
 )
@@ -42,10 +45,6 @@ from syndgan.io import atomic_dir
 log = logging.getLogger("syndgan.classify")
 
 RESUME_DIR = RESUME_ROOT / "classify"
-
-
-def run_name(method: str, seed: int) -> str:
-    return f"{method}-s{seed}"
 
 
 def read_augment_info(aug_dir: Path, method: str, dataset: ProcessedDataset) -> dict:
@@ -138,7 +137,7 @@ def run(params: Params, method: str, seed: int) -> dict:
                 }
             )
             results["doses"][key] = metrics
-            d = tmp_out / f"dose-{key}"
+            d = dose_dir(tmp_out, key)
             d.mkdir()
             pd.DataFrame(result.history).to_csv(d / "history.csv", index=False)
             pd.DataFrame(metrics["confusion"], index=names, columns=names).rename_axis("actual").to_csv(
@@ -155,7 +154,7 @@ def run(params: Params, method: str, seed: int) -> dict:
                         "seed": seed,
                         "dose": key,
                     },
-                    d / "model.pt",
+                    model_path(tmp_out, key),  # where the studio's find_scorer looks for none's
                 )
             pd.DataFrame(
                 {

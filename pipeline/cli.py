@@ -72,14 +72,22 @@ def _mask_mode(img):
     return img
 
 
-def _require_checkpoint(path: Path) -> None:
-    """A clone has no models until the pipeline ran: say how to make one, not just that it is missing."""
+def _require_checkpoint(given: Path | None) -> Path:
+    """The checkpoint to load: ``--checkpoint``, else the pipeline's. A clone has no models until the pipeline
+    ran: for the default say how to make one; for a given path, that it is not there (a typo, not a build)."""
+    if given is not None:
+        if not given.is_file():
+            problem = "a folder, not a checkpoint file" if given.is_dir() else "no such file"
+            raise DataError(given, f"{problem} (given as --checkpoint)")
+        return given
+    path = Path(DEFAULT_CHECKPOINT)
     if not path.is_file():
         raise DataError(
             path,
             "checkpoint not found: build it with `make repro` (or `dvc repro train_synth`), "
             "fetch it with `dvc pull train_synth` from the team's DVC remote, or pass --checkpoint",
         )
+    return path
 
 
 def cmd_synthesize(args: argparse.Namespace) -> None:
@@ -90,7 +98,7 @@ def cmd_synthesize(args: argparse.Namespace) -> None:
         raise DataError(
             args.out, f"output must end in {', '.join(OUT_SUFFIXES)}, got {args.out.suffix or 'no suffix'!r}"
         )
-    _require_checkpoint(args.checkpoint)
+    args.checkpoint = _require_checkpoint(args.checkpoint)
     synth = Synthesizer.from_checkpoint(args.checkpoint, device=args.device)
     image = _image_mode(_open_image(args.image, "image"))
     mask = _mask_mode(_open_image(args.mask, "mask"))
@@ -105,7 +113,7 @@ def cmd_synthesize(args: argparse.Namespace) -> None:
 def cmd_info(args: argparse.Namespace) -> None:
     from syndgan.models.snapshots import check_synthesizer, load_checkpoint
 
-    _require_checkpoint(args.checkpoint)
+    args.checkpoint = _require_checkpoint(args.checkpoint)
     state = check_synthesizer(load_checkpoint(args.checkpoint), args.checkpoint)
     gen = state["generator"]
     print(f"checkpoint: {args.checkpoint}")
@@ -126,7 +134,7 @@ def cmd_studio(args: argparse.Namespace) -> None:
     from pipeline.config import load_user_params
     from pipeline.studio import build_studio, serve
 
-    _require_checkpoint(args.checkpoint)
+    args.checkpoint = _require_checkpoint(args.checkpoint)
     studio = build_studio(
         load_user_params(args.params),
         args.checkpoint,
@@ -144,7 +152,7 @@ EPILOGS = {"synthesize": MASK_HELP}
 
 
 def _synthesize_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", type=Path, default=Path(DEFAULT_CHECKPOINT), help=f"default: {DEFAULT_CHECKPOINT}")
+    p.add_argument("--checkpoint", type=Path, default=None, help=f"default: {DEFAULT_CHECKPOINT}")
     p.add_argument("--image", type=Path, required=True, help="normal image (any size)")
     p.add_argument("--mask", type=Path, required=True, help="label map or class-coloured map, same size (below)")
     p.add_argument("--out", type=Path, required=True, help="output image: .png, .jpg or .jpeg (format by suffix)")
@@ -153,11 +161,11 @@ def _synthesize_args(p: argparse.ArgumentParser) -> None:
 
 
 def _info_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", type=Path, default=Path(DEFAULT_CHECKPOINT), help=f"default: {DEFAULT_CHECKPOINT}")
+    p.add_argument("--checkpoint", type=Path, default=None, help=f"default: {DEFAULT_CHECKPOINT}")
 
 
 def _studio_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", type=Path, default=Path(DEFAULT_CHECKPOINT), help=f"default: {DEFAULT_CHECKPOINT}")
+    p.add_argument("--checkpoint", type=Path, default=None, help=f"default: {DEFAULT_CHECKPOINT}")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=STUDIO_PORT, help=f"default: {STUDIO_PORT}")
     p.add_argument(

@@ -17,6 +17,7 @@ import yaml
 
 from pipeline.config_augment import AugmentConfig
 from pipeline.typed_yaml import convert, hints
+from syndgan.classify.paths import NO_IMAGES_KEY
 from syndgan.classify.settings import ClassifierSettings, SyntheticUse, dose_key
 from syndgan.data.demo import DemoSettings
 from syndgan.errors import ConfigError
@@ -204,12 +205,13 @@ class ClassifyConfig:
     plots: str = "plots/classify"  # <plots>/<method>-s<seed>/dose-<dose>.csv (confusion plots)
     metrics: str = "metrics/classify.json"  # mean +- std over seeds per method and dose
     table: str = "metrics/classify_table"  # <table>.md and <table>.csv
+    verdict: str = "metrics/classify_verdict.json"  # the winner on val, its test gap over none, beyond the noise?
 
     def runs_of(self, makes_images: bool) -> list[tuple[str, int | str, SyntheticUse]]:
         """(key, dose, rule) of every run a method gets: doses x rules for methods that make images; one run
         (dose 0, the default rule) for training-time methods."""
         if not makes_images:
-            return [("0", 0, SyntheticUse())]
+            return [(NO_IMAGES_KEY, 0, SyntheticUse())]
         return [(dose_key(d, u), d, u) for d in self.doses for u in self.synthetic]
 
 
@@ -275,6 +277,7 @@ class ScarcityConfig:
     plot: str = "plots/scarcity.csv"  # macro-F1 against k per method (DVC plots)
     figure: str = "scarcity.png"  # the same with std bands
     table: str = "scarcity.md"
+    verdicts: str = "verdicts.json"  # per k: the method won on val, its gap over none, beyond the noise?
 
 
 @dataclass

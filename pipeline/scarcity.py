@@ -92,12 +92,17 @@ def write_project(params_files: list[Path], workdir: Path, ks: list | None = Non
     runs = _cells(params)
     agg = {
         "cmd": "python -m pipeline.scarcity --aggregate",
-        "deps": [f"{k_dir(k)}/{c.metrics}" for k in sc.ks]
+        "deps": [f"{k_dir(k)}/{f}" for k in sc.ks for f in (c.metrics, c.verdict)]
         + [f"{k_dir(k)}/{params.report.out}/report.html" for k in sc.report_ks]  # so that repro builds them
         + runs
         + [str(ROOT / "pipeline/scarcity.py"), str(ROOT / "syndgan/classify/scarcity.py")],
         "params": ["scarcity", "classify.methods", "classify.seeds"],
-        "outs": [{sc.records: {"cache": False}}, {sc.table: {"cache": False}}, {sc.figure: {"cache": False}}],
+        "outs": [
+            {sc.records: {"cache": False}},
+            {sc.table: {"cache": False}},
+            {sc.figure: {"cache": False}},
+            {sc.verdicts: {"cache": False}},
+        ],  # fmt: skip
         "metrics": [{sc.summary: {"cache": False}}],
         "plots": [{sc.plot: {"x": "k_index", "y": "macro_f1", "title": "test macro-F1 against k", "cache": False}}],
     }
@@ -108,7 +113,7 @@ def write_project(params_files: list[Path], workdir: Path, ks: list | None = Non
 
 def aggregate(params: Params) -> dict:
     """Stage ``scarcity`` (run in the benchmark folder): records, summary, table, plot data, figure."""
-    from syndgan.classify.scarcity import figure, markdown, plot_rows, records_from_runs, summarize
+    from syndgan.classify.scarcity import figure, markdown, plot_rows, records_from_runs, summarize, verdict_lines
 
     sc, c = params.scarcity, params.classify
     records = []
@@ -123,9 +128,11 @@ def aggregate(params: Params) -> dict:
                 runs.append(read_json(path))
         records += records_from_runs(sc.dataset, k, runs, selected)
     summary = summarize(records)
+    verdicts = {f"k={k}": read_json(params.resolve(k_dir(k)) / c.verdict) for k in sc.ks}
     atomic_write_json(params.resolve(sc.records), records)
     atomic_write_json(params.resolve(sc.summary), summary)
-    table = markdown(summary, sc.dataset)
+    atomic_write_json(params.resolve(sc.verdicts), verdicts)
+    table = "\n".join([markdown(summary, sc.dataset), "Verdict per k:", "", *verdict_lines(verdicts), ""])
     atomic_write_text(params.resolve(sc.table), table)
     import pandas as pd
 
@@ -254,7 +261,7 @@ def publish(workdir: Path, out: Path) -> None:
     ``params/k<k>.yaml``; one covering only some writes ``params/k<k>-<its methods>.yaml`` beside it."""
     import shutil
 
-    from syndgan.classify.scarcity import figure, k_order, markdown, summarize
+    from syndgan.classify.scarcity import figure, k_order, markdown, summarize, verdict_lines
 
     params = load_params(workdir / "params.yaml")
     sc, c = params.scarcity, params.classify
@@ -296,6 +303,12 @@ def publish(workdir: Path, out: Path) -> None:
             for name in ("report.md", "report.html"):
                 shutil.copyfile(src / name, tmp / name)
     summary = summarize(records)
+    verdicts = {
+        **(read_json(out / sc.verdicts, required=False) or {}),
+        **(read_json(workdir / sc.verdicts, required=False) or {}),
+    }
+    verdicts = {key: verdicts[key] for key in summary if key in verdicts}  # in k order
+    atomic_write_json(out / sc.verdicts, verdicts)
     atomic_write_json(out / "scarcity.json", records)
     atomic_write_json(out / "runs.json", history)
     figure(summary, out / "scarcity.png", sc.dataset)
@@ -310,6 +323,11 @@ def publish(workdir: Path, out: Path) -> None:
         " `params/` (`k<k>-<methods>.yaml`: a run that redid or added only those methods at k).",
         "",
         markdown(summary, sc.dataset),
+        "What to do with k defect images per class (the method chosen on val against `none`, with the noise of"
+        " the seeds and of the test set: `verdicts.json`; a k without a line ran before verdicts were kept):",
+        "",
+        *verdict_lines(verdicts),
+        "",
         "![macro-F1 against k](scarcity.png)",
         "",
         "What ran (2 CPU cores; wall time of the benchmark invocations with that code):",

@@ -150,7 +150,6 @@ def build_studio(
     from pipeline.ingest import sources_from_params
     from pipeline.rasterize import class_table
     from syndgan.data.processed import read_dataset_info
-    from syndgan.studio.core import find_scorer
 
     manifest_path = params.resolve(params.ingest.out) / "manifest.parquet"
     manifest = pd.read_parquet(manifest_path) if manifest_path.is_file() else None
@@ -170,9 +169,27 @@ def build_studio(
         store,
         params.resolve(out),
         channels=channels,
-        scorer=None if no_scorer else find_scorer(Path.cwd(), scorer, params.resolve(params.pretrain.out)),
+        scorer=None if no_scorer else project_scorer(params, scorer),
         device=device,
     )
+
+
+def project_scorer(params: Params, explicit: str | Path | None = None):
+    """The studio's quality scorer: ``explicit``, else the classifier `classify` saves for method none and the
+    first of classify.seeds, else the pretraining discriminator (None without either)."""
+    from syndgan.classify import real_data_model
+    from syndgan.quality.scorers import ClassifierScorer
+    from syndgan.studio.core import find_scorer
+
+    out, seed = params.resolve(params.classify.out), params.classify.seeds[0]
+    scorer = find_scorer(out, explicit, params.resolve(params.pretrain.out), seed=seed)
+    if not explicit and not isinstance(scorer, ClassifierScorer):
+        log.info(
+            "no real-data classifier at %s (classify.save_model: true and `dvc repro classify` write it): %s",
+            real_data_model(out, seed),
+            f"scores are {scorer.name}" if scorer else "no quality score",
+        )
+    return scorer
 
 
 def serve(studio: Studio, host: str = "127.0.0.1", port: int = STUDIO_PORT) -> None:

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -265,6 +266,10 @@ def test_end_to_end_augment_classify_aggregate(tiny_dir, tmp_path, monkeypatch, 
     assert set(agg) == {"none", "cutmix", "copy_paste"} and set(agg["copy_paste"]) == {"2", "all"}
     assert 0 <= agg["none"]["0"]["total_accuracy"]["mean"] <= 1
     assert "copy_paste" in (tmp_path / "metrics/classify_table.md").read_text()
+    v = json.loads((tmp_path / "metrics/classify_verdict.json").read_text())  # the winner on val, against noise
+    assert v["winner"] in ("cutmix", "copy_paste") and v["test_images"] == none["doses"]["0"]["n"]
+    assert v["bootstrap_95"][0] <= v["test_gap"] <= v["bootstrap_95"][1] and v["sentence"].endswith(").")
+    assert v["sentence"] in (tmp_path / "metrics/classify_table.md").read_text()
     # a synthetic image derived from a test image is refused before any training
     man_path = tmp_path / "augmented/copy_paste/manifest.parquet"
     man = pd.read_parquet(man_path)
@@ -280,6 +285,38 @@ def test_end_to_end_augment_classify_aggregate(tiny_dir, tmp_path, monkeypatch, 
     aug_info.write_text(json.dumps({**json.loads(aug_info.read_text()), "k_shot": 1}))
     assert classify.main(["--method", "none", "--seed", "0"]) == 1
     assert "made for k_shot=1 (seed 0), but the processed data's train pool has k_shot=None" in capsys.readouterr().err
+
+
+def test_the_studio_scores_with_the_classifier_classify_saves(tiny_dir, tmp_path, monkeypatch):
+    """With the project's classify.doses and save_model, the `none` run's model.pt is the studio's scorer."""
+    from pipeline import augment, classify
+    from pipeline.config import load_params
+    from pipeline.studio import project_scorer
+    from syndgan.quality.scorers import ClassifierScorer
+
+    project = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["classify"]
+    monkeypatch.chdir(tmp_path)
+    classes = {c["name"]: c["color"] for c in json.loads((tiny_dir / "dataset.json").read_text())["classes"]}
+    params = {
+        "rasterize": {"out": str(tiny_dir)},
+        "ingest": {"classes": classes, "out": str(tiny_dir.parent / "interim")},
+        "augment": {"out": "augmented"},
+        "classify": {
+            "methods": ["none"],
+            "seeds": [0],
+            "doses": project["doses"],
+            "save_model": project["save_model"],
+            "train": {"resolution": 32, "batch_size": 4, "steps": 2, "epochs": None, "pretrained": False},
+        },
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert augment.main(["--method", "none"]) == 0
+    assert classify.main(["--method", "none", "--seed", "0"]) == 0
+    scorer = project_scorer(load_params("params.yaml"))
+    saved = list((tmp_path / "reports/classify").rglob("model.pt"))
+    assert isinstance(scorer, ClassifierScorer) and [Path(scorer.source)] == saved
+    run = json.loads((tmp_path / "reports/classify/none-s0/metrics.json").read_text())
+    assert scorer.classes == run["classes"] and list(run["doses"]) == ["0"]
 
 
 def test_onecycle_schedule_matches_torch():

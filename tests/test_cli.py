@@ -78,17 +78,24 @@ def test_console_script(files):
     assert Image.open(out).size == (50, 40)
 
 
-def test_refused_output_suffix_and_missing_checkpoint_say_what_to_do(files, capsys):
+def test_refused_output_suffix_and_missing_checkpoint_say_what_to_do(files, capsys, monkeypatch, tmp_path):
     d, ckpt, _ = files
     io = ["--image", str(d / "normal.png"), "--mask", str(d / "mask.png")]
     assert main(["synthesize", "--checkpoint", str(ckpt), *io, "--out", str(d / "x.txt")]) == 1
     err = capsys.readouterr().err
     assert "x.txt: output must end in .png, .jpg, .jpeg, got '.txt'" in err and "\n" not in err.strip()
     assert not (d / "x.txt").exists()
+    monkeypatch.chdir(tmp_path)  # a clone before the pipeline ran: no models/
     for cmd in (["synthesize", *io, "--out", str(d / "y.png")], ["info"], ["studio"]):
-        assert main([*cmd, "--checkpoint", str(d / "none.pt")]) == 1
+        assert main(cmd) == 1  # the default checkpoint: how to make one
         err = capsys.readouterr().err
-        assert "none.pt: checkpoint not found: build it with `make repro`" in err and "dvc pull" in err
+        assert "models/train_synth/synthesizer.pt: checkpoint not found: build it with `make repro`" in err
+        assert "dvc pull" in err and "\n" not in err.strip()
+        assert main([*cmd, "--checkpoint", str(d / "none.pt")]) == 1  # a path given: it is not there
+        err = capsys.readouterr().err
+        assert "none.pt: no such file (given as --checkpoint)" in err and "make repro" not in err
+        assert main([*cmd, "--checkpoint", str(d)]) == 1
+        assert "a folder, not a checkpoint file (given as --checkpoint)" in capsys.readouterr().err
     assert not (d / "y.png").exists()
 
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_flows import _run, prefect_server  # noqa: F401 (fixture)
+from test_flows import _logs, _run, _wait, prefect_server  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -173,6 +173,14 @@ def test_cancel_from_the_api_of_a_served_run_restores_everything(built):
         assert list((root / ".syndgan/running").glob("*.json")) == []
         assert {p: (root / p).read_bytes() for p in KEPT} == before
         assert _gone(stage_pid)
+        # the log says so in one line of ours, the last but Prefect's "Hook ... finished": no "Crash detected!"
+        said = "restored slow's previous outputs (dvc.lock, the cached outputs, metrics/m.json, plots/p.csv)"
+        lines = _wait(lambda: (text := _logs(run.id)).count(said) == 2 and text.splitlines(), timeout=30)
+        assert lines and not [line for line in lines if "Crash detected" in line or "Crashed" in line]
+        last = [line for line in lines if not line.startswith("Hook ")][-1]
+        assert last.startswith("cancelled by the user; ") and last.endswith(said)
+        # ... and the stage's task ends Cancelled with it (the other one of the two)
+        assert [line for line in lines if said in line][0].startswith('Finished in state Cancelled("cancelled by')
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=60)

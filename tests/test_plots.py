@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +36,68 @@ def test_every_plot_names_its_axes_and_title():
     confusion = [props for _, _, props in entries if props.get("template") == "confusion"]
     # the report's matrices have actual as rows and predicted as columns: the same here
     assert confusion and all((p["x"], p["y"]) == ("predicted", "actual") for p in confusion)
+    # a folder (a CSV per class, per dose) is one chart per file under one title: {file} tells them apart
+    folders = [(where, p["title"]) for where, path, p in entries if where != "plots" and not _resolved(path).suffix]
+    assert len(folders) >= 2 and all("{file}" in title for _, title in folders), folders
+
+
+def _resolved(path: str) -> Path:
+    """A dvc.yaml path with its ``${...}`` filled from params.yaml (a foreach / matrix item: a placeholder)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+
+    def value(m: re.Match) -> str:
+        if m.group(1).startswith(("item.", "key")):
+            return "x"
+        v = params
+        for k in m.group(1).split("."):
+            v = v[k]
+        return str(v)
+
+    return Path(re.sub(r"\$\{([^}]+)\}", value, path))
+
+
+def _titles(page: Path) -> list[str]:
+    """The title of every chart of a page ``render`` wrote, in page order."""
+    specs = re.findall(r"vegaEmbed\('#[^']+', (.*?)\);</script>", page.read_text(encoding="utf-8"))
+    return [(t["text"] if isinstance(t := json.loads(s)["title"], dict) else t) for s in specs]
+
+
+PLOTS_YAML = """
+stages:
+  gen:
+    cmd: "true"
+    plots:
+      - plots/gen:
+          title: "gen: loss, class {file}"
+          x: step
+          y: loss
+          cache: false
+      - plots/fid.csv:
+          title: "gen: FID"
+          x: step
+          y: fid
+          cache: false
+"""
+
+
+def test_a_folder_of_plots_titles_each_chart_by_its_file(tmp_path):
+    (tmp_path / "dvc.yaml").write_text(PLOTS_YAML)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "plots/gen").mkdir(parents=True)
+    for name in ("bump", "dose-all"):
+        (tmp_path / f"plots/gen/{name}.csv").write_text("step,loss\n1,0.5\n2,0.25\n")
+    (tmp_path / "plots/fid.csv").write_text("step,fid\n1,90\n")
+    titles = _titles(render(tmp_path, "page"))
+    assert sorted(titles) == ["gen: FID", "gen: loss, class bump", "gen: loss, class dose-all"]
+
+
+def test_the_project_charts_are_titled_apart(tmp_path):
+    """Every chart of `make plots` on this project (its committed plot files) has a title of its own."""
+    titles = _titles(render(ROOT, tmp_path / "page"))
+    assert len(titles) >= 5 and len(set(titles)) == len(titles), sorted(titles)
+    assert "train_generation: generator loss, class bump" in titles
+    assert "classify none, seed 0: test confusion, dose-0" in titles
+    assert not [t for t in titles if "{file}" in t]
 
 
 def _charts_offline(browser: Browser, page: Path, timeout: float) -> int:
@@ -80,5 +144,10 @@ def test_plots_page_renders_with_networking_off(tmp_path):
         assert len(sizes) == n_plots and min(sizes) > 100 * 100  # drawn charts, not empty boxes
         titles = browser.eval(f"{charts}.map(c => c.querySelector('.role-title-text').textContent)")
         assert "pretrain: generator loss" in titles and "pretrain: discriminator loss" in titles
+        # each chart shows its own title (a faceted confusion matrix draws its facet header "rev" first)
+        drawn = browser.eval(f"{charts}.map(c => [...c.querySelectorAll('.role-title-text')].map(t => t.textContent))")
+        expected = _titles(index)
+        assert len(set(expected)) == n_plots and all(t in texts for t, texts in zip(expected, drawn, strict=True))
+        assert "train_generation: generator loss, class bump" in expected
     finally:
         browser.close()

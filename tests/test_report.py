@@ -17,6 +17,7 @@ from PIL import Image
 from pipeline import report
 from pipeline.config import load_params
 from syndgan.classify import aggregate_runs, classification_metrics
+from syndgan.classify.verdict import sentence, verdict
 
 NAMES = ["normal", "bump", "dust"]
 METHODS = ["none", "copy_paste", "syndgan"]
@@ -63,11 +64,12 @@ def fake_evaluation(rng) -> dict:
 
 
 def write_classify(root, rng, seeds=(0, 1)) -> dict:
-    runs = []
+    runs, preds = [], {}
     for method in METHODS:
         for seed in seeds:
             y = rng.integers(0, 3, 30).tolist()
             pred = [t if rng.random() < 0.7 else int(rng.integers(0, 3)) for t in y]
+            preds.setdefault(method, []).append((y, pred))
             m = {**classification_metrics(y, pred, NAMES), "val_macro_f1": float(rng.random())}
             dose = "0" if method == "none" else "all"
             folder = root / "reports" / "classify" / f"{method}-s{seed}"
@@ -77,6 +79,9 @@ def write_classify(root, rng, seeds=(0, 1)) -> dict:
             runs.append({"method": method, "seed": seed, "dose": dose, **m})
     agg = aggregate_runs(runs)
     (root / "metrics" / "classify.json").write_text(json.dumps(agg, sort_keys=True))
+    chosen = {m: next(s for s in doses.values() if s["selected"]) for m, doses in agg.items()}
+    judged = verdict(chosen, preds, len(NAMES))
+    (root / "metrics" / "classify_verdict.json").write_text(json.dumps({**judged, "sentence": sentence(judged)}))
     return agg
 
 
@@ -198,6 +203,8 @@ def test_numbers_equal_the_input_jsons(project):
     assert row[3:6] == [pct(s["per_class_accuracy"][c]) for c in NAMES]
     assert row[6:9] == [pct(s["total_accuracy"]), pct(s["macro_f1"]), pct(s["defect_recall"])]
     assert pct(s["total_accuracy"]) in html
+    verdict_doc = json.loads((root / "metrics" / "classify_verdict.json").read_text())
+    assert f"**Verdict.** {verdict_doc['sentence']}" in _section(md, "Table 4")  # the table ends with the winner
     # Table 3: train pool + synthetic images per method, counted from the augment manifests
     manifest = pd.read_parquet(root / "data" / "augmented" / "copy_paste" / "manifest.parquet")
     added = int((manifest["label"] == "bump").sum())

@@ -66,6 +66,11 @@ def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path, capsys):
     assert summary["k=1"]["none"]["val_macro_f1"]["mean"] == pytest.approx(records[0]["val_macro_f1"], abs=0.01)
     assert (work / "scarcity.png").stat().st_size > 1000
     assert "| 1 | copy_paste |" in (work / "scarcity.md").read_text()
+    verdicts = json.loads((work / "verdicts.json").read_text())  # per k: what to use, against the noise
+    assert set(verdicts) == {"k=1", "k=all"} and all(
+        v["winner"] in ("copy_paste", "syndgan") for v in verdicts.values()
+    )
+    assert "- k = all: " in (work / "scarcity.md").read_text()
     plot = (work / "plots" / "scarcity.csv").read_text().splitlines()
     assert plot[0] == "k_index,k,method,macro_f1,macro_f1_std" and len(plot) == 1 + 6
     assert "Running stage 'kall/dvc.yaml:report'" in log and "Running stage 'k1/dvc.yaml:report'" not in log
@@ -83,6 +88,8 @@ def test_benchmark_grid_through_dvc_resumes_finished_cells(tmp_path, capsys):
     assert json.loads((report / "scarcity.json").read_text()) == k1 + earlier[:3] + records[len(k1) :]
     readme = (report / "README.md").read_text()
     assert "Scarcity benchmark: tiny" in readme and "| all | syndgan |" in readme and "| 5 | none |" in readme
+    assert json.loads((report / "verdicts.json").read_text()) == verdicts  # k = 5 ran before verdicts: no line
+    assert "- k = 1: " in readme and "- k = all: " in readme and "- k = 5: " not in readme
     run = json.loads((work / "runs.json").read_text())[-1]
     assert run["code"].split()[0] in git_version(scarcity.ROOT)
     assert (

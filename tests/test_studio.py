@@ -201,17 +201,18 @@ def test_wrong_checkpoints_and_held_out_saves_are_refused(project, one_thread): 
 def test_a_real_data_classifier_scores_each_result(project, tmp_path, one_thread):  # noqa: F811
     import torch
 
+    from syndgan.classify import real_data_model
     from syndgan.classify.train import create_classifier
     from syndgan.errors import DataError
     from syndgan.studio.core import ClassifierScorer, find_scorer
 
     torch.manual_seed(0)
     model = create_classifier("tf_efficientnet_lite0", 3, pretrained=False)
-    path = tmp_path / "reports/classify/none-s0/dose-all/model.pt"
+    path = real_data_model(tmp_path / "reports/classify")  # where classify saves it (test_classify runs it)
     path.parent.mkdir(parents=True)
     torch.save({"model": model.state_dict(), "arch": "tf_efficientnet_lite0", "classes": ["normal", "bump", "dust"],
-                "resolution": 32, "method": "none", "seed": 0, "dose": "all"}, path)  # fmt: skip
-    scorer = find_scorer(tmp_path)  # the project's real-data classifier, found where classify writes it
+                "resolution": 32, "method": "none", "seed": 0, "dose": "0"}, path)  # fmt: skip
+    scorer = find_scorer(tmp_path / "reports/classify")  # the project's real-data classifier
     assert scorer is not None and "none-s0" in scorer.name
     studio = make_studio(project)
     studio.scorer = scorer

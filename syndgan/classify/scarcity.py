@@ -73,6 +73,13 @@ def summarize(records: Sequence[dict]) -> dict:
     return out
 
 
+def verdict_lines(verdicts: dict) -> list[str]:
+    """What a user with k defect images per class should do, one line per k (``syndgan.classify.verdict``)."""
+    from syndgan.classify.verdict import sentence
+
+    return [f"- k = {k.removeprefix('k=')}: {sentence(v)}" for k, v in verdicts.items()]
+
+
 def markdown(summary: dict, dataset: str) -> str:
     head = ["k", "method", "dose (val)", "seeds", "macro-F1", "total", "defect recall", "normal recall"]
     lines = [

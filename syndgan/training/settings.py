@@ -151,7 +151,7 @@ class SynthSettings:
     # losses (eq. 2)
     w_l1: float = 1.0  # eq. 3
     # L1 over the painted region only (not in the paper): the whole-image L1 hardly sees a defect of ~1 % of the
-    # pixels. Lever 1b of issue 12; screened at 1.0 on Magnetic Tile without a gain, so off (README).
+    # pixels. Lever 1b of issue 12; screened at 1.0 on Magnetic Tile without a gain, so off (docs/levers.md).
     w_l1_region: float = 0.0
     w_adv: float = 0.05  # eq. 4
     w_perceptual: float = 1.0  # eq. 5 (LPIPS-VGG, or the EfficientNet distance without VGG weights)

@@ -3,8 +3,9 @@ drawn defect with a checkpoint, score them, save the accepted ones as LabelMe fi
 
 Quality score (``syndgan.quality.scorers``, shared with the augment stage's quality gate): a real-data
 classifier's confidence in the intended class. The ``classify`` stage's ``none`` method is trained on real
-images only; its ``model.pt`` (``classify.save_model``) gives P(class | image) for the whole image at its
-resolution. Without one, the pretraining discriminator's realism; without that, "no scorer".
+images only; its ``model.pt`` (``classify.save_model``; ``syndgan.classify.real_data_model`` names it for
+the stage and for ``find_scorer``) gives P(class | image) for the whole image at its resolution. Without
+one, the pretraining discriminator's realism; without that, "no scorer".
 
 Every request is validated completely before anything runs or is written; a refused request raises
 ``StudioError`` (``"<field>: <problem>"``). Results live in memory until saved; saving writes the
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from syndgan.classify.paths import real_data_model
 from syndgan.data.rasterize import colorize
 from syndgan.errors import DataError
 from syndgan.io import atomic_save_image, atomic_write_json
@@ -252,15 +254,19 @@ class Studio:
 
 # --------------------------------------------------------------------------- quality score
 
-DEFAULT_CLASSIFIER = "reports/classify/none-s0/dose-all/model.pt"  # real data only: no synthetic bias
 
-
-def find_scorer(project: Path, explicit: str | Path | None = None, pretrain_dir: str | Path | None = None):
-    """The given classifier (errors if unusable), else the project's real-data classifier, else the
-    pretraining discriminator (``<pretrain_dir>/discriminator.pt``), else None."""
+def find_scorer(
+    classify_out: str | Path,
+    explicit: str | Path | None = None,
+    pretrain_dir: str | Path | None = None,
+    seed: int = 0,
+):
+    """The given classifier (errors if unusable), else the real-data classifier the classify stage saved under
+    ``classify_out`` (method ``none``, ``seed``), else the pretraining discriminator
+    (``<pretrain_dir>/discriminator.pt``), else None."""
     if explicit:
         return ClassifierScorer.from_file(explicit)
-    path = Path(project) / DEFAULT_CLASSIFIER
+    path = real_data_model(classify_out, seed)
     if path.is_file():
         return ClassifierScorer.from_file(path)
     if pretrain_dir is not None:

@@ -25,9 +25,9 @@ $(STAMP): pyproject.toml
 repro: setup
 	dvc repro
 
-## make test: same set-up, then the test suite
+## make test: same set-up, then the test suite, one worker per core (a test file stays on one worker)
 test: setup
-	python -m pytest
+	python -m pytest -n auto --dist loadfile
 
 ## make gpu-pack: .gpu/ for a GPU machine that reaches no network: a compact Magnetic Tile copy + the wheels it lacks
 gpu-pack: setup

@@ -10,6 +10,26 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# --------------------------------------------------------------------------- the project's own DVC folder
+
+
+@pytest.fixture
+def project_dvc():
+    """Held by tests that run DVC in this checkout (not a copy): under ``pytest -n`` two of them at once could
+    meet DVC's repo lock ("Unable to acquire lock"), so they take turns across workers."""
+    import fcntl
+    import tempfile
+
+    root = Path(__file__).resolve().parent.parent
+    lock = Path(tempfile.gettempdir()) / f"syndgan-tests-{zlib.crc32(str(root).encode()):08x}.lock"
+    with lock.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield root
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 # --------------------------------------------------------------------------- ingest
 
 

@@ -119,7 +119,7 @@ def test_invalid_dvc_yaml_fails_with_dvcs_message(tmp_path):
 
 
 @pytest.mark.skipif(not (ROOT / "dvc.yaml").exists(), reason="project dvc.yaml not written yet")
-def test_project_pipeline_graph_matches_dvc():
+def test_project_pipeline_graph_matches_dvc(project_dvc):
     g = load_graph(ROOT)
     listed = dvc("stage", "list", "--all", "--name-only", cwd=ROOT)
     assert listed.returncode == 0, listed.stderr

@@ -91,7 +91,7 @@ def test_a_folder_of_plots_titles_each_chart_by_its_file(tmp_path):
     assert sorted(titles) == ["gen: FID", "gen: loss, class bump", "gen: loss, class dose-all"]
 
 
-def test_the_project_charts_are_titled_apart(tmp_path):
+def test_the_project_charts_are_titled_apart(tmp_path, project_dvc):
     """Every chart of `make plots` on this project (its committed plot files) has a title of its own."""
     titles = _titles(render(ROOT, tmp_path / "page"))
     assert len(titles) >= 5 and len(set(titles)) == len(titles), sorted(titles)
@@ -119,7 +119,7 @@ def _charts_offline(browser: Browser, page: Path, timeout: float) -> int:
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="chromium not installed (apt-get install -y chromium)")
-def test_plots_page_renders_with_networking_off(tmp_path):
+def test_plots_page_renders_with_networking_off(tmp_path, project_dvc):
     env_path = f"{Path(sys.executable).parent}"
     index = render(ROOT, tmp_path / "offline")
     html = index.read_text(encoding="utf-8")

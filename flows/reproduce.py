@@ -90,7 +90,7 @@ def apply_params(project_dir: str, overrides: list[str]) -> list[str]:
             logger.info("%s: %s", rel, " ".join(file_overrides))
         if (root / "params.yaml").exists():
             load_params(root / "params.yaml")  # unknown keys and out-of-range values fail here, not mid-pipeline
-    except Exception:
+    except BaseException:  # a cancel (a termination signal) too: never leave half-applied params
         for path, data in originals.items():
             path.write_bytes(data)
         raise

@@ -191,3 +191,23 @@ def test_locks_of_dead_or_zombie_dvc_processes_are_released(tmp_path):
         assert json.loads(path.read_text()) == {"read": {"a": [me]}, "write": {"o2": me}}
     finally:
         zombie.wait()
+
+
+def test_a_cancel_while_params_are_edited_puts_them_back(tmp_path, monkeypatch):
+    """A termination signal (a BaseException, not an Exception) in the middle of applying overrides."""
+    import logging
+    import subprocess
+
+    from flows import reproduce
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"],
+                   cwd=tmp_path, check=True)  # fmt: skip
+    params = tmp_path / "params.yaml"
+    params.write_text("augment:\n  seed: 0\n")
+    before = params.read_bytes()
+    monkeypatch.setattr(reproduce, "get_run_logger", lambda: logging.getLogger("t"))
+    monkeypatch.setattr(reproduce, "load_params", lambda path: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        reproduce.apply_params.fn(str(tmp_path), ["augment.seed=7"])
+    assert params.read_bytes() == before

@@ -18,8 +18,13 @@ The params files are overlays of params.yaml, as for ``pipeline.scarcity``, whos
   cells (``classify.seeds``, ``classify.doses`` x ``classify.synthetic``, the dose and rule chosen on val), and
   fid / kid (``evaluate.quality_metrics``, EfficientNet features here) of the set against the real **val**
   defects, per class and pooled, into ``scaling/steps<N>/record.json``. Test is never read.
-- ``publish`` (``--out``): ``scaling.json`` (one record per budget, the reference methods' val lines), the figure
-  of each quality figure against CPU-hours and a README with the table.
+- ``publish`` (``--out``): ``scaling.json`` (one record per variant and budget, the reference methods' val lines),
+  the figure of each quality figure against CPU-hours and a README with the table.
+
+The other axes (more pretraining, 128 px, a wider generator or discriminator, ``d_resize: 224``) are variants:
+``--variant NAME`` with one more overlay in ``--params`` lays out ``<workdir>/NAME/`` (a pretraining and chain of
+its own), and ``publish`` gathers every variant measured under ``<workdir>``; the reference lines come from
+the base study (same k, draw and classifier).
 """
 
 from __future__ import annotations
@@ -63,10 +68,12 @@ def layout(files: list[Path], workdir: Path) -> tuple[Params, Path]:
     return params, workdir / k_dir(params.scarcity.ks[0])
 
 
-def base(params: Params, project: Path) -> None:
-    """Pretraining and the reference methods' classifier cells, through the project's own DVC pipeline."""
-    refs = [m for m in params.classify.methods if m != "syndgan"]
-    for targets in (["pretrain"], [f"classify@{m}-{s}" for m in refs for s in params.classify.seeds]):
+def base(params: Params, project: Path, references: bool = True) -> None:
+    """Pretraining and (the base study only) the reference methods' classifier cells, through the project's own
+    DVC pipeline."""
+    refs = [m for m in params.classify.methods if m != "syndgan"] if references else []
+    cells = [f"classify@{m}-{s}" for m in refs for s in params.classify.seeds]
+    for targets in (["pretrain"], cells) if cells else (["pretrain"],):
         log.info("dvc repro %s in %s", " ".join(targets), project)
         rc = subprocess.call([*DVC, "repro", *targets], cwd=project, env=dvc_env())
         if rc:
@@ -144,7 +151,7 @@ def cpu_hours(seconds: float, threads: int) -> float:
     return seconds * (threads or os.cpu_count() or 1) / 3600
 
 
-def measure_budget(params: Params, n: int) -> dict:
+def measure_budget(params: Params, n: int, variant: str) -> dict:
     """One budget's record (run inside the project); every cell it needs is made once and kept."""
     import pandas as pd
 
@@ -176,6 +183,7 @@ def measure_budget(params: Params, n: int) -> dict:
     chain_summary = read_json(Path(f"chain/steps{n}/summary.json"))
     pre = read_json(params.resolve(params.pretrain.out) / "summary.json")
     return {
+        "variant": variant,
         "pretrain_steps": int(pre["steps"]),
         "train_synth_steps": n,
         "resolution": int(chain_summary["resolution"]),
@@ -188,7 +196,7 @@ def measure_budget(params: Params, n: int) -> dict:
     }
 
 
-def measure(params: Params, project: Path, budgets: list[int]) -> list[dict]:
+def measure(project: Path, budgets: list[int], variant: str) -> list[dict]:
     from pipeline.common import read_json
     from syndgan.io import atomic_write_json
 
@@ -201,7 +209,7 @@ def measure(params: Params, project: Path, budgets: list[int]) -> list[dict]:
             path = Path(f"scaling/steps{n}/record.json")
             if not path.is_file():
                 log.info("measure: %d steps", n)
-                atomic_write_json(path, measure_budget(load_project_params(), n))
+                atomic_write_json(path, measure_budget(load_project_params(), n, variant))
             records.append(read_json(path))
     return records
 
@@ -210,6 +218,15 @@ def load_project_params() -> Params:
     from pipeline.config import load_params
 
     return load_params("params.yaml")
+
+
+def gathered(workdir: Path) -> list[dict]:
+    """Every record measured under ``workdir``: the base study's and each variant's, base first, by budget."""
+    from pipeline.common import read_json
+
+    records = [read_json(p) for p in sorted(workdir.glob("**/scaling/steps*/record.json"))]
+    return sorted(records, key=lambda r: (r.get("variant", "base") != "base", r.get("variant", "base"),
+                                          r["pretrain_steps"], r["train_synth_steps"]))  # fmt: skip
 
 
 def references(params: Params, project: Path) -> dict:
@@ -234,21 +251,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, nargs="+", default=[600, 1200, 2400, 4800], help="train_synth budgets")
     ap.add_argument("--phase", choices=PHASES, nargs="+", default=list(PHASES))
     ap.add_argument("--out", type=Path, default=Path("reports/magnetic-tile-scaling"), help="publish here")
+    ap.add_argument("--variant", default="base", help="another axis: its own folder under --workdir (see above)")
     args = ap.parse_args(argv)
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=logging.INFO, format=fmt, datefmt="%H:%M:%S")
     try:
-        params, project = layout([f.resolve() for f in args.params], args.workdir.resolve())
+        top = args.workdir.resolve()
+        folder = top if args.variant == "base" else top / args.variant
+        params, project = layout([f.resolve() for f in args.params], folder)
         if "base" in args.phase:
-            base(params, project)
+            base(params, project, references=args.variant == "base")
         if "chain" in args.phase:
             for s in chain(project, args.steps):
                 log.info("%d steps: %s", s["steps"], {k: round(v, 4) for k, v in s.items() if k.startswith("recon_")})
-        records = measure(params, project, args.steps) if {"measure", "publish"} & set(args.phase) else []
+        if {"measure", "publish"} & set(args.phase):
+            measure(project, args.steps, args.variant)
         if "publish" in args.phase:
             from pipeline.scaling_report import publish
 
-            publish(records, references(params, project), args.out, params.scarcity.dataset)
+            base_project = top / project.name  # the reference lines: the base study's cells
+            publish(gathered(top), references(params, base_project), args.out, params.scarcity.dataset)
     except (ConfigError, DataError) as e:
         print(f"scaling: error: {e}", file=sys.stderr)
         return 1

@@ -16,6 +16,10 @@ FIGURES = (
 )
 
 
+def variant(record: dict) -> str:
+    return record.get("variant", "base")
+
+
 def quality_value(record: dict, key: str, cls: str = "all") -> float | None:
     entry = record.get("quality", {}).get(cls, {})
     return entry.get(key, record.get(key) if cls == "all" else None)
@@ -28,15 +32,19 @@ def figure(records: list[dict], refs: dict, path: Path, dataset: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(FIGURES), figsize=(4.2 * len(FIGURES), 3.6))
-    hours = [r["cpu_hours"] for r in records]
+    series = {v: [r for r in records if variant(r) == v] for v in dict.fromkeys(map(variant, records))}
+    colors = ("tab:red", "tab:purple", "tab:orange", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
     for ax, (key, label, lower) in zip(axes, FIGURES, strict=True):
-        ys = [quality_value(r, key) for r in records]
-        ax.plot(hours, ys, "o-", color="tab:red", label="syndgan")
-        for h, y, r in zip(hours, ys, records, strict=True):
-            if y is not None:
-                ax.annotate(f"{r['train_synth_steps']}", (h, y), textcoords="offset points", xytext=(3, 4), fontsize=7)
+        for (name, rs), color in zip(series.items(), colors, strict=False):
+            hours, ys = [r["cpu_hours"] for r in rs], [quality_value(r, key) for r in rs]
+            ax.plot(hours, ys, "o-", color=color, label=f"syndgan ({name})" if len(series) > 1 else "syndgan")
+            for h, y, r in zip(hours, ys, rs, strict=True):
+                if y is not None:
+                    ax.annotate(f"{r['train_synth_steps']}", (h, y), textcoords="offset points", xytext=(3, 4),
+                                fontsize=7)  # fmt: skip
+            if key == "val_macro_f1":
+                ax.errorbar(hours, ys, yerr=[r["val_macro_f1_std"] for r in rs], fmt="none", color=color)
         if key == "val_macro_f1":
-            ax.errorbar(hours, ys, yerr=[r["val_macro_f1_std"] for r in records], fmt="none", color="tab:red")
             for (name, ref), color in zip(refs.items(), ("tab:gray", "tab:blue", "tab:green"), strict=False):
                 ax.axhline(ref["val_macro_f1"], ls="--", color=color, label=f"{name} (no synthesis network)")
             ax.legend(fontsize=7)
@@ -52,13 +60,13 @@ def figure(records: list[dict], refs: dict, path: Path, dataset: str) -> None:
 
 def markdown(records: list[dict], refs: dict, dataset: str) -> str:
     classes = [c for c in (records[0]["quality"] if records else {}) if c != "all"]
-    head = ["pretrain steps", "train_synth steps", "px", "CPU-h", "val macro-F1", "region L1", "fid_effnet",
+    head = ["variant", "pretrain steps", "train_synth steps", "px", "CPU-h", "val macro-F1", "region L1", "fid_effnet",
             "kid_effnet", *(f"fid {c}" for c in classes)]  # fmt: skip
     rows = []
     for r in records:
         fid, kid = quality_value(r, "fid_effnet"), quality_value(r, "kid_effnet")
         rows.append([
-            str(r["pretrain_steps"]), str(r["train_synth_steps"]), str(r["resolution"]), f"{r['cpu_hours']:.2f}",
+            variant(r), str(r["pretrain_steps"]), str(r["train_synth_steps"]), str(r["resolution"]), f"{r['cpu_hours']:.2f}",
             f"{100 * r['val_macro_f1']:.1f} ± {100 * r['val_macro_f1_std']:.1f}",
             f"{r.get('recon_l1_defect_region', float('nan')):.4f}",
             "-" if fid is None else f"{fid:.1f}", "-" if kid is None else f"{1000 * kid:.1f}e-3",

@@ -51,9 +51,18 @@ def test_a_chained_training_measured_at_every_budget(tmp_path, caplog):
         assert {"all", "bump", "chipping", "dust"} <= set(r["quality"]) and "fid_effnet" in r["quality"]["all"]
     assert doc["records"][1]["cpu_hours"] > doc["records"][0]["cpu_hours"]
     assert (out / "scaling.png").stat().st_size > 1000
-    assert "| 2 | 3 | 32 |" in (out / "README.md").read_text()
+    assert "| base | 2 | 3 | 32 |" in (out / "README.md").read_text()
     # test is never read: no classifier cell of the study ranks on it, and its records hold no test figure
     assert not any("test" in k for r in doc["records"] for k in r if k != "quality_reference")
+    # another axis as a variant: more pretraining, its own folder, published beside the base study
+    (tmp_path / "pre4.yaml").write_text("pretrain: {steps: 4}\n")
+    variant = ["--params", str(overlay), str(tmp_path / "pre4.yaml"), "--workdir", str(work), "--variant", "pre4"]
+    assert scaling.main([*variant, "--steps", "1", "--out", str(out)]) == 0
+    assert not (work / "pre4" / "kall" / "reports" / "classify" / "none-s0").exists()  # the base study's lines
+    doc = json.loads((out / "scaling.json").read_text())
+    assert [(r["variant"], r["pretrain_steps"], r["train_synth_steps"]) for r in doc["records"]] == [
+        ("base", 2, 1), ("base", 2, 3), ("pre4", 4, 1)]  # fmt: skip
+    assert set(doc["references"]) == {"none", "copy_paste"}
     # everything is kept: a second run measures nothing again
     before = (project / "scaling" / "steps3" / "record.json").stat().st_mtime_ns
     assert scaling.main([*args, "--phase", "measure", "publish"]) == 0

@@ -7,7 +7,7 @@ every budget.
 The params files are overlays of params.yaml, as for ``pipeline.scarcity``, whose project this lays out (one k:
 ``scarcity.ks``' single value) in ``<workdir>/k<k>/``. Phases, each resumable and each skipping what is done:
 
-- ``base``: ``dvc repro`` there of pretraining and of the classifier cells of every method but ``syndgan`` (their
+- ``base``: ``dvc repro pretrain`` there (once), and the classifier cells of every method but ``syndgan`` (their
   val macro-F1 are the lines the curve is read against); syndgan's cells are this study's, one set per budget.
 - ``chain``: one synthesis training from that pretraining, continued budget after budget (``--steps``, e.g. 1x,
   2x, 4x and 8x of 600): the training state (weights, optimizers, EMA, RNG) is kept in ``chain/state.pt``, so the
@@ -69,15 +69,26 @@ def layout(files: list[Path], workdir: Path) -> tuple[Params, Path]:
 
 
 def base(params: Params, project: Path, references: bool = True) -> None:
-    """Pretraining and (the base study only) the reference methods' classifier cells, through the project's own
-    DVC pipeline."""
-    refs = [m for m in params.classify.methods if m != "syndgan"] if references else []
-    cells = [f"classify@{m}-{s}" for m in refs for s in params.classify.seeds]
-    for targets in (["pretrain"], cells) if cells else (["pretrain"],):
-        log.info("dvc repro %s in %s", " ".join(targets), project)
-        rc = subprocess.call([*DVC, "repro", *targets], cwd=project, env=dvc_env())
+    """The pretraining, through the project's own DVC pipeline, once: every snapshot of the chain continues from
+    it, so a study never trains it again under itself (newer code would otherwise rerun it and orphan the chain).
+    Then, for the base study, the reference methods' classifier cells, made as ``measure`` makes syndgan's."""
+    if not (project / params.pretrain.out / "generator.pt").is_file():
+        log.info("dvc repro pretrain in %s", project)
+        rc = subprocess.call([*DVC, "repro", "pretrain"], cwd=project, env=dvc_env())
         if rc:
-            raise DataError(project, f"dvc repro {' '.join(targets)} failed (exit {rc}); its log is above")
+            raise DataError(project, f"dvc repro pretrain failed (exit {rc}); its log is above")
+    if not references:
+        return
+    from pipeline import augment, classify
+
+    with inside(project):
+        params = load_project_params()  # the project's own (with its k_shot), as DVC's stages read it
+        for m in [m for m in params.classify.methods if m != "syndgan"]:
+            if not (params.resolve(params.augment.out) / m / "augment.json").is_file():
+                augment.run(params, m)
+            for seed in params.classify.seeds:
+                if not (params.resolve(params.classify.out) / classify.run_name(m, seed) / "metrics.json").is_file():
+                    classify.run(params, m, seed)
 
 
 def chain(project: Path, budgets: list[int]) -> list[dict]:
@@ -182,8 +193,11 @@ def measure_budget(params: Params, n: int, variant: str) -> dict:
     quality = synthesis_quality(real_val, {"syndgan": made}, real_val, metrics, classes)["syndgan"]
     chain_summary = read_json(Path(f"chain/steps{n}/summary.json"))
     pre = read_json(params.resolve(params.pretrain.out) / "summary.json")
+    from pipeline.provenance import git_version
+
     return {
         "variant": variant,
+        "code": git_version(Path(__file__).resolve().parent.parent),
         "pretrain_steps": int(pre["steps"]),
         "train_synth_steps": n,
         "resolution": int(chain_summary["resolution"]),

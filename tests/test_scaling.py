@@ -45,7 +45,7 @@ def test_a_chained_training_measured_at_every_budget(tmp_path, caplog):
     assert [r["train_synth_steps"] for r in doc["records"]] == [1, 3]
     assert set(doc["references"]) == {"none", "copy_paste"}  # the lines the curve is read against
     for r in doc["records"]:
-        assert r["quality_reference"] == "real val defects" and r["pretrain_steps"] == 2
+        assert r["quality_reference"] == "real val defects" and r["pretrain_steps"] == 2 and r["code"]
         assert 0 <= r["val_macro_f1"] <= 1 and len(r["val_macro_f1_seeds"]) == 1 and r["dose"].startswith("2")
         assert r["recon_l1_defect_region"] > 0 and r["cpu_hours"] > 0
         assert {"all", "bump", "chipping", "dust"} <= set(r["quality"]) and "fid_effnet" in r["quality"]["all"]

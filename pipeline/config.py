@@ -241,7 +241,7 @@ class EvaluateConfig:
     ic_max_per_cluster: int = 200
     seed: int = 0  # KID subset draws
     batch_size: int = 16
-    threads: int = 2  # torch CPU threads; 0: torch default
+    threads: int = 1  # torch CPU threads (0: torch default); 1, as every stage: fast when other jobs share the cores
     device: str = "auto"
     out: str = "data/evaluate"  # images synthesized for the ablations: <out>/syndgan_<ablation>/
     metrics: str = "metrics/evaluate.json"

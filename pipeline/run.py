@@ -25,18 +25,18 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.codedeps import is_code
 from pipeline.config import load_raw, parse_params
 from syndgan.errors import ConfigError
 from syndgan.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
-CODE_DIRS = ("syndgan", "pipeline", "flows")
 DVC = [sys.executable, "-m", "dvc"]
 
 
 def absolute_code_paths(node):
     """Code paths (deps, foreach items) point back at this project: a work folder holds data only."""
-    if isinstance(node, str) and node.split("/")[0] in CODE_DIRS:
+    if is_code(node):
         return str(ROOT / node)
     if isinstance(node, dict):
         return {k: absolute_code_paths(v) for k, v in node.items()}  # keys are names (augment@syndgan)

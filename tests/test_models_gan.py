@@ -36,13 +36,26 @@ def one_thread():
 
 def tiny_generator(name: str, channels: int = 3, res: int = RES):
     torch.manual_seed(0)
-    return create_generator(name, z_dim=16, w_dim=16, img_resolution=res, img_channels=channels, channel_base=256)
+    return create_generator(
+        name, z_dim=16, w_dim=16, img_resolution=res, img_channels=channels, channel_base=256, channel_max=256
+    )
+
+
+# a tiny projected discriminator: every size spelled out, as pretrain's discriminator_spec does (no defaults)
+TINY_D = dict(
+    resize=None, diffaug="color,translation,cutout", proj_channels=8, scales=(0, 1, 2, 3), channel_base=256,
+    channel_max=32, n_classes=0,
+)  # fmt: skip
+
+
+def tiny_disc(channels: int = 3, **kw) -> ProjectedDiscriminator:
+    return ProjectedDiscriminator(RES, channels, **(TINY_D | kw))
 
 
 @pytest.fixture(scope="module")
 def disc():
     torch.manual_seed(0)
-    return ProjectedDiscriminator(RES, 3, pretrained=True, proj_channels=8, channel_base=256, channel_max=32)
+    return tiny_disc(pretrained=True)
 
 
 # --------------------------------------------------------------------------- generators
@@ -109,9 +122,11 @@ def test_fastgan_output_is_bounded_and_resolution_checked():
     img = G(torch.randn(2, 16) * 10)
     assert img.abs().max() <= 1
     with pytest.raises(ValueError, match="power of 2"):
-        create_generator("stylegan2", img_resolution=48)
+        create_generator(
+            "stylegan2", z_dim=16, w_dim=16, img_resolution=48, img_channels=3, channel_base=256, channel_max=256
+        )
     with pytest.raises(ValueError, match="unknown generator"):
-        create_generator("biggan")
+        create_generator("biggan", img_resolution=32, img_channels=3)
 
 
 # --------------------------------------------------------------------------- discriminator
@@ -135,10 +150,8 @@ def test_discriminator_forward_backward_and_frozen_parts(disc):
 
 def test_discriminator_grayscale_single_scale_and_aux_head():
     torch.manual_seed(0)
-    full = ProjectedDiscriminator(RES, 1, pretrained=True, proj_channels=8, channel_base=256, channel_max=32)
-    single = ProjectedDiscriminator(
-        RES, 1, pretrained=True, proj_channels=8, channel_base=256, channel_max=32, scales=(3,), n_classes=4
-    )
+    full = tiny_disc(1, pretrained=True)
+    single = tiny_disc(1, pretrained=True, scales=(3,), n_classes=4)
     x = torch.rand(3, 1, RES, RES) * 2 - 1
     assert full(x).shape[1] > single(x).shape[1]
     logits, cls = single(x, return_classes=True)
@@ -148,12 +161,12 @@ def test_discriminator_grayscale_single_scale_and_aux_head():
     assert single.heads["3"].classifier.parametrizations.weight.original.grad is not None
     assert full(x, return_classes=True)[1] is None
     with pytest.raises(ValueError, match="scales"):
-        ProjectedDiscriminator(RES, 1, scales=(4,))
+        tiny_disc(1, scales=(4,))
 
 
 def test_discriminator_resize_mode_upsamples_before_features():
-    D = ProjectedDiscriminator(RES, 3, pretrained=False, resize=64, proj_channels=8, channel_base=256, channel_max=32)
-    native = ProjectedDiscriminator(RES, 3, pretrained=False, proj_channels=8, channel_base=256, channel_max=32)
+    D = tiny_disc(pretrained=False, resize=64)
+    native = tiny_disc(pretrained=False)
     x = torch.rand(2, 3, RES, RES) * 2 - 1
     feats = D.feature_network(x)
     assert feats[0].shape[-1] == 16 and native.feature_network(x)[0].shape[-1] == 8
@@ -162,10 +175,10 @@ def test_discriminator_resize_mode_upsamples_before_features():
 
 def test_random_projection_depends_on_its_seed_only():
     torch.manual_seed(1)
-    a = ProjectedDiscriminator(RES, 3, proj_channels=8, channel_base=256, proj_seed=7)
+    a = tiny_disc(proj_seed=7)
     torch.manual_seed(2)
-    b = ProjectedDiscriminator(RES, 3, proj_channels=8, channel_base=256, proj_seed=7)
-    c = ProjectedDiscriminator(RES, 3, proj_channels=8, channel_base=256, proj_seed=8)
+    b = tiny_disc(proj_seed=7)
+    c = tiny_disc(proj_seed=8)
     pa, pb, pc = (m.projection.state_dict() for m in (a, b, c))
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
     assert not all(torch.equal(pa[k], pc[k]) for k in pa)
@@ -176,9 +189,7 @@ def test_discriminator_trainable_state_round_trip(disc, tmp_path):
     assert state and not any(k.startswith("feature_network.") for k in state)
     assert any(k.startswith("projection.") for k in state)
     save_checkpoint(tmp_path / "d.pt", {"D": state})
-    other = ProjectedDiscriminator(
-        RES, 3, pretrained=True, proj_channels=8, channel_base=256, channel_max=32, proj_seed=5
-    )
+    other = tiny_disc(pretrained=True, proj_seed=5)
     other.load_trainable_state_dict(load_checkpoint(tmp_path / "d.pt")["D"])
     x = torch.rand(2, 3, RES, RES) * 2 - 1
     disc.eval(), other.eval()

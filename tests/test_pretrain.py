@@ -22,8 +22,7 @@ from syndgan.data.processed import resize_labels, train_pool_ids
 from syndgan.errors import ConfigError, DataError
 from syndgan.models.generators import load_generator
 from syndgan.models.snapshots import load_checkpoint
-from syndgan.training.common import source_digest
-from syndgan.training.pretrain import CODE as PRETRAIN_CODE
+from syndgan.sources import source_digest
 from syndgan.training.pretrain import train_pretrain
 from syndgan.training.settings import PretrainSettings
 
@@ -310,7 +309,7 @@ def test_changed_settings_do_not_resume(processed, tmp_path, caplog):
     assert "settings changed: lr_g" in caplog.text
     # a checkpoint written by other model/training code is not resumed either (dvc repro after a code edit)
     ck = torch.load(resume_of(run), weights_only=True)
-    assert ck["code"] == source_digest(*PRETRAIN_CODE) and len(ck["code"]) == 64
+    assert ck["code"] == source_digest("syndgan.training.pretrain") and len(ck["code"]) == 64
     ck["code"] = "0" * 64
     torch.save(ck, resume_of(run))
     caplog.clear()

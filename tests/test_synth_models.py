@@ -7,8 +7,15 @@ from synth_helpers import CLASSES, GEN_KW, one_thread  # noqa: F401 (fixture)
 from syndgan.models.generators import create_generator
 from syndgan.models.sft import SFTLayer
 from syndgan.models.synthesis_network import SynthesisNetwork, dilate
+from syndgan.training.settings import SynthSettings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def tiny_network(G, **settings) -> SynthesisNetwork:
+    """Built as train_synth builds it: from the settings' kwargs (the constructor has no defaults)."""
+    s = SynthSettings(**({"n_blocks": 3, "enc_channel_base": 64} | settings))
+    return SynthesisNetwork(G, 2, [c["color"] for c in CLASSES], **s.network_kwargs())
 
 
 def test_sft_zero_map_is_a_per_channel_affine():
@@ -46,9 +53,7 @@ def test_sft_modulation_comes_from_the_map_locally():
 def test_u_network_shapes(generator, latent):
     torch.manual_seed(0)
     G = create_generator(generator, **GEN_KW)
-    network = SynthesisNetwork(
-        G, 2, [c["color"] for c in CLASSES], latent=latent, n_blocks=7, channel_base=128, channel_max=16
-    )
+    network = tiny_network(G, latent=latent, n_blocks=7, enc_channel_base=128, enc_channel_max=16)
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     lm = torch.zeros(2, 32, 32, dtype=torch.long)
     lm[0, 5:9, 5:9] = 2
@@ -72,7 +77,7 @@ def test_conditioning_encodings_and_erasing():
     lm[0, 10, 10] = 1
     lm[0, 20, 20] = 2
     for enc, ch in (("onehot", 2), ("color", 3), ("both", 5)):
-        network = SynthesisNetwork(G, 2, [c["color"] for c in CLASSES], seg_encoding=enc, n_blocks=3, channel_base=64)
+        network = tiny_network(G, seg_encoding=enc)
         seg = network.condition(lm)
         assert seg.shape == (1, ch, 32, 32)
         assert network.condition(torch.zeros_like(lm)).abs().sum() == 0  # empty map: all zeros
@@ -80,7 +85,7 @@ def test_conditioning_encodings_and_erasing():
             assert seg[0, 0, 10, 10] == 1 and seg[0, 1, 20, 20] == 1 and seg[0, 0, 20, 20] == 0
         if enc != "onehot":
             assert torch.allclose(seg[0, -3:, 10, 10], torch.tensor([1.0, 64 / 255, 64 / 255]))
-    network = SynthesisNetwork(G, 2, [c["color"] for c in CLASSES], erase_dilate=1, n_blocks=3, channel_base=64)
+    network = tiny_network(G, erase_dilate=1)
     x = torch.ones(1, 3, 32, 32)
     erased = network.erase(x, lm)
     assert erased[0, :, 9:12, 9:12].abs().sum() == 0 and erased[0, :, 12, 12].eq(1).all()
@@ -89,8 +94,8 @@ def test_conditioning_encodings_and_erasing():
 
 def test_u_network_rejects_mismatched_maps():
     G = create_generator("fastgan", **GEN_KW)
-    network = SynthesisNetwork(G, 2, [c["color"] for c in CLASSES], n_blocks=3, channel_base=64)
+    network = tiny_network(G)
     with pytest.raises(ValueError, match="labelmap"):
         network(torch.zeros(1, 3, 32, 32), torch.zeros(1, 16, 16, dtype=torch.long))
     with pytest.raises(ValueError, match="palette"):
-        SynthesisNetwork(G, 3, [c["color"] for c in CLASSES])
+        SynthesisNetwork(G, 3, [c["color"] for c in CLASSES], **SynthSettings().network_kwargs())

@@ -37,8 +37,9 @@ from syndgan.classify.data import ImageSet
 from syndgan.classify.metrics import classification_metrics
 from syndgan.classify.settings import ClassifierSettings, SyntheticUse
 from syndgan.errors import ConfigError
+from syndgan.sources import source_digest
 from syndgan.training import distributed
-from syndgan.training.common import cpu_state, source_digest
+from syndgan.training.common import cpu_state
 from syndgan.training.loop import Plan, TrainerState, run_steps, setup
 
 log = logging.getLogger("syndgan.classify")
@@ -186,17 +187,6 @@ class _Weights:
         self.state = state
 
 
-# The code a resume checkpoint depends on (``source_digest``): changed code means a fresh run, not a resume.
-CODE = (
-    "syndgan.classify.batches",
-    "syndgan.classify.metrics",
-    "syndgan.classify.settings",
-    "syndgan.classify.train",
-    "syndgan.models.features",
-    "syndgan.training.common",
-    "syndgan.training.distributed",
-    "syndgan.training.loop",
-)
 # Where a run happens, not what it learns: a checkpoint stays resumable across them.
 RESUME_NEUTRAL = frozenset({"device", "threads"})
 
@@ -264,7 +254,7 @@ def train_classifier(
     best = _Weights(cpu_state(model))
     identity = {
         "run": (_fingerprint(train, k, seed, budget), "training images, seed or step budget"),
-        "code": (source_digest(*CODE), "classifier/training code"),
+        "code": (source_digest(__name__), "classifier/training code"),  # every library file this imports
         **({} if use.is_default else {"use": (use.label(), "synthetic-image rule (classify.synthetic)")}),
     }
     parts = {"model": model, "optimizer": opt, "generator": _RandomState(gen), "best": best}

@@ -39,6 +39,7 @@ from syndgan.generation.settings import GenerationSettings
 from syndgan.io import atomic_write_json
 from syndgan.losses import AuxClassifierLoss, create_adversarial_losses
 from syndgan.models.snapshots import build_discriminator, load_checkpoint, read_discriminator
+from syndgan.sources import source_digest
 from syndgan.training import distributed
 from syndgan.training.common import (
     CsvLog,
@@ -46,28 +47,19 @@ from syndgan.training.common import (
     derive_seed,
     save_checkpoint,
     save_image_grid,
-    source_digest,
     to_plain,
 )
 from syndgan.training.loop import Plan, Trainable, TrainerState, run_steps, setup
-from syndgan.training.pretrain import LOSS_COLUMNS, make_optimizers, train_step  # same step, same log columns
+from syndgan.training.pretrain import (  # the same step, log columns and bookkeeping settings as pretraining
+    LOSS_COLUMNS,
+    RESUME_NEUTRAL,
+    make_optimizers,
+    train_step,
+)
 
 log = logging.getLogger(__name__)
 
 GENERATORS = "generators.pt"
-# The code a class checkpoint depends on (``source_digest``): changed code means a fresh run, not a resume.
-CODE = (
-    "syndgan.generation",
-    "syndgan.models",
-    "syndgan.losses",
-    "syndgan.training.common",
-    "syndgan.training.distributed",
-    "syndgan.training.loop",
-    "syndgan.training.pretrain",
-    "syndgan.training.settings",
-)
-# Settings that change bookkeeping, not the trained weights: a checkpoint stays resumable across them.
-RESUME_NEUTRAL = frozenset({"steps", "checkpoint_every", "sample_every", "log_every", "progress", "device", "amp"})
 
 
 def slug(name: str) -> str:
@@ -160,7 +152,7 @@ def train_generation(
     identity = {
         "init_digest": (file_digest(generator_checkpoint), "pretrained generator file"),
         "disc_digest": (file_digest(discriminator_checkpoint), "pretrained discriminator file"),
-        "code": (source_digest(*CODE), "model/training code"),
+        "code": (source_digest(__name__), "model/training code"),  # every library file this imports
     }
     start = _Start(pre, Path(generator_checkpoint), Path(discriminator_checkpoint), identity)
     weights, sources, per_class, logs = {}, {}, {}, []

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from syndgan.training.settings import check_common
+from syndgan.training.settings import PretrainSettings, check_common
 
 
 @dataclass
@@ -27,9 +27,9 @@ class GenerationSettings:
     loss: Literal["hinge", "logistic"] | None = None
     batch_size: int = 8
     steps: int = 100  # per class
-    lr_g: float = 0.002  # as pretrain in params.yaml (StyleGAN2's equalized learning rate)
-    lr_d: float = 0.0002
-    betas: list[float] = field(default_factory=lambda: [0.0, 0.99])
+    lr_g: float = PretrainSettings.lr_g  # pretraining's optimiser (StyleGAN2's equalized learning rate)
+    lr_d: float = PretrainSettings.lr_d
+    betas: list[float] = field(default_factory=lambda: PretrainSettings().betas)
     ema: float = 500.0  # G_ema half-life, in images
     ema_rampup: float | None = 0.05
     seed: int = 0

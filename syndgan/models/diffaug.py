@@ -95,7 +95,7 @@ _OPS = {
 }
 
 
-def diff_augment(x: torch.Tensor, policy: str = "color,translation,cutout", generator=None) -> torch.Tensor:
+def diff_augment(x: torch.Tensor, policy: str, generator=None) -> torch.Tensor:
     for op in parse_policy(policy):
         for fn in _OPS[op]:
             x = fn(x, generator)
@@ -105,7 +105,7 @@ def diff_augment(x: torch.Tensor, policy: str = "color,translation,cutout", gene
 class DiffAugment(torch.nn.Module):
     """Module wrapper so the policy lives with the discriminator."""
 
-    def __init__(self, policy: str = "color,translation,cutout"):
+    def __init__(self, policy: str):
         super().__init__()
         parse_policy(policy)  # fail at construction, not mid-training
         self.policy = policy

@@ -50,10 +50,10 @@ class ScaleDiscriminator(nn.Module):
         self,
         cin: int,
         start_res: int,
-        end_res: int = 8,
-        channel_base: int = 4096,
-        channel_max: int = 256,
-        n_classes: int = 0,
+        end_res: int,
+        channel_base: int,
+        channel_max: int,
+        n_classes: int,
     ):
         super().__init__()
 
@@ -94,7 +94,7 @@ class FusionBlock(nn.Module):
 class RandomProjection(nn.Module):
     """Fixed random CCM (+ CSM). Initialised from its own seed so D's projections never depend on global RNG."""
 
-    def __init__(self, in_channels: list[int], cout: int = 64, expand: bool = True, csm: bool = True, seed: int = 0):
+    def __init__(self, in_channels: list[int], cout: int, expand: bool, csm: bool, seed: int):
         super().__init__()
         mixed = [cout, cout * 2, cout * 4, cout * 8] if expand else [cout] * 4
         self.ccm = nn.ModuleList(nn.Conv2d(ci, co, 1) for ci, co in zip(in_channels, mixed, strict=True))
@@ -130,24 +130,25 @@ class ProjectedDiscriminator(nn.Module):
     ``forward(x, return_classes=True)`` -> (logits, class_logits (B, n_classes) or None).
     Input: images (B, C, H, W) in [-1, 1], C = 1 or 3, H = W = ``img_resolution``.
     ``resize``: None feeds the feature network at native size; an int (ProjectedGAN: 224) upsamples first.
+    The settings' keywords have no defaults: ``discriminator.pt``'s spec (pretrain's ``discriminator_spec``) has them.
     """
 
     def __init__(
         self,
         img_resolution: int,
-        img_channels: int = 3,
+        img_channels: int,
         *,
         pretrained: bool = False,
         weights_path: str | Path | None = None,
-        resize: int | None = None,
-        diffaug: str = "color,translation,cutout",
-        proj_channels: int = 64,
+        resize: int | None,
+        diffaug: str,
+        proj_channels: int,
+        scales: tuple[int, ...],
+        channel_base: int,
+        channel_max: int,
+        n_classes: int,  # > 0: an auxiliary classifier head
         expand: bool = True,
         csm: bool = True,
-        scales: tuple[int, ...] = (0, 1, 2, 3),
-        channel_base: int = 4096,
-        channel_max: int = 256,
-        n_classes: int = 0,
         proj_seed: int = 0,
     ):
         super().__init__()

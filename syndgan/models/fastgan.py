@@ -94,9 +94,7 @@ class FastGANSynthesis(nn.Module):
     ``skips`` {res: (B, channels_at(res), res, res)} are added to the features at ``res`` (after SLE).
     """
 
-    def __init__(
-        self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 4096, channel_max: int = 256
-    ):
+    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int, channel_max: int):
         super().__init__()
         self.w_dim, self.img_resolution, self.img_channels = w_dim, check_resolution(img_resolution), img_channels
         self.num_ws = 1
@@ -136,14 +134,8 @@ class FastGANSynthesis(nn.Module):
 
 
 class FastGANGenerator(MappedGenerator):
-    def __init__(
-        self,
-        z_dim: int = 128,
-        w_dim: int = 128,
-        img_resolution: int = 64,
-        img_channels: int = 3,
-        channel_base: int = 4096,
-        channel_max: int = 256,
+    def __init__(  # no defaults, as StyleGAN2Generator: PretrainSettings.generator_kwargs gives them
+        self, *, z_dim: int, w_dim: int, img_resolution: int, img_channels: int, channel_base: int, channel_max: int
     ):
         super().__init__()
         self.z_dim, self.w_dim, self.img_resolution, self.img_channels = z_dim, w_dim, img_resolution, img_channels

@@ -30,20 +30,20 @@ GENERATORS: dict[str, type[nn.Module]] = {
 def create_generator(
     name: str,
     *,
-    z_dim: int = 128,
-    w_dim: int = 128,
-    img_resolution: int = 64,
-    img_channels: int = 3,
+    img_resolution: int,
+    img_channels: int,
     pretrained: bool = False,
     checkpoint: str | Path | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    """timm-style factory. ``pretrained=True`` loads G_ema from ``checkpoint`` (a ``generator.pt``)."""
+    """timm-style factory. ``kwargs``: the generator's sizes (``z_dim``, ``w_dim``, ``channel_base``,
+    ``channel_max``; no defaults: ``PretrainSettings.generator_kwargs`` gives them all). ``pretrained=True`` loads
+    G_ema from ``checkpoint`` (a ``generator.pt``)."""
     if name not in GENERATORS:
         raise ValueError(f"unknown generator '{name}' (known: {', '.join(GENERATORS)})")
     if img_channels not in (1, 3):
         raise ValueError(f"img_channels must be 1 or 3, got {img_channels}")
-    G = GENERATORS[name](z_dim=z_dim, w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **kwargs)
+    G = GENERATORS[name](img_resolution=img_resolution, img_channels=img_channels, **kwargs)
     if pretrained:
         if checkpoint is None:
             raise ValueError("pretrained=True needs checkpoint=<path of a generator.pt>")

@@ -26,7 +26,7 @@ def resize_map(seg: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 class SFTLayer(nn.Module):
     """``forward(x, seg) -> x * gamma(seg) + beta(seg)``; ``seg`` is resized to ``x``'s size first."""
 
-    def __init__(self, channels: int, seg_channels: int, hidden: int = 16):
+    def __init__(self, channels: int, seg_channels: int, hidden: int):
         super().__init__()
 
         def branch(sigmoid: bool) -> nn.Sequential:

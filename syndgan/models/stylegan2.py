@@ -178,9 +178,7 @@ class StyleGAN2Synthesis(nn.Module):
     that resolution, before its toRGB (the entry point for an encoder's U-Net skips).
     """
 
-    def __init__(
-        self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 8192, channel_max: int = 256
-    ):
+    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int, channel_max: int):
         super().__init__()
         self.w_dim, self.img_resolution, self.img_channels = w_dim, check_resolution(img_resolution), img_channels
         self.resolutions = [2**i for i in range(2, int(math.log2(img_resolution)) + 1)]
@@ -232,16 +230,20 @@ class MappedGenerator(nn.Module):
 
 
 class StyleGAN2Generator(MappedGenerator):
-    """``G(z)`` -> images (B, img_channels, R, R). See module doc for the output range."""
+    """``G(z)`` -> images (B, img_channels, R, R). See module doc for the output range.
+
+    The sizes have no defaults: ``PretrainSettings.generator_kwargs`` gives them (and checkpoints store them).
+    """
 
     def __init__(
         self,
-        z_dim: int = 128,
-        w_dim: int = 128,
-        img_resolution: int = 64,
-        img_channels: int = 3,
-        channel_base: int = 8192,
-        channel_max: int = 256,
+        *,
+        z_dim: int,
+        w_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        channel_base: int,
+        channel_max: int,
         mapping_layers: int = 2,
     ):
         super().__init__()

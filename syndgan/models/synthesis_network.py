@@ -74,11 +74,11 @@ class SynthesisEncoder(nn.Module):
         num_ws: int,
         w_dim: int,
         *,
-        latent: str = "w+",
-        n_blocks: int = 7,
-        channel_base: int = 2048,
-        channel_max: int = 128,
-        sft_hidden: int = 16,
+        latent: str,
+        n_blocks: int,
+        channel_base: int,
+        channel_max: int,
+        sft_hidden: int,
     ):
         super().__init__()
         if latent not in LATENTS:
@@ -124,7 +124,8 @@ class SynthesisNetwork(nn.Module):
 
     ``image``: (B, C, R, R) in [-1, 1]; ``labelmap``: (B, R, R) integer (0 background, k = class id <=
     ``num_classes``). ``generator``: any syndgan generator (``synthesis(ws, skips)``, ``mapping.w_avg``);
-    it is the decoder and is trained or frozen by the caller (``requires_grad``).
+    it is the decoder and is trained or frozen by the caller (``requires_grad``). The keywords have no defaults:
+    ``SynthSettings.network_kwargs`` gives them (and ``synthesizer.pt`` stores them).
     """
 
     def __init__(
@@ -133,14 +134,14 @@ class SynthesisNetwork(nn.Module):
         num_classes: int,
         palette: list[list[int]] | None = None,
         *,
-        seg_encoding: str = "both",
-        latent: str = "w+",
-        n_blocks: int = 7,
-        channel_base: int = 2048,
-        channel_max: int = 128,
-        sft_hidden: int = 16,
-        skip_min_res: int = 8,
-        erase_dilate: int = 1,
+        seg_encoding: str,
+        latent: str,
+        n_blocks: int,
+        channel_base: int,
+        channel_max: int,
+        sft_hidden: int,
+        skip_min_res: int,
+        erase_dilate: int,
     ):
         super().__init__()
         if seg_encoding not in SEG_ENCODINGS:

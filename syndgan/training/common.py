@@ -138,29 +138,6 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return atomic_torch_save(path, state)
 
 
-def source_digest(*modules: str) -> str:
-    """sha256 of the source of these modules/packages (``"syndgan.models"``; packages recursively).
-
-    Stored in checkpoints: a checkpoint written by other model or training code is not resumed, so
-    ``dvc repro`` after a code change retrains instead of handing back the old result.
-    """
-    import importlib.util
-
-    h = hashlib.sha256()
-    for name in modules:
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            raise ValueError(f"no source for module {name!r}")
-        if spec.submodule_search_locations:
-            files = sorted(f for loc in spec.submodule_search_locations for f in Path(loc).rglob("*.py"))
-        else:
-            files = [Path(spec.origin)]
-        for f in files:
-            h.update(f"{name}:{f.name}\n".encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()
-
-
 def load_resumable(
     path: str | Path,
     settings: dict[str, Any],

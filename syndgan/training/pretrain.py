@@ -35,6 +35,7 @@ from syndgan.losses import AuxClassifierLoss, create_adversarial_losses
 from syndgan.models.discriminator import ProjectedDiscriminator
 from syndgan.models.generators import create_generator, generator_spec
 from syndgan.models.snapshots import DISCRIMINATOR_FORMAT, build_discriminator
+from syndgan.sources import source_digest
 from syndgan.training import distributed
 from syndgan.training.common import (
     CsvLog,
@@ -44,7 +45,6 @@ from syndgan.training.common import (
     save_checkpoint,
     save_image_grid,
     seed_everything,
-    source_digest,
     to_plain,
 )
 from syndgan.training.loop import Plan, Trainable, TrainerState, run_steps, setup
@@ -215,7 +215,7 @@ def train_pretrain(
     losses = (*create_adversarial_losses(s.loss), AuxClassifierLoss())
 
     parts = {"G": G, "G_ema": ema, "D": Trainable(D), "opt_g": opt_g, "opt_d": opt_d}
-    identity = {"code": (source_digest(*CODE), "model/training code")}
+    identity = {"code": (source_digest(__name__), "model/training code")}  # every library file this imports
     if data_digest is not None:
         identity["data"] = (data_digest, "training data")
     state = TrainerState(None if resume_path is None else Path(resume_path), s, RESUME_NEUTRAL, identity, parts)
@@ -332,18 +332,8 @@ def train_pretrain(
     return summary
 
 
-# The code a checkpoint depends on (``source_digest``): changed code means a fresh run, not a resume.
-CODE = (
-    "syndgan.models",
-    "syndgan.losses",
-    "syndgan.training.common",
-    "syndgan.training.distributed",
-    "syndgan.training.loop",
-    "syndgan.training.pretrain",
-    "syndgan.training.settings",
-)
-
-# Settings that change bookkeeping, not the trained weights: a checkpoint stays resumable across them.
+# Settings that change bookkeeping, not the trained weights: a checkpoint stays resumable across them (here and in
+# the per-class fine-tuning, syndgan.generation.finetune, which runs this module's step).
 RESUME_NEUTRAL = frozenset(
     {
         "steps",

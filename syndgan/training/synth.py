@@ -46,6 +46,7 @@ from syndgan.models.discriminator import ProjectedDiscriminator
 from syndgan.models.generators import create_generator, generator_spec
 from syndgan.models.snapshots import SYNTHESIZER_FORMAT, load_checkpoint, read_discriminator
 from syndgan.models.synthesis_network import SynthesisNetwork
+from syndgan.sources import source_digest
 from syndgan.training import distributed
 from syndgan.training.common import (
     CsvLog,
@@ -54,7 +55,6 @@ from syndgan.training.common import (
     derive_seed,
     save_checkpoint,
     seed_everything,
-    source_digest,
     to_plain,
 )
 from syndgan.training.loop import Plan, Trainable, TrainerState, run_steps, setup
@@ -138,21 +138,6 @@ def build_network(G: nn.Module, classes: list[dict], s: SynthSettings) -> Synthe
     return SynthesisNetwork(G, len(classes), [list(c["color"]) for c in classes], **s.network_kwargs())
 
 
-# The code a checkpoint depends on (``source_digest``): changed code means a fresh run, not a resume.
-CODE = (
-    "syndgan.models",
-    "syndgan.losses",
-    "syndgan.metrics.perceptual",
-    "syndgan.synthesis",
-    "syndgan.training.common",
-    "syndgan.training.distributed",
-    "syndgan.training.loop",
-    "syndgan.training.settings",
-    "syndgan.training.synth",
-    "syndgan.training.synth_eval",
-    "syndgan.training.synth_step",
-)
-
 # Settings that change bookkeeping, not the trained weights: a checkpoint stays resumable across them.
 RESUME_NEUTRAL = frozenset({"steps", "checkpoint_every", "sample_every", "log_every", "progress", "device", "amp"})
 
@@ -223,7 +208,7 @@ def train_synth(
     init_digest = file_digest(generator_checkpoint)
     identity = {
         "init_digest": (init_digest, "pretrained decoder file"),
-        "code": (source_digest(*CODE), "model/training code"),
+        "code": (source_digest(__name__), "model/training code"),  # every library file this imports
     }
     if data_digest is not None:
         identity["data"] = (data_digest, "training data")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
-import hashlib
 import io
 import logging
 import math
@@ -26,6 +25,7 @@ import torch.nn as nn
 
 from syndgan.io import atomic_save_image, atomic_torch_save, atomic_write_text, partial_path
 from syndgan.models.snapshots import load_checkpoint
+from syndgan.seeds import derive_seed  # noqa: F401 (the trainers import it from here)
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def derive_seed(*parts: int | str) -> int:
-    """A 63-bit seed from any parts (stable across Python runs, unlike ``hash``)."""
-    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def seed_step(seed: int, step: int) -> int:

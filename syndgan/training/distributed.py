@@ -100,7 +100,7 @@ def device_for(device: torch.device) -> torch.device:
 
 def rank_seed(seed: int) -> int:
     """Seed for this rank's own random draws (augmentations): ``seed`` itself on rank 0 / single process."""
-    from syndgan.training.common import derive_seed
+    from syndgan.seeds import derive_seed
 
     info = current()
     return seed if info.rank == 0 else derive_seed(seed, "rank", info.rank)

@@ -106,7 +106,8 @@ def _unlabelled(
         same_stem = stems.get(p.relative_to(folder).with_suffix(""))
         bad = rejected.get(real) or (rejected.get(same_stem) if same_stem is not None else None)
         if bad is not None:
-            handle(DataError(p, f"left out: its annotation {bad} was rejected"), on_error)
+            rel = bad.relative_to(root) if bad.is_relative_to(root) else bad  # a report that travels: no abs path
+            handle(DataError(p, f"left out: its annotation {rel} was rejected"), on_error)
         elif same_stem is None:
             out.append(ImageRecord(path=p, unlabelled=True))
     return out

@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $@
 
-## make repro: create .venv if missing, install, run the whole pipeline (demo dataset unless configured)
+## make repro: create .venv if missing, install, run the whole pipeline (demo dataset unless configured); dvc.yaml's
+## generated parts first (pipeline.codedeps: an augment stage per method params.yaml makes)
 repro: setup
+	python -m pipeline.codedeps --write
 	dvc repro
 
 ## make test: same set-up, then the test suite, one worker per core (a test file stays on one worker)

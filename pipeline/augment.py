@@ -22,6 +22,7 @@ import json
 import logging
 from pathlib import Path
 
+from pipeline import methods
 from pipeline.common import stage_main
 from pipeline.config import Params
 from syndgan.augment import (
@@ -39,22 +40,14 @@ from syndgan.quality.gate import candidate_counts
 log = logging.getLogger("syndgan.augment")
 
 
-def method_options(params: Params, method: str) -> dict:
-    """The method's params section (``augment.<method>``) as keyword arguments; {} when it has none."""
-    section = getattr(params.augment, method, None)
-    options = dataclasses.asdict(section) if dataclasses.is_dataclass(section) else {}
-    if "checkpoint" in options:
-        options["checkpoint"] = str(params.resolve(options["checkpoint"]))
-    return options
-
-
 def run(params: Params, method: str) -> dict:
     cfg = params.augment
+    methods.validate(params)
     if cfg.threads > 0:
         import torch
 
         torch.set_num_threads(cfg.threads)
-    m = create_method(method, **method_options(params, method))
+    m = create_method(method, **methods.options(params, method))
     out = params.resolve(cfg.out) / method
     dataset = ProcessedDataset.load(params.resolve(params.rasterize.out))
     info: dict = {

@@ -1,6 +1,6 @@
 """`make bench`: throughput numbers printed, not asserted. Runs every benchmark module in turn.
 
-python -m pipeline.bench [--only data pretrain metrics studio]
+python -m pipeline.bench [--only data pretrain metrics studio augment]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ BENCHES = {
     "pretrain": "pipeline.bench_pretrain",  # G + D training images/s at 64/128/256 px, both generators
     "metrics": "pipeline.bench_metrics",  # feature extraction images/s
     "studio": "pipeline.bench_studio",  # defect studio: one synthesis at 128 px and at 1024 px (patch mode)
+    "augment": "pipeline.bench_augment",  # images/s per augment method on made-up 900 px and 128 px data
 }
 
 

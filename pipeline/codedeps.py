@@ -1,19 +1,23 @@
-"""The code entries of each stage's ``deps`` in ``dvc.yaml``, derived from what the stage's module imports.
+"""The generated parts of ``dvc.yaml``: each stage's code deps, derived from what the stage's module imports, and
+the ``augment`` stage's foreach, derived from params.yaml and the registry of methods.
 
     python -m pipeline.codedeps            # exit 1, naming each stage's files to add or remove, when stale
-    python -m pipeline.codedeps --write    # rewrite them in dvc.yaml
+    python -m pipeline.codedeps --write    # rewrite them in dvc.yaml (``make repro`` runs it first)
 
 A stage's ``cmd`` runs ``python -m <module>``; its code deps are the files of ``CODE_PACKAGES`` that module
 imports (``syndgan.sources.module_sources``: transitively, lazy imports included), so a change to any of them
 makes ``dvc status`` report the stage, and to no other file. A folder stands for its files where the stage
 imports every file DVC would hash there (``.dvcignore`` applied): shorter, and just as precise. ``--write``
 replaces only those entries, at the place of the first one; data deps (``${...}``, ``data/raw``) and comments
-stay as they are.
+stay as they are. The augment foreach holds one item per method params.yaml makes (``pipeline.methods``), with
+the inputs only the registry knows (DVC expands a foreach but cannot derive a dependency from a param): a method
+named in params.yaml gets its stage here, no hand edit of dvc.yaml.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -27,6 +31,9 @@ CODE_PACKAGES = ("syndgan", "pipeline")  # the top-level folders of this project
 _MODULE = re.compile(r"\bpython\s+-m\s+([\w.]+)")
 _STAGE = re.compile(r"^  ([\w.-]+):\s*(#.*)?$")  # a stage: a key under the top-level ``stages:``
 _DEPS = re.compile(r"^(\s+)deps:\s*(#.*)?$")
+_FOREACH = re.compile(r"^(\s+)foreach:\s*(#.*)?$")
+FOREACH_STAGE = "augment"  # the stage whose foreach is params.yaml's methods
+_PLAIN = re.compile(r"[\w./-]+")
 
 
 def is_code(entry: object) -> bool:
@@ -78,6 +85,29 @@ def expected(doc: dict, root: Path = ROOT) -> dict[str, list[str]]:
     return out
 
 
+def expected_foreach(root: Path = ROOT) -> dict[str, dict[str, str]] | None:
+    """The augment foreach for ``root``'s params.yaml (None without one): its methods checked, one line if wrong."""
+    if not (root / "params.yaml").is_file():
+        return None
+    from pipeline.config import load_params
+    from pipeline.methods import augment_items, validate
+
+    params = load_params(root / "params.yaml")
+    validate(params)
+    return augment_items(params)
+
+
+def _flow(value: str) -> str:
+    return value if _PLAIN.fullmatch(value) else json.dumps(value)
+
+
+def foreach_lines(items: dict[str, dict[str, str]], indent: str) -> list[str]:
+    return [
+        f"{indent}{name}: {{{', '.join(f'{k}: {_flow(v)}' for k, v in item.items())}}}\n"
+        for name, item in items.items()
+    ]
+
+
 def differences(text: str, root: Path = ROOT) -> list[str]:
     """One line per stage whose code deps in ``text`` (a dvc.yaml) are not what its module imports."""
     stages = yaml.safe_load(text)["stages"]
@@ -90,6 +120,10 @@ def differences(text: str, root: Path = ROOT) -> list[str]:
             said = ["sort them, each once"]
         if said:
             problems.append(f"dvc.yaml stage {name} (imports of {stage_module(name, stages[name])}): {'; '.join(said)}")
+    items = expected_foreach(root) if FOREACH_STAGE in stages else None
+    if items is not None and stages[FOREACH_STAGE].get("foreach") != items:
+        have = list(stages[FOREACH_STAGE].get("foreach") or [])
+        problems.append(f"dvc.yaml stage {FOREACH_STAGE}: foreach {have} is not params.yaml's methods {list(items)}")
     return problems
 
 
@@ -123,7 +157,28 @@ def rewrite(text: str, root: Path = ROOT) -> str:
         done.add(stage)
     if missing := [name for name in want if name not in done]:
         raise ValueError(f"dvc.yaml stage {missing[0]}: no block-style `deps:` list to write its code deps into")
-    return "".join(out)
+    items = expected_foreach(root) if FOREACH_STAGE in want else None
+    return "".join(out if items is None else _rewrite_foreach(out, items))
+
+
+def _rewrite_foreach(lines: list[str], items: dict[str, dict[str, str]]) -> list[str]:
+    """``lines`` with the augment stage's foreach block (its entries and their comments) replaced by ``items``."""
+    out, in_stages, stage, i = [], False, None, 0
+    while i < len(lines):
+        line = lines[i]
+        out.append(line)
+        i += 1
+        if re.match(r"^[^\s#]", line):
+            in_stages, stage = line.startswith("stages:"), None
+        elif in_stages and (m := _STAGE.match(line)):
+            stage = m.group(1)
+        if stage == FOREACH_STAGE and (m := _FOREACH.match(line)):
+            inner = m.group(1) + "  "
+            while i < len(lines) and (lines[i].startswith(inner) or not lines[i].strip()):
+                i += 1
+            out += foreach_lines(items, inner)
+            stage = None
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

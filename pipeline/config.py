@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from pipeline.config_augment import AugmentConfig
-from pipeline.typed_yaml import convert, hints
+from pipeline.typed_yaml import convert, hints, rest_field
 from syndgan.classify.paths import NO_IMAGES_KEY
 from syndgan.classify.settings import ClassifierSettings, SyntheticUse, dose_key
 from syndgan.data.demo import DemoSettings
@@ -327,8 +327,9 @@ def load_raw(path: str | Path, base: str | Path | None = None) -> dict:
 
 
 def merge_params(base: dict, overlay: dict, src: str | Path = "params") -> dict:
-    """``overlay`` onto ``base``: sections merge key by key; any other value (numbers, lists, free-form maps such
-    as ``ingest.classes`` or ``label_map``) is replaced whole, so an overlay's classes are exactly its classes."""
+    """``overlay`` onto ``base``: sections merge key by key (``augment.<method>`` too); any other value (numbers,
+    lists, free-form maps such as ``ingest.classes`` or ``label_map``) is replaced whole, so an overlay's classes
+    are exactly its classes."""
     return _merge(base, overlay, Params, "", src)
 
 
@@ -336,13 +337,23 @@ def _merge(base: dict, over: dict, tp: Any, key: str, src: Any) -> dict:
     if not isinstance(over, dict):
         raise ConfigError(f"{src}: {key or 'top level'}: expected a mapping, got {type(over).__name__} {over!r}")
     fields = hints(tp)
+    rest = rest_field(tp) if dataclasses.is_dataclass(tp) else None
     out = dict(base)
     for k, v in over.items():
-        sub = fields.get(k)
+        sub = fields.get(k) if k != rest else None
         if dataclasses.is_dataclass(sub) and isinstance(v, dict) and isinstance(base.get(k), dict):
             out[k] = _merge(base[k], v, sub, f"{key}.{k}" if key else k, src)
+        elif rest is not None and sub is None and isinstance(v, dict) and isinstance(base.get(k), dict):
+            out[k] = _merge_sections(base[k], v)  # augment.<method>: settings the registry holds, key by key
         else:
             out[k] = v  # unknown keys pass through: parse_params names them
+    return out
+
+
+def _merge_sections(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge_sections(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
     return out
 
 

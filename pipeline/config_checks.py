@@ -92,24 +92,15 @@ def _validate_augment(p: Params, bad) -> None:
             bad(f"augment.targets.per_class.{name}", f"must be >= 0, got {n}")
     if c.threads < 0:
         bad("augment.threads", "must be >= 0 (0: torch default)")
-    if c.cutmix.alpha <= 0:
-        bad("augment.cutmix.alpha", "must be > 0")
-    if not 0 <= c.cutmix.prob <= 1:
-        bad("augment.cutmix.prob", "must be in [0, 1]")
+    _check_names("augment.extra_methods", c.extra_methods, bad)  # the registry checks them: pipeline.methods
 
 
 def _validate_classify(c: ClassifyConfig, bad) -> None:
-    import re
-
     if not c.methods:
         bad("classify.methods", "must name at least one method (e.g. [none])")
-    for key in ("methods", "seeds"):
-        values = getattr(c, key)
-        if len(set(values)) != len(values):
-            bad(f"classify.{key}", f"values must be unique, got {values}")
-    for i, m in enumerate(c.methods):
-        if not re.fullmatch(r"[a-z][a-z0-9_]*", m):
-            bad(f"classify.methods[{i}]", f"expected a method name like 'copy_paste', got {m!r}")
+    _check_names("classify.methods", c.methods, bad)
+    if len(set(c.seeds)) != len(c.seeds):
+        bad("classify.seeds", f"values must be unique, got {c.seeds}")
     if not c.seeds:
         bad("classify.seeds", "must list at least one seed")
     if not c.doses:
@@ -127,13 +118,7 @@ def _validate_classify(c: ClassifyConfig, bad) -> None:
 
 
 def _validate_evaluate(c: EvaluateConfig, r: ReportConfig, bad) -> None:
-    import re
-
-    for i, m in enumerate(c.methods):
-        if not re.fullmatch(r"[a-z][a-z0-9_]*", m):
-            bad(f"evaluate.methods[{i}]", f"expected a method name like 'copy_paste', got {m!r}")
-    if len(set(c.methods)) != len(c.methods):
-        bad("evaluate.methods", f"values must be unique, got {c.methods}")
+    _check_names("evaluate.methods", c.methods, bad)
     if not c.quality_metrics:
         bad("evaluate.quality_metrics", "must name at least one metric (e.g. [fid, kid])")
     if c.max_images_per_class < 2:
@@ -152,6 +137,16 @@ def _validate_evaluate(c: EvaluateConfig, r: ReportConfig, bad) -> None:
         bad("evaluate.threads", "must be >= 0")
     if r.grid_rows < 1:
         bad("report.grid_rows", "must be >= 1")
+
+
+def _check_names(key: str, names: list[str], bad) -> None:
+    import re
+
+    for i, m in enumerate(names):
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", m):
+            bad(f"{key}[{i}]", f"expected a method name like 'copy_paste', got {m!r}")
+    if len(set(names)) != len(names):
+        bad(key, f"values must be unique, got {names}")
 
 
 def _validate_ingest(c: IngestConfig, bad) -> None:

@@ -1,6 +1,7 @@
 """Which values of a params file differ from the settings' defaults, and whether each says so on its line.
 
-The settings dataclasses (pipeline/config.py and the library settings its sections embed) hold every default;
+The settings dataclasses (pipeline/config.py, the library settings its sections embed and, for ``augment.<method>``,
+the method's in syndgan/augment's registry) hold every default;
 params.yaml states a value that differs only with a comment on the same line naming the default:
 ``epochs: 5  # default 10: ...``. Keys that equal their default may stay (DVC interpolates some; others
 document the knobs users edit). ``python -m pipeline.defaults [params.yaml]`` lists the differing values.
@@ -19,7 +20,8 @@ from typing import Any
 import yaml
 
 from pipeline.config import Params
-from pipeline.typed_yaml import convert, hints
+from pipeline.typed_yaml import convert, hints, rest_field
+from syndgan.augment import method_class
 
 MARKER = "default"
 
@@ -62,10 +64,15 @@ def differing(path: str | Path = "params.yaml") -> list[Differing]:
 
     def walk(node: yaml.MappingNode, tp: Any, default: Any, key: str) -> None:
         fields = hints(tp)
+        rest = rest_field(tp)
         for k_node, v_node in node.value:
             k = k_node.value
             dotted = f"{key}.{k}" if key else k
-            sub, sub_default = fields[k], getattr(default, k)
+            if rest is not None and (k == rest or k not in fields):  # augment.<method>: its registered settings
+                sub = method_class(k).settings
+                sub_default = sub()
+            else:
+                sub, sub_default = fields[k], getattr(default, k)
             if dataclasses.is_dataclass(sub) and isinstance(v_node, yaml.MappingNode):
                 walk(v_node, sub, sub_default, dotted)
                 continue

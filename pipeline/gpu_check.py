@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.config import load_raw, merge_params, parse_params
+from pipeline.methods import TRAINING_STAGES, trainings
 from syndgan.errors import ConfigError, DataError
 from syndgan.io import atomic_write_json, atomic_write_text
 
@@ -95,10 +96,8 @@ def stage_commands(params) -> list[tuple[str, list[str]]]:
         ("ingest", "rasterize", "pretrain") if params.ingest.sources else ("demo", "ingest", "rasterize", "pretrain")
     )
     cmds = [(s, [s]) for s in first]
-    if {"syndgan", "hybrid"} & set(c.methods):
-        cmds.append(("train_synth", ["train_synth"]))
-    if "generation" in c.methods:
-        cmds.append(("train_generation", ["train_generation"]))
+    needed = trainings(c.methods)  # the networks the compared methods render with (the registry says which)
+    cmds += [(s, [s]) for s in TRAINING_STAGES.values() if s in needed]
     cmds += [(f"augment@{m}", ["augment", "--method", m]) for m in c.methods]
     cmds += [(f"classify@{m}-{s}", ["classify", "--method", m, "--seed", str(s)]) for m in c.methods for s in c.seeds]
     return [*cmds, ("classify_aggregate", ["classify_aggregate"])]

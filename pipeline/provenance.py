@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.config import Params
+from pipeline.methods import trainings
 
 DIRTY_FILES_SHOWN = 5
 CODE_ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +88,7 @@ def stage_outputs(params: Params) -> dict[str, Path]:
         [*ts.ablations, *(sorted(p.stem for p in ablations.glob("*.json")) if ablations.is_dir() else [])]
     )
     found.update({f"train_synth_ablation@{a}": ablations / f"{a}.json" for a in names})
-    if "generation" in c.methods:
+    if "train_generation" in trainings(c.methods):  # runs only for a compared method that samples its generators
         found["train_generation"] = params.resolve(params.train_generation.out) / "summary.json"
     found.update({f"augment@{m}": params.resolve(params.augment.out) / m / "augment.json" for m in c.methods})
     found["classify_aggregate"] = params.resolve(c.metrics)

@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from pipeline import methods
 from pipeline.common import project_relative, read_json
 from pipeline.config import Params
 from pipeline.provenance import stage_outputs, synthesis_stage, trained_by
 from pipeline.reconstruction import collect_reconstruction, metrics_file
+from syndgan.augment import available_methods
 from syndgan.data.processed import ProcessedDataset, train_pool
 from syndgan.report.document import Document
 from syndgan.report.tables import ABLATION_PREFIX
@@ -86,7 +88,7 @@ def image_methods(params: Params, figs: Figures) -> dict[str, tuple[Path, pd.Dat
             manifest = pd.read_parquet(figs.source(path, method_stage(params, folder)))
             if not manifest.empty:
                 found[name] = (folder, manifest)
-                checkpoint = getattr(getattr(params.augment, name, None), "checkpoint", None)
+                checkpoint = methods.checkpoint(params, name) if name in available_methods() else None
                 if checkpoint and (stage := trained_by(params, checkpoint)):
                     figs.source(params.resolve(checkpoint), stage)
     return found

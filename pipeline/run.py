@@ -26,7 +26,8 @@ from pathlib import Path
 import yaml
 
 from pipeline.codedeps import is_code
-from pipeline.config import load_raw, parse_params
+from pipeline.config import Params, load_raw, parse_params
+from pipeline.methods import augment_items, validate
 from syndgan.errors import ConfigError
 from syndgan.io import atomic_write_text
 
@@ -92,13 +93,22 @@ def dvc_env() -> dict[str, str]:
     return env
 
 
+def project_pipeline_for(params: Params) -> dict:
+    """``project_pipeline`` with an augment stage per method ``params`` makes (an overlay may name others)."""
+    pipeline = project_pipeline()
+    augment = pipeline["stages"]["augment"]
+    augment["foreach"] = absolute_code_paths(augment_items(params))
+    return pipeline
+
+
 def write_run_project(workdir: Path, params: dict) -> None:
     """Lay out (or refresh) ``workdir`` as the DVC project of one params file (merged)."""
     init_project(workdir)
     (workdir / "data" / "raw").mkdir(parents=True, exist_ok=True)  # ingest's watched input folder
     # stages read ./params.yaml, as under DVC at the root: the merged whole, which also records what ran
     write_if_changed(workdir / "params.yaml", yaml.safe_dump(params, sort_keys=False))
-    write_if_changed(workdir / "dvc.yaml", yaml.safe_dump(project_pipeline(), sort_keys=False))
+    typed = parse_params(params, workdir / "params.yaml")
+    write_if_changed(workdir / "dvc.yaml", yaml.safe_dump(project_pipeline_for(typed), sort_keys=False))
 
 
 def repro_command(only: list[str] | None, from_stage: str | None) -> list[str]:
@@ -119,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         params = load_raw(args.params, base=ROOT / "params.yaml")
-        parse_params(params, args.params)  # a bad or unknown key: one line before any stage starts
+        validate(parse_params(params, args.params))  # a bad or unknown key: one line before any stage starts
     except ConfigError as e:
         print(f"run: error: {e}", file=sys.stderr)
         return 1

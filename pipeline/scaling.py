@@ -139,10 +139,11 @@ def budget_params(params: Params, n: int) -> Params:
     """The project's params with syndgan rendered from the snapshot at ``n`` steps into folders of its own."""
     r = dataclasses.replace
     folder = f"scaling/steps{n}"
-    syndgan = r(params.augment.syndgan, checkpoint=f"chain/steps{n}/synthesizer.pt")
+    sections = params.augment.sections
+    syndgan = {**sections.get("syndgan", {}), "checkpoint": f"chain/steps{n}/synthesizer.pt"}
     return r(
         params,
-        augment=r(params.augment, out=f"{folder}/augmented", syndgan=syndgan),
+        augment=r(params.augment, out=f"{folder}/augmented", sections={**sections, "syndgan": syndgan}),
         classify=r(params.classify, out=f"{folder}/classify", plots=f"{folder}/plots"),
     )
 

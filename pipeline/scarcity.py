@@ -27,8 +27,9 @@ import yaml
 
 from pipeline.common import read_json
 from pipeline.config import Params, load_params, load_raw, merge_params, parse_params
+from pipeline.methods import TRAINING_STAGES, augment_items, trainings, validate
 from pipeline.provenance import git_version
-from pipeline.run import DVC, ROOT, dvc_env, init_project, project_pipeline, write_if_changed
+from pipeline.run import DVC, ROOT, absolute_code_paths, dvc_env, init_project, project_pipeline, write_if_changed
 from syndgan.errors import ConfigError, DataError
 from syndgan.io import atomic_dir, atomic_write_json, atomic_write_text
 
@@ -61,20 +62,20 @@ def write_project(params_files: list[Path], workdir: Path, ks: list | None = Non
         report_ks = [k for k in parse_params(merged, src).scarcity.report_ks if str(k) in map(str, ks)]
         merged = merge_params(merged, {"scarcity": {"ks": ks, "report_ks": report_ks}})
     params = parse_params(merged, src)
+    validate(params)
     init_project(workdir)
     stages = {name: st for name, st in project_pipeline()["stages"].items() if name in STAGES + REPORT_STAGES}
     if not params.train_synth.ablations:
         del stages["train_synth_ablation"]  # DVC refuses an empty foreach
     methods = params.classify.methods
-    # Only what the grid's methods need: no synthesis network unless a method rendering with it is compared, no
-    # per-class generators unless `generation` is, and no pretraining either unless one of them or the quality
-    # gate (scoring with its discriminator) needs it (else augment's `scorer` dep is its own file).
-    stages["augment"]["foreach"] = {m: v for m, v in stages["augment"]["foreach"].items() if m in methods}
-    if not {"syndgan", "hybrid"} & set(methods):
-        del stages["train_synth"]
-    if "generation" not in methods:
-        del stages["train_generation"]
-    if not {"syndgan", "hybrid", "generation"} & set(methods) and params.augment.gate.scorer != "discriminator":
+    # Only what the grid's methods need: no training whose network none of them renders with (the registry says
+    # which: pipeline.methods), and no pretraining either unless one of them or the quality gate (scoring with its
+    # discriminator) needs it (else augment's `scorer` dep is its method's own).
+    stages["augment"]["foreach"] = absolute_code_paths(augment_items(params, methods))
+    needed = trainings(methods)
+    for stage in set(TRAINING_STAGES.values()) - needed:
+        del stages[stage]
+    if not needed and params.augment.gate.scorer != "discriminator":
         del stages["pretrain"]
         stages["augment"]["foreach"] = {m: {**v, "scorer": v["needs"]} for m, v in stages["augment"]["foreach"].items()}
     sc = params.scarcity

@@ -16,6 +16,24 @@ def hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def rest_field(cls) -> str | None:
+    """The field (``metadata={"rest": True}``) that takes every key ``cls`` does not name, e.g. augment's method
+    sections, whose schemas a registry holds; that field's own name is no key."""
+    return next((f.name for f in dataclasses.fields(cls) if f.metadata.get("rest")), None)
+
+
+def plain(value: Any) -> Any:
+    """``value`` (settings, lists, maps) as the YAML that ``convert`` reads back: dataclasses.asdict, but the
+    ``rest`` field's keys inline."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        rest = rest_field(type(value))
+        out = {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != rest}
+        return {**out, **plain(getattr(value, rest))} if rest else out
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return {k: plain(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
 _EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
@@ -47,9 +65,10 @@ def convert(value: Any, tp: Any, key: str, src: Any) -> Any:
         if not isinstance(value, dict):
             fail(f"a mapping (section {tp.__name__})")
         fields = hints(tp)
-        names = {f.name for f in dataclasses.fields(tp)}
+        rest = rest_field(tp)
+        names = {f.name for f in dataclasses.fields(tp)} - {rest}
         for k in value:
-            if k not in names:
+            if k not in names and rest is None:
                 raise ConfigError(f"{src}: {key}.{k}: unknown key (known: {', '.join(sorted(names))})")
         missing = [
             f.name
@@ -58,7 +77,11 @@ def convert(value: Any, tp: Any, key: str, src: Any) -> Any:
         ]
         if missing:
             raise ConfigError(f"{src}: {key}.{missing[0]}: required key missing")
-        kwargs = {k: convert(v, fields[k], f"{key}.{k}", src) for k, v in value.items()}
+        kwargs = {k: convert(v, fields[k], f"{key}.{k}", src) for k, v in value.items() if k in names}
+        if rest is not None:
+            other = {k: v for k, v in value.items() if k not in names}
+            item = typing.get_args(fields[rest])[1]
+            kwargs[rest] = {k: convert(v, item, f"{key}.{k}", src) for k, v in other.items()}
         try:
             return tp(**kwargs)
         except ConfigError as e:  # the library's settings validate themselves: "<field>: <problem>"

@@ -1,10 +1,13 @@
 """Lazy package exports: a package lists ``{name: submodule}`` and imports the submodule on first use, so that
-reading a settings schema (what params.yaml is checked against) does not import torch, numpy or scipy."""
+reading a settings schema (what params.yaml is checked against) does not import torch, numpy or scipy.
+``import_all(package)``: every module of a package, for a registry whose entries register themselves on import
+(``syndgan.sources`` reads a call with a literal package name, or ``__package__``, as importing them all)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from importlib import import_module
+from pkgutil import iter_modules
 from typing import Any
 
 
@@ -27,3 +30,11 @@ def lazy_exports(
         return value
 
     return __getattr__
+
+
+def import_all(package: str) -> None:
+    """Import every module of ``package`` (not its subpackages' modules): dropping a file in is registering it."""
+    path = import_module(package).__path__
+    for info in iter_modules(path):
+        if not info.ispkg:
+            import_module(f"{package}.{info.name}")

@@ -7,7 +7,9 @@ lazily) and excluding ``if TYPE_CHECKING:`` blocks, which never run. Importing `
 and ``a/b/__init__.py`` too. A package whose ``__getattr__`` is ``syndgan.lazy.lazy_exports(__name__, exports,
 preload)`` imports ``exports[name]`` (after ``preload[name]``) when ``name`` is imported from it, and any of them
 when the package itself is imported as a whole; its tables must therefore be literals (or ``dict.fromkeys`` of
-literals), which ``module_sources`` reads without running the package.
+literals), which ``module_sources`` reads without running the package. A call ``import_all(<package>)``
+(``syndgan.lazy``; a literal name or ``__package__``) imports every module of that package: a registry that
+discovers its entries (``syndgan.augment``'s methods) runs them all.
 
 ``source_digest(module)``: sha256 over those files (paths and contents), what a resumable checkpoint records so
 that changed code means a fresh run.
@@ -90,6 +92,16 @@ class _Finder:
                 self.visit(base)
                 for alias in node.names:
                     self._name(base, alias.name)
+            elif isinstance(node, ast.Call) and ast.unparse(node.func).rpartition(".")[2] == "import_all":
+                self._every_module(_package_arg(node, package, path))
+
+    def _every_module(self, package: str) -> None:
+        folder = self.file(package)
+        if folder is None or folder.name != "__init__.py":
+            return
+        for file in sorted(folder.parent.glob("*.py")):
+            if file.name != "__init__.py":
+                self.visit(f"{package}.{file.stem}")
 
     def _name(self, base: str, name: str) -> None:
         """``from base import name``: a submodule, a lazily exported name, or an attribute of ``base``."""
@@ -122,6 +134,15 @@ def _absolute(node: ast.ImportFrom, package: str) -> str:
     parts = package.split(".")
     base = parts[: len(parts) - node.level + 1]
     return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def _package_arg(call: ast.Call, package: str, path: Path) -> str:
+    arg = call.args[0] if len(call.args) == 1 and not call.keywords else None
+    if isinstance(arg, ast.Name) and arg.id == "__package__":
+        return package
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return arg.value
+    raise ValueError(f"{path}: import_all takes a literal package name or __package__")
 
 
 def _runtime_nodes(tree: ast.AST):

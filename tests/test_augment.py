@@ -14,6 +14,7 @@ from syndgan.augment import (
     METHODS,
     AugmentMethod,
     PlacementSettings,
+    available_methods,
     check_provenance,
     compute_targets,
     create_method,
@@ -258,12 +259,12 @@ def test_cutmix_mixes_boxes_and_targets():
         assert torch.allclose(share, y2[i], atol=1e-6)
     again = cm.mix_batch(x, y, torch.Generator().manual_seed(0))
     assert torch.equal(again[0], x2) and torch.equal(again[1], y2)
-    x3, y3 = CutMix(prob=0.0).mix_batch(x, y, torch.Generator().manual_seed(0))
+    x3, y3 = create_method("cutmix", prob=0.0).mix_batch(x, y, torch.Generator().manual_seed(0))
     assert torch.equal(x3, x) and torch.equal(y3, y)
 
 
 def test_registry_names_and_errors():
-    assert {"none", "cutmix", "copy_paste", "syndgan"} <= set(METHODS)
+    assert {"none", "cutmix", "copy_paste", "syndgan", "hybrid", "generation"} <= set(available_methods())
     assert not create_method("none").produces_images and not create_method("cutmix").produces_images
     with pytest.raises(ConfigError, match="unknown augmentation method 'gan2'.*copy_paste"):
         create_method("gan2")

@@ -85,14 +85,16 @@ def test_hybrid_refuses_a_checkpoint_for_other_classes(checkpoint):
     ],
 )
 def test_bad_hybrid_params_name_the_key(hybrid, key):
+    from pipeline.methods import validate
+
     with pytest.raises(ConfigError) as e:
-        parse_params({"augment": {"hybrid": hybrid}})
+        validate(parse_params({"augment": {"hybrid": hybrid}}))
     assert key in str(e.value) and "\n" not in str(e.value)
 
 
 def test_hybrid_through_augment_classify_and_evaluate(tmp_path):
     """classify.methods: [..., hybrid] and evaluate.methods: [..., hybrid] work; every evaluated set has its IC."""
-    from pipeline import augment, classify, evaluate
+    from pipeline import augment, classify, evaluate, methods
 
     make_processed(tmp_path / "data" / "processed")
     write_synthesizer(tmp_path / "models" / "train_synth" / "synthesizer.pt")
@@ -108,7 +110,7 @@ def test_hybrid_through_augment_classify_and_evaluate(tmp_path):
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     with contextlib.chdir(tmp_path):
         params = load_params(path)
-        assert augment.method_options(params, "hybrid")["paste"] == {"feather": 1.0, "match_intensity": True}
+        assert methods.options(params, "hybrid")["paste"] == {"feather": 1.0, "match_intensity": True}
         for method in ("copy_paste", "syndgan", "hybrid"):
             augment.run(params, method)
         info = json.loads((tmp_path / "data/augmented/hybrid/augment.json").read_text())

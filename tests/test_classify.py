@@ -108,9 +108,11 @@ def test_aggregate_mean_std_and_table():
     ],
 )
 def test_bad_params_name_the_key(raw, key):
+    from pipeline.methods import validate  # a method's section: checked against the registry by its readers
+
     raw = {"ingest": {"classes": {"bump": [255, 0, 0]}}, **raw}
     with pytest.raises(ConfigError) as e:
-        parse_params(raw)
+        validate(parse_params(raw))
     assert key in str(e.value) and "\n" not in str(e.value)
 
 

@@ -80,6 +80,26 @@ def test_module_sources_follow_imports_transitively_lazy_ones_included(tmp_path)
         module_sources("lib.nope", ["lib"], root)
 
 
+def test_a_registry_that_imports_its_whole_package_counts_every_module(tmp_path):
+    """``import_all(__package__)`` (a registry discovering its entries) runs every module of that package."""
+    files = {
+        "reg/__init__.py": "",
+        "reg/base.py": "from reg.lazyexp import import_all\ndef discover():\n    import_all(__package__)\n",
+        "reg/one.py": "",
+        "reg/two.py": "from reg import helper\n",
+        "reg/helper.py": "",
+        "reg/sub/__init__.py": "",
+        "reg/sub/deep.py": "",  # another package's module: not imported by import_all("reg")
+        "reg/lazyexp.py": "",
+        "app.py": "import reg.one\n",
+    }
+    root = write(tmp_path, files)
+    assert module_sources("reg.base", ["reg"], root) == [
+        "reg/__init__.py", "reg/base.py", "reg/helper.py", "reg/lazyexp.py", "reg/one.py", "reg/two.py",
+    ]  # fmt: skip
+    assert module_sources("reg.one", ["reg"], root) == ["reg/__init__.py", "reg/one.py"]
+
+
 def test_a_lazy_table_that_is_not_a_literal_is_an_error(tmp_path):
     root = write(tmp_path, {**LIB, "lib/lazy/__init__.py": "__getattr__ = lazy_exports(__name__, make())\n"})
     with pytest.raises(ValueError, match=r"lazy/__init__.py: the lazy export tables must be literals"):

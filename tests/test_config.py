@@ -127,9 +127,9 @@ def test_params_yaml_documents_every_flows_setting():
 
 
 def _plain(p) -> dict:
-    from dataclasses import asdict
+    from pipeline.typed_yaml import plain
 
-    d = asdict(p)
+    d = plain(p)
     d.pop("path")
     return d
 

@@ -4,9 +4,9 @@
 with the seam repainted by SyNDGAN) render synthetic defect images from train normals and real train defect
 masks (see ``generate``); ``generation`` samples whole defect images from per-class fine-tuned generators.
 
-Names are imported on first use, so reading the settings schema (``syndgan.augment.settings``, what params.yaml
-is checked against) imports neither numpy nor scipy; the first use of a name that reads the registry of methods
-(``_REGISTRY_NAMES``) also registers every method.
+Names are imported on first use, so reading the placement schema (``syndgan.augment.settings``) imports neither
+numpy nor scipy; the registry (``syndgan.augment.base``) imports every module of this package the first time it is
+asked, and each method module registers its method: a new method is one module here.
 """
 
 from syndgan.lazy import lazy_exports
@@ -16,6 +16,9 @@ _EXPORTS = {
     "AugmentMethod": "base",
     "available_methods": "base",
     "create_method": "base",
+    "method_class": "base",
+    "method_label": "base",
+    "method_settings": "base",
     "register_method": "base",
     "check_provenance": "generate",
     "generate_augmented": "generate",
@@ -23,14 +26,8 @@ _EXPORTS = {
     "compute_targets": "targets",
     "targets_table": "targets",
 }
-_METHOD_MODULES = ("copy_paste", "cutmix", "generation", "hybrid", "syndgan")  # each registers its method on import
-# The names that read the registry (generate_augmented and check_provenance look methods up by name).
-_REGISTRY_NAMES = (
-    "METHODS", "AugmentMethod", "available_methods", "create_method", "register_method", "check_provenance",
-    "generate_augmented",
-)  # fmt: skip
 
 __all__ = sorted(_EXPORTS)
 
 
-__getattr__ = lazy_exports(__name__, _EXPORTS, dict.fromkeys(_REGISTRY_NAMES, _METHOD_MODULES))
+__getattr__ = lazy_exports(__name__, _EXPORTS)

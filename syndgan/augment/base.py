@@ -1,21 +1,28 @@
-"""Augmentation methods and their registry.
+"""Augmentation methods and their registry: the one list of methods every other part asks.
 
 A method either *renders* synthetic defect images (``produces_images``: given a train normal image, the
 label map of the defects placed on it and the placements, return the defective image), *samples* whole
 defect images of a class (``paired`` False, e.g. the generation-only GAN: ``sample`` and the ``sources`` the
 images derive from; no normal image, no placed mask) or works at classifier *training time* on batches
-(``mix_batch``, e.g. CutMix). Adding a method (a diffusion model...) is one subclass decorated with
-``@register_method``; the augment stage, the provenance checks and the classifier need nothing else.
+(``mix_batch``, e.g. CutMix). Adding a method (a diffusion model...) is one module in this package: a subclass
+decorated with ``@register_method``, its options a settings dataclass beside it (``settings``: what
+``augment.<name>`` in params.yaml is checked against, the constructor's keyword arguments), its display name
+(``label``) and the kind of trained network it reads from ``settings.checkpoint`` (``model``). The registry
+imports every module of the package on first use, so the pipeline (augment, classify, provenance, report,
+the scarcity benchmark) finds it with no other file edited; params.yaml's ``classify.methods`` runs it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from syndgan.errors import ConfigError
+from syndgan.lazy import import_all
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -23,6 +30,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from syndgan.augment.placement import Placement
 
 METHODS: dict[str, type[AugmentMethod]] = {}
+MODELS = ("synthesis", "generation")  # the kinds of trained network a method may read (``AugmentMethod.model``)
+_discovered = False
+
+
+@dataclass
+class NoSettings:
+    """A method without options (``augment.<name>`` may be absent or ``{}``)."""
 
 
 def register_method(cls: type[AugmentMethod]) -> type[AugmentMethod]:
@@ -30,26 +44,64 @@ def register_method(cls: type[AugmentMethod]) -> type[AugmentMethod]:
         raise TypeError(f"{cls.__name__} needs a class attribute `name`")
     if cls.name in METHODS and METHODS[cls.name] is not cls:
         raise TypeError(f"augmentation method name {cls.name!r} is taken by {METHODS[cls.name].__name__}")
+    if not dataclasses.is_dataclass(cls.settings):
+        raise TypeError(f"{cls.__name__}.settings must be a dataclass (its options), got {cls.settings!r}")
+    if cls.model is not None:  # the pipeline reads the network's path to know which training made it
+        if cls.model not in MODELS:
+            raise TypeError(f"{cls.__name__}.model must be one of {MODELS} or None, got {cls.model!r}")
+        if "checkpoint" not in {f.name for f in dataclasses.fields(cls.settings)}:
+            raise TypeError(f"{cls.__name__} reads a {cls.model} network: its settings need a `checkpoint` field")
     METHODS[cls.name] = cls
     return cls
 
 
+def _discover() -> dict[str, type[AugmentMethod]]:
+    """Every method of this package: importing its modules registers them (once; later imports are cached)."""
+    global _discovered
+    if not _discovered:
+        import_all(__package__)
+        _discovered = True
+    return METHODS
+
+
 def available_methods() -> list[str]:
-    return sorted(METHODS)
+    return sorted(_discover())
+
+
+def method_class(name: str) -> type[AugmentMethod]:
+    """The registered class of ``name``; an unknown name fails with a one-line ConfigError listing the known."""
+    methods = _discover()
+    if name not in methods:
+        raise ConfigError(f"unknown augmentation method {name!r} (known: {', '.join(sorted(methods))})")
+    return methods[name]
+
+
+def method_settings(name: str, **options: Any) -> Any:
+    """``name``'s settings: ``options`` over its defaults, checked (a bad value: one-line ConfigError)."""
+    cls = method_class(name)
+    try:
+        return cls.settings(**options)
+    except (TypeError, ConfigError) as e:  # unknown option; a value its settings reject ("<field>: <problem>")
+        raise ConfigError(f"augmentation method {name!r}: {e}") from None
+
+
+def method_label(name: str) -> str:
+    """The display name of method ``name``; any other name (an evaluated set, an unknown method) as it is."""
+    cls = _discover().get(name)
+    return (cls.label or cls.name) if cls is not None else name
 
 
 def create_method(name: str, **options: Any) -> AugmentMethod:
-    """Instantiate a registered method; unknown names and options fail with a one-line ConfigError."""
-    if name not in METHODS:
-        raise ConfigError(f"unknown augmentation method {name!r} (known: {', '.join(available_methods())})")
-    try:
-        return METHODS[name](**options)
-    except TypeError as e:
-        raise ConfigError(f"augmentation method {name!r}: {e}") from None
+    """Instantiate a registered method from its options (its settings' fields; the rest default)."""
+    settings = method_settings(name, **options)
+    return method_class(name)(**dataclasses.asdict(settings))
 
 
 class AugmentMethod:
     name: ClassVar[str] = ""
+    label: ClassVar[str] = ""  # display name in tables and figures (default: ``name``)
+    settings: ClassVar[type] = NoSettings  # its options: a dataclass, the constructor's keyword arguments
+    model: ClassVar[str | None] = None  # the kind of trained network it renders with (MODELS), at settings.checkpoint
     produces_images: ClassVar[bool] = True  # False: applied at classifier training time only
     paired: ClassVar[bool] = True  # False: whole images sampled per class (``sample``), not rendered on a placement
 
@@ -91,4 +143,5 @@ class NoAugmentation(AugmentMethod):
     """The honest baseline: the real training set, nothing added."""
 
     name = "none"
+    label = "Original data"
     produces_images = False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from scipy import ndimage
 
 from syndgan.augment.base import AugmentMethod, register_method
 from syndgan.augment.placement import Placement
+from syndgan.errors import ConfigError
 
 
 def feather_alpha(mask: np.ndarray, known: np.ndarray, feather: float) -> np.ndarray:
@@ -49,9 +51,23 @@ def paste(target: np.ndarray, placement: Placement, feather: float, match_intens
     region[...] = alpha * src + (1.0 - alpha) * region
 
 
+@dataclass
+class CopyPasteSettings:
+    """``augment.copy_paste`` (and ``augment.hybrid.paste``)."""
+
+    feather: float = 1.5  # px of edge feathering
+    match_intensity: bool = True  # shift pasted pixels to the target's local brightness
+
+    def __post_init__(self):
+        if self.feather < 0:
+            raise ConfigError(f"feather: must be >= 0, got {self.feather}")
+
+
 @register_method
 class CopyPaste(AugmentMethod):
     name = "copy_paste"
+    label = "Copy-paste"
+    settings = CopyPasteSettings
 
     def __init__(self, feather: float = 1.5, match_intensity: bool = True):
         if feather < 0:

@@ -8,21 +8,35 @@ away or pasted into a normal image: the reason CutMix helps little on small-defe
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from syndgan.augment.base import AugmentMethod, register_method
+from syndgan.errors import ConfigError
+
+
+@dataclass
+class CutMixSettings:
+    """``augment.cutmix``."""
+
+    alpha: float = 1.0  # box area ~ Beta(alpha, alpha)
+    prob: float = 0.5  # chance a training batch is mixed
+
+    def __post_init__(self):
+        if self.alpha <= 0:
+            raise ConfigError(f"alpha: must be > 0, got {self.alpha}")
+        if not 0 <= self.prob <= 1:
+            raise ConfigError(f"prob: must be in [0, 1], got {self.prob}")
 
 
 @register_method
 class CutMix(AugmentMethod):
     name = "cutmix"
+    label = "CutMix"
+    settings = CutMixSettings
     produces_images = False
 
-    def __init__(self, alpha: float = 1.0, prob: float = 0.5):
-        if alpha <= 0:
-            raise ValueError(f"alpha must be > 0, got {alpha}")
-        if not 0 <= prob <= 1:
-            raise ValueError(f"prob must be in [0, 1], got {prob}")
+    def __init__(self, alpha: float, prob: float):  # checked by CutMixSettings
         self.alpha = float(alpha)
         self.prob = float(prob)
 

@@ -49,18 +49,30 @@ def displace(array: np.ndarray, field: np.ndarray, order: int) -> np.ndarray:
 
 
 def morph(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Dilate (radius > 0) or erode (< 0) by |radius| px; erosion keeps each connected part's innermost pixel."""
-    if radius > 0:
-        return ndimage.binary_dilation(mask, iterations=radius)
+    """Dilate (radius > 0) or erode (< 0) by |radius| px; erosion keeps each connected part's innermost pixel.
+
+    Computed on the mask's bounding box plus |radius| + 1 px (the result cannot reach further), not the whole array.
+    """
     if radius == 0 or not mask.any():
         return mask.copy()
-    out = ndimage.binary_erosion(mask, iterations=-radius)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    m = abs(radius) + 1
+    win = (slice(max(0, rows[0] - m), rows[-1] + 1 + m), slice(max(0, cols[0] - m), cols[-1] + 1 + m))
+    out = np.zeros_like(mask)
+    if radius > 0:
+        out[win] = ndimage.binary_dilation(mask[win], iterations=radius)
+        return out
+    out[win] = ndimage.binary_erosion(mask[win], iterations=-radius)
+    parts, n = ndimage.label(mask[win], structure=np.ones((3, 3)))
+    if not len(np.setdiff1d(np.arange(1, n + 1), np.unique(parts[out[win]]))):
+        return out
+    # A part vanished. Among its equally deep pixels scipy's maximum_position picks one through an unstable sort of
+    # the whole array's depths (not the first in raster order): measured on the whole array, so the pick stays.
     parts, n = ndimage.label(mask, structure=np.ones((3, 3)))
     gone = np.setdiff1d(np.arange(1, n + 1), np.unique(parts[out]))
-    if len(gone):
-        depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-        for pos in ndimage.maximum_position(depth, parts, gone):
-            out[pos] = True
+    depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    for pos in ndimage.maximum_position(depth, parts, gone):
+        out[pos] = True
     return out
 
 

@@ -34,11 +34,11 @@ from syndgan.augment.location import class_distances
 from syndgan.augment.placement import (
     DefectSource,
     PlacementSettings,
+    Surface,
     appearance,
     compose_labelmap,
     nearest_sources,
     place_defect,
-    target_edges,
 )
 from syndgan.data.processed import NORMAL, ProcessedDataset, has_class
 from syndgan.errors import DataError, SyndganError
@@ -71,7 +71,7 @@ class _Target:
         self.id, self.group = row.id, row.group
         self.image = dataset.read_image(row.image)
         self.fg = foreground_mask(self.image, s.fg_window, s.fg_separability)
-        self.edges = target_edges(self.fg)
+        self.surface = Surface(self.fg)  # edges, object pixels...: once per image, not per defect placed on it
         self.appearance = appearance(self.image, self.fg)
 
 
@@ -194,7 +194,7 @@ def _place_all(
         src = sources[available.pop(int(rng.integers(len(available))))]
         if s.recombine > 0 and rng.random() < s.recombine:
             src = recombine(src, sources[candidates[int(rng.integers(len(candidates)))]], rng)
-        p = place_defect(src, target.fg, rng, s, occupied, target.edges, prior)
+        p = place_defect(src, target.surface, rng, s, occupied, prior=prior)
         if p is None:
             break
         placed.append(p)

@@ -12,6 +12,7 @@ generator learned from (``sources``), which ``check_provenance`` then proves are
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,23 @@ from syndgan.augment.base import AugmentMethod, register_method
 from syndgan.errors import DataError
 
 
+@dataclass
+class GenerationMethodSettings:
+    """``augment.generation``."""
+
+    checkpoint: str = "models/train_generation/generators.pt"  # written by the train_generation stage
+    device: str = "auto"
+
+
 @register_method
 class Generation(AugmentMethod):
     name = "generation"
+    label = "Generation only (fine-tuned GAN)"
+    settings = GenerationMethodSettings
+    model = "generation"
     paired = False
 
-    def __init__(self, checkpoint: str | Path = "models/train_generation/generators.pt", device: str = "auto"):
+    def __init__(self, checkpoint: str | Path, device: str):
         self.checkpoint = Path(checkpoint)
         self.device = device
         self._generators = None

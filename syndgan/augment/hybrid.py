@@ -16,6 +16,7 @@ network paint defect texture where the written label map says "normal".
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ import numpy as np
 from scipy import ndimage
 
 from syndgan.augment.base import register_method
-from syndgan.augment.copy_paste import CopyPaste
+from syndgan.augment.copy_paste import CopyPaste, CopyPasteSettings
 from syndgan.augment.placement import Placement
-from syndgan.augment.syndgan import SyndganAugmentation
+from syndgan.augment.syndgan import SyndganAugmentation, SyndganSettings
+from syndgan.errors import ConfigError
 
 
 def rim_labels(shape: tuple[int, int], placements: Sequence[Placement], band: int) -> np.ndarray:
@@ -38,22 +40,30 @@ def rim_labels(shape: tuple[int, int], placements: Sequence[Placement], band: in
     return labels
 
 
+@dataclass
+class HybridSettings(SyndganSettings):
+    """``augment.hybrid``: copy_paste, then the synthesis network repaints the pasted mask's rim."""
+
+    band: int = 2  # px inside the pasted mask's border repainted as defect (plus the network's margin outside)
+    paste: CopyPasteSettings = field(default_factory=CopyPasteSettings)  # the paste step
+
+    def __post_init__(self):
+        if isinstance(self.paste, Mapping):  # options as augment.json records them
+            self.paste = CopyPasteSettings(**self.paste)
+        if self.band < 1:
+            raise ConfigError(f"band: must be >= 1 px, got {self.band}")
+
+
 @register_method
 class Hybrid(SyndganAugmentation):
     name = "hybrid"
+    label = "Hybrid (copy-paste, SyNDGAN seam)"
+    settings = HybridSettings
 
-    def __init__(
-        self,
-        checkpoint: str | Path = "models/train_synth/synthesizer.pt",
-        device: str = "auto",
-        band: int = 2,
-        paste: Mapping[str, Any] | None = None,
-    ):
+    def __init__(self, checkpoint: str | Path, device: str, band: int, paste: Mapping[str, Any]):
         super().__init__(checkpoint, device)
-        if band < 1:
-            raise ValueError(f"band must be >= 1 px, got {band}")
         self.band = int(band)
-        self.paste = CopyPaste(**dict(paste or {}))
+        self.paste = CopyPaste(**dict(paste))
 
     def options(self) -> dict[str, Any]:
         return {**super().options(), "band": self.band, "paste": self.paste.options()}

@@ -15,20 +15,24 @@ defects, on target edge pixels (aligned with a source edge pixel) for edge defec
 
 Beyond the affine transform, the mask may be deformed (``elastic``, ``morph``; see ``deform``) and surface
 defects may be placed at the edge distances their class has in train (``location_prior``; see ``location``).
+
+Cost (issue 32): a candidate transform is computed on the defect's neighbourhood only (``make_patch``), and what
+placement derives from a target's foreground once per image (``Surface``), with the results of whole-image code.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from syndgan.augment.deform import displace, displacement, morph
-from syndgan.augment.location import PositionSampler
+from syndgan.augment.deform import displacement, morph
+from syndgan.augment.location import PositionSampler, sort_by_distance
 from syndgan.augment.settings import PlacementSettings
 
 
@@ -103,22 +107,26 @@ class Placement:
 @dataclass
 class _Patch:
     mask: np.ndarray
-    pixels: np.ndarray
+    warp_pixels: Callable[[], np.ndarray]  # the pixels are warped only for the transform that gets placed
     known: np.ndarray
     src_fg: np.ndarray
     ring: np.ndarray
     edge_pixels: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), int))
 
+    @functools.cached_property
+    def pixels(self) -> np.ndarray:
+        return self.warp_pixels()
+
 
 def ring_radius(mask: np.ndarray) -> int:
     """Context ring width: a quarter of the defect's equivalent diameter, at least 2 px."""
-    diameter = 2.0 * math.sqrt(max(float(mask.sum()), 1.0) / math.pi)
+    diameter = 2.0 * math.sqrt(max(float(np.count_nonzero(mask)), 1.0) / math.pi)
     return max(2, int(math.ceil(0.25 * diameter)))
 
 
-def warp(array: np.ndarray, transform: Transform, order: int, cval: float = 0.0) -> np.ndarray:
-    """Apply ``transform`` about the array centre; the output is just large enough to hold the result."""
-    h, w = array.shape[:2]
+def _geometry(shape: tuple[int, int], transform: Transform) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
+    """``warp``'s output shape and its inverse map: output (row, col) -> input inv @ out + offset."""
+    h, w = shape
     fwd = transform.matrix()
     corners = np.array([[0, 0], [0, w], [h, 0], [h, w]], float) - [h / 2, w / 2]
     mapped = corners @ fwd.T
@@ -127,16 +135,16 @@ def warp(array: np.ndarray, transform: Transform, order: int, cval: float = 0.0)
     inv = np.linalg.inv(fwd)
     # pixel centres sit at index + 0.5: in = inv @ (out + 0.5 - c_out) + c_in - 0.5
     offset = np.array([h / 2, w / 2]) - 0.5 - inv @ (np.array([out_h / 2, out_w / 2]) - 0.5)
+    return (out_h, out_w), inv, offset
+
+
+def warp(array: np.ndarray, transform: Transform, order: int, cval: float = 0.0) -> np.ndarray:
+    """Apply ``transform`` about the array centre; the output is just large enough to hold the result."""
+    shape, inv, offset = _geometry(array.shape[:2], transform)
 
     def one(a: np.ndarray) -> np.ndarray:
         return ndimage.affine_transform(
-            a.astype(np.float32),
-            inv,
-            offset=offset,
-            output_shape=(out_h, out_w),
-            order=order,
-            mode="grid-constant",
-            cval=cval,
+            a.astype(np.float32), inv, offset=offset, output_shape=shape, order=order, mode="grid-constant", cval=cval
         )
 
     if array.ndim == 3:
@@ -145,40 +153,186 @@ def warp(array: np.ndarray, transform: Transform, order: int, cval: float = 0.0)
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
-    rows, cols = np.nonzero(mask)
-    return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _grow(mask: np.ndarray, k: int) -> np.ndarray:
+    """``mask`` dilated by a (2k+1)-px square (two 1-D running maxima: cheap for any k)."""
+    m = ndimage.maximum_filter1d(mask.view(np.uint8), 2 * k + 1, axis=0, mode="constant")
+    return ndimage.maximum_filter1d(m, 2 * k + 1, axis=1, mode="constant").view(bool)
+
+
+def _window(box: tuple[int, int, int, int], margin: int, shape: tuple[int, ...]) -> tuple[slice, slice]:
+    """The box grown by ``margin`` px, inside ``shape``."""
+    r0, r1, c0, c1 = box
+    rows = slice(max(0, r0 - margin), min(shape[0], r1 + margin))
+    return rows, slice(max(0, c0 - margin), min(shape[1], c1 + margin))
+
+
+def _grid(win: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of every pixel of a window, flat, in raster order."""
+    rows, cols = np.mgrid[win]
+    return rows.ravel(), cols.ravel()
+
+
+def _size(win: tuple[slice, slice]) -> tuple[int, int]:
+    return win[0].stop - win[0].start, win[1].stop - win[1].start
+
+
+def _affine_coords(inv: np.ndarray, offset: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
+    """The input coordinates ``affine_transform`` computes for output pixels (rows, cols), to the last bit: in the
+    order scipy's C loop adds them up (found by ``_scipy_sum_order``; None when it is neither known order)."""
+    first = _scipy_sum_order()
+    if first is None:
+        return None
+    r, c = rows.astype(np.float64), cols.astype(np.float64)
+    if first:  # offset + row * m0 + col * m1 (scipy 1.17)
+        return np.stack([offset[h] + r * inv[h, 0] + c * inv[h, 1] for h in (0, 1)])
+    return np.stack([0.0 + r * inv[h, 0] + c * inv[h, 1] + offset[h] for h in (0, 1)])
+
+
+@functools.cache
+def _scipy_sum_order() -> bool | None:
+    """Whether this scipy's affine loop starts from the offset (True) or adds it last (False): the two differ in the
+    last bit now and then, which can move a nearest-neighbour pick. Found once by warping a ramp both ways."""
+    rng = np.random.default_rng(0)
+    ramp = np.add.outer(np.arange(48.0), 0.001 * np.arange(48.0) ** 2)  # each position its own value
+    rows, cols = (g.ravel().astype(np.float64) for g in np.mgrid[0:48, 0:48])
+    fits = {True: True, False: True}
+    for _ in range(8):
+        inv = rng.uniform(-1.5, 1.5, (2, 2))
+        offset = rng.uniform(-5, 5, 2)
+        want = ndimage.affine_transform(ramp, inv, offset=offset, order=1, mode="grid-constant").ravel()
+        for first in fits:
+            if first:
+                coords = np.stack([offset[h] + rows * inv[h, 0] + cols * inv[h, 1] for h in (0, 1)])
+            else:
+                coords = np.stack([0.0 + rows * inv[h, 0] + cols * inv[h, 1] + offset[h] for h in (0, 1)])
+            got = ndimage.map_coordinates(ramp, coords, order=1, mode="grid-constant")
+            fits[first] &= bool(np.array_equal(got, want))
+    return True if fits[True] else (False if fits[False] else None)
+
+
+class _Warped:
+    """The source crop as ``make_patch`` transforms it (``warp``, then ``displace`` by the elastic field), evaluated
+    only where asked: the defect and its surroundings, not the whole warped crop (mostly empty: a source mask is every
+    pixel of its class in the image, often far-apart parts).
+
+    Values are bit for bit those of transforming the whole crop: scipy's own interpolation at the same coordinates,
+    the affine ones added up as scipy's C loop does (``_affine_coords``), and each value depends only on its
+    coordinates and the pixels next to them. The elastic field is still drawn and smoothed at the
+    whole warped size: its random numbers and its scale (largest displacement over the whole field) stay the same.
+    """
+
+    def __init__(self, shape: tuple[int, int], transform: Transform):
+        self.shape, self.inv, self.offset = _geometry(shape, transform)
+        self.fwd = transform.matrix()
+        self.field = displacement(self.shape, *transform.elastic) if transform.elastic else None
+        # the farthest a displaced pixel reads from itself: alpha (+ rounding), + 1 for the bilinear neighbour
+        self.reach = int(math.ceil(transform.elastic[0])) + 2 if transform.elastic else 0
+
+    def affine_at(self, a: np.ndarray, rows: np.ndarray, cols: np.ndarray, order: int) -> np.ndarray:
+        """``warp(a)[rows, cols]`` of a 2-D float32 ``a``."""
+        coords = _affine_coords(self.inv, self.offset, rows, cols)
+        if coords is None:  # a scipy that adds coordinates up some other way: warp all, keep what was asked
+            return ndimage.affine_transform(
+                a, self.inv, offset=self.offset, output_shape=self.shape, order=order, mode="grid-constant"
+            )[rows, cols]
+        return ndimage.map_coordinates(a, coords, order=order, mode="grid-constant", cval=0.0)
+
+    def displace_at(self, warped: np.ndarray, rows: np.ndarray, cols: np.ndarray, order: int) -> np.ndarray:
+        """``displace(warped, field)[rows, cols]``: ``warped`` needs its true values within ``reach`` px only."""
+        coords = np.stack([rows + self.field[0, rows, cols], cols + self.field[1, rows, cols]])
+        return ndimage.map_coordinates(warped, coords, order=order, mode="constant", cval=0.0)
+
+    def window(self, a: np.ndarray, win: tuple[slice, slice], order: int) -> np.ndarray:
+        """The transformed crop ``a`` (2-D float32) on a window of the output."""
+        if self.field is None:
+            return self.affine_at(a, *_grid(win), order).reshape(_size(win))
+        around = _window((win[0].start, win[0].stop, win[1].start, win[1].stop), self.reach, self.shape)
+        warped = np.zeros(self.shape, np.float32)
+        warped[around] = self.affine_at(a, *_grid(around), order).reshape(_size(around))
+        return self.displace_at(warped, *_grid(win), order).reshape(_size(win))
+
+    def soft_mask(self, mask: np.ndarray) -> np.ndarray:
+        """The transformed ``mask`` (bilinear, float32, whole output shape), computed only near the defect.
+
+        A warped value is non-zero only within 1 input px of a mask pixel, i.e. within ``|fwd|`` output px of where
+        that pixel lands, and the displacement reads at most ``reach`` px away: everywhere else the whole-crop
+        computation gives exact zeros, the zeros left here.
+        """
+        land = (np.argwhere(mask) - self.offset) @ self.fwd.T
+        land = np.clip(np.rint(land).astype(np.int64), 0, np.array(self.shape) - 1)
+        near = np.zeros(self.shape, bool)
+        near[land[:, 0], land[:, 1]] = True
+        rows, cols = np.nonzero(_grow(near, int(math.ceil(np.abs(self.fwd).sum(axis=1).max() + 0.5)) + 1))
+        soft = np.zeros(self.shape, np.float32)
+        soft[rows, cols] = self.affine_at(mask.astype(np.float32), rows, cols, 1)
+        if self.field is None:
+            return soft
+        rows, cols = np.nonzero(_grow(soft != 0, self.reach))
+        out = np.zeros(self.shape, np.float32)
+        out[rows, cols] = self.displace_at(soft, rows, cols, 1)
+        return out
+
+    def known_fg(self, fg: np.ndarray, win: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray]:
+        """On a window of the output: came from inside the source crop (``known``), and the source foreground ``fg``
+        there. Both are order-0 warps, i.e. show one source pixel each: warping the pixel numbers 1..n (exact in
+        float32 below ``INDEX_LIMIT``; 0: outside) finds it for both in one interpolation instead of four."""
+        if fg.size >= INDEX_LIMIT:  # a huge crop: one interpolation each
+            known = self.window(np.ones(fg.shape, np.float32), win, 0) > 0.5
+            return known, (self.window(fg.astype(np.float32), win, 0) > 0.5) & known
+        ids = np.arange(1, fg.size + 1, dtype=np.float32).reshape(fg.shape)
+        idx = self.window(ids, win, 0).astype(np.int64) - 1
+        known = idx >= 0
+        shown = np.zeros(idx.shape, bool)
+        shown[known] = fg.ravel()[idx[known]]
+        return known, shown
+
+
+INDEX_LIMIT = 2**24  # float32 holds every integer below it
 
 
 def make_patch(source: DefectSource, transform: Transform) -> _Patch:
-    """Crop the source around its mask (with context), transform it and trim it to mask + ring."""
+    """Crop the source around its mask (with context), transform it and trim it to mask + ring.
+
+    Only the defect's neighbourhood is computed (``_Warped``); the result is that of transforming the whole crop.
+    """
     radius = ring_radius(source.mask)
     # room for what the deformations move or grow (none when they are off)
     pad = radius + 2 + (int(math.ceil(transform.elastic[0])) if transform.elastic else 0) + max(transform.morph, 0)
-    r0, r1, c0, c1 = _bbox(source.mask)
-    H, W = source.mask.shape
-    sl = (slice(max(0, r0 - pad), min(H, r1 + pad)), slice(max(0, c0 - pad), min(W, c1 + pad)))
-    soft = warp(source.mask[sl].astype(np.float32), transform, order=1)
-    known = warp(np.ones(source.mask[sl].shape, np.float32), transform, order=0)
-    fg = warp(source.fg[sl].astype(np.float32), transform, order=0)
-    pixels = warp(source.image[sl], transform, order=1)
-    if transform.elastic:  # the mask, the pixels under it and what they sat on move together
-        shift = displacement(soft.shape, *transform.elastic)
-        soft, known, fg = displace(soft, shift, 1), displace(known, shift, 0), displace(fg, shift, 0)
-        pixels = displace(pixels, shift, 1)
+    sl = _window(_bbox(source.mask), pad, source.mask.shape)
+    w = _Warped(source.mask[sl].shape, transform)
+    soft = w.soft_mask(source.mask[sl])
     mask = soft >= 0.5
     if not mask.any():  # a 1-px dust grain shrunk below half a pixel keeps its strongest pixel
         mask.flat[int(np.argmax(soft))] = True
-    known = known > 0.5
-    src_fg = (fg > 0.5) & known
-    if transform.morph:  # grown only over source pixels that exist: they are what copy-paste pastes
-        mask = morph(mask, transform.morph) & (known | mask)
-    radius = ring_radius(mask)
-    grown = ndimage.binary_dilation(mask, iterations=radius)
-    ring = grown & ~mask & known
-    keep = ndimage.binary_dilation(mask, iterations=radius + 1) & known | mask
+    grown = morph(mask, transform.morph) if transform.morph else mask
+    # Everything below lies within radius + 1 px of the final mask (radius: its ring width, at most that of `grown`,
+    # which holds it): the patch is cut from this window.
+    win = _window(_bbox(grown), ring_radius(grown) + 1, mask.shape)
+    known, fg = w.known_fg(source.fg[sl], win)
+    m = grown[win]
+    if transform.morph > 0:  # grown only over source pixels that exist: they are what copy-paste pastes
+        m = m & (known | mask[win])
+    radius = ring_radius(m)
+    # the mask dilated `radius` times by a cross: the pixels within city-block distance radius (one transform)
+    dist = ndimage.distance_transform_cdt(~m, metric="taxicab")
+    ring = (dist <= radius) & ~m & known
+    keep = (dist <= radius + 1) & known | m
     t0, t1, u0, u1 = _bbox(keep)
     crop = (slice(t0, t1), slice(u0, u1))
-    patch = _Patch(mask[crop], pixels[crop], known[crop], src_fg[crop], ring[crop])
+    out = (slice(win[0].start + t0, win[0].start + t1), slice(win[1].start + u0, win[1].start + u1))
+    image = source.image[sl]
+
+    def pixels() -> np.ndarray:
+        """The transformed source pixels of the patch (float32), warped only once a placement is accepted."""
+        planes = [image[..., c] for c in range(image.shape[2])] if image.ndim == 3 else [image]
+        warped = [w.window(p.astype(np.float32), out, 1) for p in planes]
+        return np.stack(warped, axis=-1) if image.ndim == 3 else warped[0]
+
+    patch = _Patch(m[crop], pixels, known[crop], fg[crop] & known[crop], ring[crop])
     # source edge pixels on the ring: where the object/background boundary passes the defect
     fg = patch.src_fg
     edge = patch.ring & fg & ~ndimage.binary_erosion(fg, border_value=1)
@@ -217,31 +371,57 @@ def context_agreement(patch: _Patch, target_fg: np.ndarray, top: int, left: int)
     return float((region[patch.ring] == patch.src_fg[patch.ring]).mean())
 
 
+class Surface:
+    """A target image's foreground and what placement derives from it, each computed once per image (on first use),
+    not once per placed defect: the object edges, the object / background pixels, and the object pixels ordered
+    by their distance to the nearest edge (the location prior's candidates)."""
+
+    def __init__(self, fg: np.ndarray, edges: np.ndarray | None = None):
+        self.fg = fg
+        self.edges = target_edges(fg) if edges is None else edges
+        self._pixels: dict[bool, np.ndarray] = {}
+        self._by_distance: tuple[np.ndarray, np.ndarray] | None = None
+
+    def pixels(self, on_object: bool) -> np.ndarray:
+        """(N, 2) object (or background) pixels, in raster order."""
+        if on_object not in self._pixels:
+            self._pixels[on_object] = np.argwhere(self.fg if on_object else ~self.fg)
+        return self._pixels[on_object]
+
+    def by_edge_distance(self) -> tuple[np.ndarray, np.ndarray]:
+        """The object pixels sorted (stably) by edge distance, and those distances."""
+        if self._by_distance is None:
+            self._by_distance = sort_by_distance(self.pixels(True), self.fg)
+        return self._by_distance
+
+
 def place_defect(
     source: DefectSource,
-    target_fg: np.ndarray,
+    target: np.ndarray | Surface,
     rng: np.random.Generator,
     settings: PlacementSettings,
     occupied: np.ndarray | None = None,
     edges: np.ndarray | None = None,
     prior: np.ndarray | None = None,
 ) -> Placement | None:
-    """Find a valid placement of ``source`` on a target with foreground ``target_fg``; None if ``tries`` fail.
+    """Find a valid placement of ``source`` on a target (its foreground, or its ``Surface`` when it gets several
+    defects: what is derived from the foreground is then computed once); None if ``tries`` fail.
 
     ``prior``: the edge distances of the class's train defects (``location.class_distances``); surface defects
     are then tried at such distances for the first half of the tries, anywhere on the object after that (a
     distance no position can satisfy does not make the class unplaceable).
     """
+    surface = target if isinstance(target, Surface) else Surface(target, edges)
+    target_fg, edges = surface.fg, surface.edges
     H, W = target_fg.shape
-    edges = target_edges(target_fg) if edges is None else edges
-    fg_pixels = None
     sampler = None
     patch: _Patch | None = None
-    transform = None
+    transform = near = None
     for attempt in range(settings.tries):
         if attempt % 4 == 0:  # a few positions per transform: warping costs more than checking
             transform = random_transform(rng, settings)
             patch = make_patch(source, transform)
+            near = None
         h, w = patch.mask.shape
         if h > H or w > W:
             continue
@@ -252,13 +432,11 @@ def place_defect(
             top, left = int(b[0] - s[0]), int(b[1] - s[1])
         else:
             want = ring_fg >= 0.5
-            if fg_pixels is None:
-                fg_pixels = {True: np.argwhere(target_fg), False: np.argwhere(~target_fg)}
-            pool = fg_pixels[bool(want)]
+            pool = surface.pixels(bool(want))
             if not len(pool):
                 continue
             if want and prior is not None and len(prior) and attempt < max(1, settings.tries // 2):
-                sampler = sampler or PositionSampler(pool, target_fg, prior)
+                sampler = sampler or PositionSampler.by_distance(*surface.by_edge_distance(), prior)
                 p = sampler(rng)
             else:
                 p = pool[int(rng.integers(len(pool)))]
@@ -267,7 +445,7 @@ def place_defect(
         if not (0 <= top <= H - h and 0 <= left <= W - w):
             continue
         if occupied is not None:
-            near = ndimage.binary_dilation(patch.mask, iterations=1)
+            near = ndimage.binary_dilation(patch.mask, iterations=1) if near is None else near
             if occupied[top : top + h, left : left + w][near].any():
                 continue
         on_object = patch.mask & patch.src_fg  # defect pixels that sat on the object must land on it

@@ -8,6 +8,7 @@ only the rendering differs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,22 @@ from syndgan.augment.placement import Placement
 from syndgan.errors import DataError, SyndganError
 
 
+@dataclass
+class SyndganSettings:
+    """``augment.syndgan``."""
+
+    checkpoint: str = "models/train_synth/synthesizer.pt"  # written by the train_synth stage
+    device: str = "auto"
+
+
 @register_method
 class SyndganAugmentation(AugmentMethod):
     name = "syndgan"
+    label = "SyNDGAN (ours)"
+    settings = SyndganSettings
+    model = "synthesis"
 
-    def __init__(self, checkpoint: str | Path = "models/train_synth/synthesizer.pt", device: str = "auto"):
+    def __init__(self, checkpoint: str | Path, device: str):
         self.checkpoint = Path(checkpoint)
         self.device = device
         self._synth = None

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from syndgan.augment import method_label
+
 ALL = "all"  # the pooled entry of a set: every class's images together
 REAL_SET = "real_train"  # the real-vs-real baseline: real train defects against the same real test defects
 ABLATION_PREFIX = "syndgan_"  # evaluated set (and augment folder) of a train_synth ablation: syndgan_<ablation>
@@ -20,25 +22,17 @@ ABLATION_LABELS = {
     "single_scale_d": "w/ Single scale D",
     "aux_classifier_d": "w/ Auxiliary classifier D",
 }
-METHOD_LABELS = {
-    REAL_SET: "Real (train vs test)",
-    "syndgan": "SyNDGAN (ours)",
-    "copy_paste": "Copy-paste",
-    "hybrid": "Hybrid (copy-paste, SyNDGAN seam)",
-    "generation": "Generation only (fine-tuned GAN)",
-    "cutmix": "CutMix",
-    "none": "Original data",
-}
+REAL_LABEL = "Real (train vs test)"
 
 NA = "n/a"
 
 
 def set_label(name: str) -> str:
-    """Display name of an evaluated set or augmentation method."""
+    """Display name of an evaluated set or augmentation method (a method's is its class's ``label``)."""
     if name.startswith(ABLATION_PREFIX):
         ablation = name[len(ABLATION_PREFIX) :]
         return f"SyNDGAN {ABLATION_LABELS.get(ablation, ablation)}"
-    return METHOD_LABELS.get(name, name)
+    return REAL_LABEL if name == REAL_SET else method_label(name)
 
 
 def ablation_label(name: str) -> str:

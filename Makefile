@@ -22,9 +22,9 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 ## make repro: create .venv if missing, install, run the whole pipeline (demo dataset unless configured); dvc.yaml's
-## generated parts first (pipeline.codedeps: an augment stage per method params.yaml makes)
+## generated parts first (pipeline.tools.codedeps: an augment stage per method params.yaml makes)
 repro: setup
-	python -m pipeline.codedeps --write
+	python -m pipeline.tools.codedeps --write
 	dvc repro
 
 ## make test: same set-up, then the test suite, one worker per core (a test file stays on one worker)
@@ -33,21 +33,21 @@ test: setup
 
 ## make gpu-pack: .gpu/ for a GPU machine that reaches no network: a compact Magnetic Tile copy + the wheels it lacks
 gpu-pack: setup
-	python -m pipeline.gpu_check --pack
+	python -m pipeline.experiments.gpu_check --pack
 
 ## make gpu-check: ON the GPU machine (its own python3 with torch; carry .gpu): data/configs/gpu.yaml, timed per stage
 gpu-check:
-	python3 -m pipeline.gpu_check
+	python3 -m pipeline.experiments.gpu_check
 
 ## make bench: throughput numbers (ingest + rasterize on Magnetic Tile when present, GAN training, metrics)
 bench: setup
-	python -m pipeline.bench
+	python -m pipeline.experiments.bench
 
 ## make benchmark [BENCH="data/configs/magnetic-tile.yaml data/configs/scarcity-magnetic-tile.yaml"]: the scarcity
 ## benchmark (k defect images per class x methods x seeds, each k through DVC in runs/scarcity-<dataset>/)
 BENCH ?= data/configs/scarcity-demo.yaml
 benchmark: setup
-	python -m pipeline.scarcity --params $(BENCH)
+	python -m pipeline.experiments.scarcity --params $(BENCH)
 
 # Address comes from params.yaml `flows.host` / `flows.port` (default 127.0.0.1:4200); `make serve PORT=4300`
 # overrides it for one run (then use the same PORT for `make ui` / `make ui-check`).
@@ -69,11 +69,11 @@ ui-check: setup
 
 ## make plots: DVC's plots page with Vega inlined, viewable offline: dvc_plots/index.html
 plots: setup
-	python -m pipeline.plots_page
+	python -m pipeline.tools.plots_page
 
 ## make studio [PORT=8765] [CHECKPOINT=...]: defect studio on http://127.0.0.1:8765/ (paint defects, save them as training data)
 studio: setup
-	python -m pipeline.cli studio $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(if $(PORT),--port $(PORT))
+	python -m pipeline.tools.cli studio $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(if $(PORT),--port $(PORT))
 
 ## make deploy POOL=name [IMAGE=registry/syndgan:tag]: the same deployments on a Prefect work pool (process, Kubernetes)
 deploy: setup

@@ -26,7 +26,7 @@ from prefect.runtime import flow_run
 from flows.recovery import recover, recovery_hook
 from flows.stages import DVC, load_project_params, project_lock, project_root, publish_metrics, run_stages, stream
 from pipeline.config import load_params
-from pipeline.dvcgraph import load_graph
+from pipeline.tools.dvcgraph import load_graph
 
 METRICS_AFTER = "headline"  # the metrics artifact is published as soon as this stage (group) has run
 

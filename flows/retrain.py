@@ -19,8 +19,8 @@ from prefect.events import emit_event
 
 from flows.recovery import recover, recovery_hook
 from flows.stages import load_project_params, project_lock, project_root, publish_metrics, run_stages
-from pipeline.dvcgraph import load_graph
-from pipeline.watch import diff, load_state, lock_changes, save_state, scan, watch_roots, within
+from pipeline.tools.dvcgraph import load_graph
+from pipeline.tools.watch import diff, load_state, lock_changes, save_state, scan, watch_roots, within
 
 CHANGED_EVENT = "syndgan.sources.changed"
 

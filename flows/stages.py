@@ -36,7 +36,7 @@ from prefect.states import Cancelled, State
 
 from flows.recovery import guarded_stage
 from pipeline.config import load_params
-from pipeline.dvcgraph import StageGraph
+from pipeline.tools.dvcgraph import StageGraph
 
 DVC = [sys.executable, "-m", "dvc"]
 METRICS_ARTIFACT = "syndgan-metrics"

@@ -135,7 +135,7 @@ def test_hybrid_through_augment_classify_and_evaluate(tmp_path):
 
 
 def test_dvc_yaml_has_a_hybrid_augment_stage_outside_the_default_grid():
-    from pipeline.dvcgraph import load_graph
+    from pipeline.tools.dvcgraph import load_graph
 
     g = load_graph(ROOT)
     stage = g.stages["augment@hybrid"]

@@ -1,7 +1,7 @@
 """The registry is the one list of augmentation methods: a new method is one module plus its name in params.yaml.
 
 A toy method dropped into a copy of the project's ``syndgan/augment/`` runs through augment, classify,
-classify_aggregate and report, and gets its DVC stages from ``pipeline.codedeps``, with no other file edited.
+classify_aggregate and report, and gets its DVC stages from ``pipeline.tools.codedeps``, with no other file edited.
 """
 
 import json
@@ -88,7 +88,7 @@ def project(tmp_path):
 
     params = merge_params(load_raw(ROOT / "params.yaml"), TINY)
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run(["-m", "pipeline.codedeps", "--write"], proj)  # dvc.yaml as the tiny params make it
+    _run(["-m", "pipeline.tools.codedeps", "--write"], proj)  # dvc.yaml as the tiny params make it
     return proj
 
 
@@ -100,10 +100,10 @@ def test_a_new_method_is_one_module_plus_one_params_line(project):
     assert len(after.splitlines()) == len(before.splitlines()) + 1  # the one line
     (proj / "params.yaml").write_text(after)
 
-    # dvc.yaml: its generated part is stale until make repro (pipeline.codedeps --write) writes augment@toy
-    stale = _run(["-m", "pipeline.codedeps"], proj, ok=False)
+    # dvc.yaml: its generated part is stale until make repro (pipeline.tools.codedeps --write) writes augment@toy
+    stale = _run(["-m", "pipeline.tools.codedeps"], proj, ok=False)
     assert stale.returncode == 1 and "dvc.yaml stage augment: foreach" in stale.stderr
-    _run(["-m", "pipeline.codedeps", "--write"], proj)
+    _run(["-m", "pipeline.tools.codedeps", "--write"], proj)
     foreach = yaml.safe_load((proj / "dvc.yaml").read_text())["stages"]["augment"]["foreach"]
     assert foreach["toy"] == {"needs": "syndgan/augment/toy.py", "scorer": "${pretrain.out}/discriminator.pt"}
     _run(["-m", "dvc", "init", "--no-scm", "-q"], proj)

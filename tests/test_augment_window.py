@@ -289,7 +289,7 @@ def test_runs_reproduce_the_whole_image_code(tiny48, tmp_path, name):
 def test_bench_augment_prints_a_row_per_method(capsys):
     from pathlib import Path
 
-    from pipeline import bench_augment
+    from pipeline.experiments import bench_augment
 
     params = Path(__file__).resolve().parent.parent / "params.yaml"
     argv = ["--params", str(params), "--sizes", "64", "--images", "3", "--methods", "none", "cutmix", "copy_paste"]

@@ -6,7 +6,7 @@ import json
 import yaml
 from test_augment import make_tiny_processed
 
-from pipeline import bench_classify
+from pipeline.experiments import bench_classify
 from syndgan.data.processed import ProcessedDataset, train_pool
 
 

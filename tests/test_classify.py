@@ -293,7 +293,7 @@ def test_the_studio_scores_with_the_classifier_classify_saves(tiny_dir, tmp_path
     """With the project's classify.doses and save_model, the `none` run's model.pt is the studio's scorer."""
     from pipeline import augment, classify
     from pipeline.config import load_params
-    from pipeline.studio import project_scorer
+    from pipeline.tools.studio import project_scorer
     from syndgan.quality.scorers import ClassifierScorer
 
     project = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["classify"]

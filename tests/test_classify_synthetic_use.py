@@ -7,7 +7,7 @@ from test_augment import make_tiny_processed
 
 import syndgan.classify.train as train_mod
 from pipeline.config import parse_params
-from pipeline.scarcity import ROOT, merged_params
+from pipeline.experiments.scarcity import ROOT, merged_params
 from syndgan.classify import (
     ImageSet,
     aggregate_runs,

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from synth_helpers import one_thread, write_synthesizer  # noqa: F401 (fixture)
 
-from pipeline.cli import main
+from pipeline.tools.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

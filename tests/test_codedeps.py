@@ -1,4 +1,4 @@
-"""Code dependencies derived from imports: dvc.yaml's code deps per stage (pipeline.codedeps) and the trainings'
+"""Code dependencies derived from imports: dvc.yaml's code deps per stage (pipeline.tools.codedeps) and the trainings'
 resume digests (syndgan.sources), one computation for both."""
 
 import shutil
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.codedeps import code_deps, differences, main, rewrite
+from pipeline.tools.codedeps import code_deps, differences, main, rewrite
 from syndgan import sources
 from syndgan.sources import module_sources, source_digest
 

@@ -186,7 +186,7 @@ def test_training_settings_are_checked_once_naming_the_key(raw, key):
 
 
 @pytest.mark.parametrize("kind", ["png", "latin1", "directory"])
-@pytest.mark.parametrize("entry", [["pipeline.ingest"], ["pipeline.run", "--workdir", "w"]])
+@pytest.mark.parametrize("entry", [["pipeline.ingest"], ["pipeline.tools.run", "--workdir", "w"]])
 def test_params_that_are_not_text_are_one_line_naming_the_file(tmp_path, kind, entry):
     """A PNG renamed .yaml, a non-UTF-8 file or a folder passed as --params: one line, no traceback."""
     import subprocess

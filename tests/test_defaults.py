@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.defaults import differing, main
+from pipeline.tools.defaults import differing, main
 from syndgan.training.settings import PretrainSettings, SynthSettings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -139,7 +139,7 @@ def test_a_clone_that_pulls_a_finished_run_is_up_to_date(tmp_path):
 
 def test_a_studio_save_leaves_the_pipeline_up_to_date(scratch_project):
     """The studio's default output folder is no stage's input: saving there changes nothing DVC watches."""
-    from pipeline.cli import STUDIO_OUT
+    from pipeline.tools.cli import STUDIO_OUT
 
     proj, env = scratch_project
     dvc = [sys.executable, "-m", "dvc"]

@@ -1,4 +1,4 @@
-"""pipeline.dvcgraph: stage order and neighbourhoods exactly as DVC derives them from dvc.yaml."""
+"""pipeline.tools.dvcgraph: stage order and neighbourhoods exactly as DVC derives them from dvc.yaml."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.dvcgraph import load_graph
+from pipeline.tools.dvcgraph import load_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 

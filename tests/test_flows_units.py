@@ -143,7 +143,7 @@ def test_metrics_of_stages_left_behind_by_this_run_are_not_listed_as_current(tmp
     import sys
 
     from flows.stages import stale_outputs
-    from pipeline.dvcgraph import load_graph
+    from pipeline.tools.dvcgraph import load_graph
 
     (tmp_path / "dvc.yaml").write_text(
         "stages:\n"

@@ -234,7 +234,7 @@ def test_generation_trains_a_classifier_when_listed(project):
 
 
 def test_dvc_yaml_has_train_generation_and_its_augment_stage_outside_the_default_grid():
-    from pipeline.dvcgraph import load_graph
+    from pipeline.tools.dvcgraph import load_graph
 
     g = load_graph(ROOT)
     stage = g.stages["augment@generation"]

@@ -11,7 +11,7 @@ import yaml
 from synth_helpers import CLASSES, TinyDataset, one_thread, tiny_settings, write_pretrained  # noqa: F401
 from test_scarcity import TINY
 
-from pipeline import gpu_check
+from pipeline.experiments import gpu_check
 from syndgan.errors import DataError
 
 

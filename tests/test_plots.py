@@ -12,7 +12,7 @@ import pytest
 import yaml
 from cdp import Browser, find_chromium
 
-from pipeline.plots_page import render
+from pipeline.tools.plots_page import render
 
 ROOT = Path(__file__).resolve().parents[1]
 

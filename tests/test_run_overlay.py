@@ -1,4 +1,4 @@
-"""`python -m pipeline.run` with a params overlay: only what differs from params.yaml."""
+"""`python -m pipeline.tools.run` with a params overlay: only what differs from params.yaml."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import yaml
 
 from pipeline.ingest import main as ingest_main
-from pipeline.run import main
+from pipeline.tools.run import main
 
 
 def test_overlay_with_only_ingest_and_rasterize_runs_those_stages(tmp_path, capsys, ingest_labelme_dataset):
@@ -64,7 +64,7 @@ def test_a_stage_reads_another_params_file_as_an_overlay(tmp_path, monkeypatch, 
 def test_work_folder_pipeline_caches_every_output_and_persists_none():
     """A work folder has no git: every output goes to DVC's cache, so DVC keeps a run cache for every stage (it
     keeps none for a stage with a persistent or an uncached output outside metrics and plots)."""
-    from pipeline.run import cache_every_out, project_pipeline
+    from pipeline.tools.run import cache_every_out, project_pipeline
 
     for name, stage in project_pipeline()["stages"].items():
         for out in stage.get("do", stage).get("outs", []):

@@ -11,7 +11,7 @@ import torch
 import yaml
 from test_scarcity import TINY
 
-from pipeline import scaling
+from pipeline.experiments import scaling
 from syndgan.models.snapshots import load_checkpoint
 
 STUDY = copy.deepcopy(TINY)

@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from pipeline import scarcity
+from pipeline.experiments import scarcity
 from pipeline.provenance import git_version
 
 TINY = {

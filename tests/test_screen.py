@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import screen
 from pipeline.config import parse_params
-from pipeline.scarcity import merged_params
+from pipeline.experiments import screen
+from pipeline.experiments.scarcity import merged_params
 from syndgan.errors import ConfigError, DataError
 
 TINY = {

@@ -21,7 +21,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("httpx")
 from starlette.testclient import TestClient  # noqa: E402
 
-from pipeline.studio import create_app  # noqa: E402
+from pipeline.tools.studio import create_app  # noqa: E402
 
 TRIANGLE = [[10, 10], [22, 12], [14, 24]]
 
@@ -232,9 +232,9 @@ def test_a_real_data_classifier_scores_each_result(project, tmp_path, one_thread
 
 
 def test_build_studio_from_params_and_the_cli_refuses_a_foreign_checkpoint(project, tmp_path, monkeypatch, capsys):
-    from pipeline.cli import main
     from pipeline.config import parse_params
-    from pipeline.studio import build_studio
+    from pipeline.tools.cli import main
+    from pipeline.tools.studio import build_studio
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "interim").mkdir()

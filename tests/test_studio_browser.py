@@ -32,7 +32,7 @@ POLYGON = [(12, 8), (30, 10), (26, 26), (14, 22)]  # native px of the 48x40 imag
 def server(tmp_path, one_thread):  # noqa: F811
     import uvicorn
 
-    from pipeline.studio import create_app
+    from pipeline.tools.studio import create_app
 
     project = make_project(tmp_path)
     studio = make_studio(project)

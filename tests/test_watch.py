@@ -1,4 +1,4 @@
-"""pipeline.watch: content-hash snapshots of the sources and what changed since the last successful run."""
+"""pipeline.tools.watch: content-hash snapshots of the sources and what changed since the last successful run."""
 
 import json
 import os
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from pipeline.config import parse_params
-from pipeline.watch import (
+from pipeline.tools.watch import (
     FileState,
     diff,
     load_state,

@@ -2,7 +2,7 @@
 
 The library half: request validation and mask rasterization (``masks``), the images a request may name
 (``images``), synthesis, the quality score and saving as LabelMe (``core``). The web app
-that serves ``static/`` and maps HTTP onto ``Studio`` is ``pipeline.studio``.
+that serves ``static/`` and maps HTTP onto ``Studio`` is ``pipeline.tools.studio``.
 """
 
 from syndgan.studio.core import Studio

@@ -1,6 +1,6 @@
 """`make bench` part: G + D training throughput (images/s) and peak memory, per generator and resolution.
 
-    python -m pipeline.bench_pretrain [--res 64 128 256] [--generators fastgan stylegan2] [--steps 6]
+    python -m pipeline.experiments.bench_pretrain [--res 64 128 256] [--generators fastgan stylegan2] [--steps 6]
            [--batch 8] [--threads N] [--params params.yaml] [--d-resize 224]
 
 Each configuration runs in its own process so peak memory (ru_maxrss on CPU, max_memory_allocated on CUDA)
@@ -88,7 +88,9 @@ def run_one(generator: str, res: int, steps: int, batch: int, params: str | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.bench_pretrain", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m pipeline.experiments.bench_pretrain", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--res", type=int, nargs="*", default=[64, 128, 256])
     ap.add_argument("--generators", nargs="*", default=["fastgan", "stylegan2"])
     ap.add_argument("--steps", type=int, default=6)
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     rc = 0
     for res in args.res:
         for gen in args.generators:
-            cmd = [sys.executable, "-m", "pipeline.bench_pretrain", "--one", gen, str(res)]
+            cmd = [sys.executable, "-m", "pipeline.experiments.bench_pretrain", "--one", gen, str(res)]
             cmd += ["--steps", str(args.steps), "--batch", str(args.batch), "--threads", str(args.threads)]
             cmd += ["--params", args.params] + (["--d-resize", str(args.d_resize)] if args.d_resize else [])
             proc = subprocess.run(cmd, capture_output=True, text=True)

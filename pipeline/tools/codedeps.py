@@ -1,8 +1,8 @@
 """The generated parts of ``dvc.yaml``: each stage's code deps, derived from what the stage's module imports, and
 the ``augment`` stage's foreach, derived from params.yaml and the registry of methods.
 
-    python -m pipeline.codedeps            # exit 1, naming each stage's files to add or remove, when stale
-    python -m pipeline.codedeps --write    # rewrite them in dvc.yaml (``make repro`` runs it first)
+    python -m pipeline.tools.codedeps            # exit 1, naming each stage's files to add or remove, when stale
+    python -m pipeline.tools.codedeps --write    # rewrite them in dvc.yaml (``make repro`` runs it first)
 
 A stage's ``cmd`` runs ``python -m <module>``; its code deps are the files of ``CODE_PACKAGES`` that module
 imports (``syndgan.sources.module_sources``: transitively, lazy imports included), so a change to any of them
@@ -26,7 +26,7 @@ import yaml
 
 from syndgan.sources import module_sources
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CODE_PACKAGES = ("syndgan", "pipeline")  # the top-level folders of this project that stages run code from
 _MODULE = re.compile(r"\bpython\s+-m\s+([\w.]+)")
 _STAGE = re.compile(r"^  ([\w.-]+):\s*(#.*)?$")  # a stage: a key under the top-level ``stages:``
@@ -182,7 +182,7 @@ def _rewrite_foreach(lines: list[str], items: dict[str, dict[str, str]]) -> list
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.codedeps", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m pipeline.tools.codedeps", description=__doc__.split("\n")[0])
     ap.add_argument("--write", action="store_true", help="rewrite the code deps in dvc.yaml")
     args = ap.parse_args(argv)
     path = ROOT / "dvc.yaml"
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in problems:
         print(p, file=sys.stderr)
     if problems:
-        print("run: python -m pipeline.codedeps --write", file=sys.stderr)
+        print("run: python -m pipeline.tools.codedeps --write", file=sys.stderr)
     return 1 if problems else 0
 
 

@@ -4,7 +4,7 @@ The settings dataclasses (pipeline/config.py, the library settings its sections 
 the method's in syndgan/augment's registry) hold every default;
 params.yaml states a value that differs only with a comment on the same line naming the default:
 ``epochs: 5  # default 10: ...``. Keys that equal their default may stay (DVC interpolates some; others
-document the knobs users edit). ``python -m pipeline.defaults [params.yaml]`` lists the differing values.
+document the knobs users edit). ``python -m pipeline.tools.defaults [params.yaml]`` lists the differing values.
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """The scarcity benchmark: how each method's classifier fares with k real defect images per class.
 
     make benchmark                      # the demo data: data/configs/scarcity-demo.yaml
-    python -m pipeline.scarcity --params data/configs/magnetic-tile.yaml data/configs/scarcity-magnetic-tile.yaml
+    python -m pipeline.experiments.scarcity --params data/configs/magnetic-tile.yaml data/configs/scarcity-magnetic-tile.yaml
 
 The params files are overlays of the project's params.yaml (applied in order; the last one holds the
 ``scarcity`` section). For every k in
 ``scarcity.ks`` the folder ``<workdir>/k<k>/`` holds this project's own ``dvc.yaml`` and the params with
 ``rasterize.k_shot: k``, so pretrain, train_synth, train_generation, augment and classify all learn from the k kept images only,
 and classify runs ``classify.methods`` x ``classify.seeds`` x ``classify.doses`` there; each method's dose is
-chosen on val by ``classify_aggregate``. ``<workdir>`` is a DVC project of its own (``dvc init --no-scm``, laid out by ``pipeline.run``):
+chosen on val by ``classify_aggregate``. ``<workdir>`` is a DVC project of its own (``dvc init --no-scm``, laid out by ``pipeline.tools.run``):
 ``dvc repro`` there builds every cell, caches each finished stage and, after a kill, resumes where it stopped;
 its stage ``scarcity`` (``--aggregate``) writes the records, the DVC metrics and plots, the table and the PNG.
 """
@@ -29,7 +29,7 @@ from pipeline.common import read_json
 from pipeline.config import Params, load_params, load_raw, merge_params, parse_params
 from pipeline.methods import TRAINING_STAGES, augment_items, trainings, validate
 from pipeline.provenance import git_version
-from pipeline.run import DVC, ROOT, absolute_code_paths, dvc_env, init_project, project_pipeline, write_if_changed
+from pipeline.tools.run import DVC, ROOT, absolute_code_paths, dvc_env, init_project, project_pipeline, write_if_changed
 from syndgan.errors import ConfigError, DataError
 from syndgan.io import atomic_dir, atomic_write_json, atomic_write_text
 
@@ -92,11 +92,11 @@ def write_project(params_files: list[Path], workdir: Path, ks: list | None = Non
     c = params.classify
     runs = _cells(params)
     agg = {
-        "cmd": "python -m pipeline.scarcity --aggregate",
+        "cmd": "python -m pipeline.experiments.scarcity --aggregate",
         "deps": [f"{k_dir(k)}/{f}" for k in sc.ks for f in (c.metrics, c.verdict)]
         + [f"{k_dir(k)}/{params.report.out}/report.html" for k in sc.report_ks]  # so that repro builds them
         + runs
-        + [str(ROOT / "pipeline/scarcity.py"), str(ROOT / "syndgan/classify/scarcity.py")],
+        + [str(ROOT / "pipeline/experiments/scarcity.py"), str(ROOT / "syndgan/classify/scarcity.py")],
         "params": ["scarcity", "classify.methods", "classify.seeds"],
         "outs": [
             {sc.records: {"cache": False}},
@@ -349,7 +349,7 @@ def publish(workdir: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.scarcity", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m pipeline.experiments.scarcity", description=__doc__.split("\n")[0])
     ap.add_argument("--params", type=Path, nargs="+", default=[Path("data/configs/scarcity-demo.yaml")])
     ap.add_argument("--workdir", type=Path, default=None, help="default: runs/scarcity-<scarcity.dataset>")
     ap.add_argument("--ks", nargs="+", default=None, help="run these k only (integers or all)")

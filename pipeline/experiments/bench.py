@@ -1,6 +1,6 @@
 """`make bench`: throughput numbers printed, not asserted. Runs every benchmark module in turn.
 
-python -m pipeline.bench [--only data pretrain metrics studio augment]
+python -m pipeline.experiments.bench [--only data pretrain metrics studio augment]
 """
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ import importlib
 import time
 
 BENCHES = {
-    "data": "pipeline.bench_data",  # ingest + rasterize on Magnetic Tile
-    "pretrain": "pipeline.bench_pretrain",  # G + D training images/s at 64/128/256 px, both generators
-    "metrics": "pipeline.bench_metrics",  # feature extraction images/s
-    "studio": "pipeline.bench_studio",  # defect studio: one synthesis at 128 px and at 1024 px (patch mode)
-    "augment": "pipeline.bench_augment",  # images/s per augment method on made-up 900 px and 128 px data
+    "data": "pipeline.experiments.bench_data",  # ingest + rasterize on Magnetic Tile
+    "pretrain": "pipeline.experiments.bench_pretrain",  # G + D training images/s at 64/128/256 px, both generators
+    "metrics": "pipeline.experiments.bench_metrics",  # feature extraction images/s
+    "studio": "pipeline.experiments.bench_studio",  # defect studio: one synthesis at 128 px and at 1024 px (patch mode)
+    "augment": "pipeline.experiments.bench_augment",  # images/s per augment method on made-up 900 px and 128 px data
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m pipeline.experiments.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--only", nargs="*", choices=sorted(BENCHES), default=None)
     args = ap.parse_args(argv)
     rc = 0

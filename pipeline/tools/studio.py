@@ -22,8 +22,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 import syndgan.studio
-from pipeline.cli import STUDIO_OUT, STUDIO_PORT
 from pipeline.config import Params
+from pipeline.tools.cli import STUDIO_OUT, STUDIO_PORT
 from syndgan.studio import ImageStore, Studio, StudioError
 from syndgan.studio.images import png_bytes
 

@@ -9,7 +9,7 @@ A folder of plots (one CSV per class, per dose) is one dvc.yaml entry with one t
 file's chart that same title; ``{file}`` in a title is replaced here by the chart's file name without its
 suffix (``bump``, ``dose-all``), so each chart says which it is.
 
-    python -m pipeline.plots_page [--out dvc_plots]   # then open dvc_plots/index.html
+    python -m pipeline.tools.plots_page [--out dvc_plots]   # then open dvc_plots/index.html
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def render(project_dir: str | Path = ".", out: str | Path = "dvc_plots") -> Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.plots_page", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m pipeline.tools.plots_page", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="dvc_plots", help="folder for index.html (default: dvc_plots)")
     args = parser.parse_args(argv)
     try:

@@ -1,10 +1,10 @@
 """The scaling study (issue 31): does SyNDGAN get better with compute? One long synthesis training measured at
 every budget.
 
-    python -m pipeline.scaling --params data/configs/magnetic-tile.yaml data/configs/scarcity-magnetic-tile.yaml \
+    python -m pipeline.experiments.scaling --params data/configs/magnetic-tile.yaml data/configs/scarcity-magnetic-tile.yaml \
         data/configs/scarcity-magnetic-tile-chosen.yaml data/configs/scaling-magnetic-tile.yaml [--phase chain]
 
-The params files are overlays of params.yaml, as for ``pipeline.scarcity``, whose project this lays out (one k:
+The params files are overlays of params.yaml, as for ``pipeline.experiments.scarcity``, whose project this lays out (one k:
 ``scarcity.ks``' single value) in ``<workdir>/k<k>/``. Phases, each resumable and each skipping what is done:
 
 - ``base``: ``dvc repro pretrain`` there (once), and the classifier cells of every method but ``syndgan`` (their
@@ -39,8 +39,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.config import Params
-from pipeline.run import DVC, dvc_env
-from pipeline.scarcity import k_dir, write_project
+from pipeline.experiments.scarcity import k_dir, write_project
+from pipeline.tools.run import DVC, dvc_env
 from syndgan.errors import ConfigError, DataError
 
 log = logging.getLogger("syndgan.scaling")
@@ -198,7 +198,7 @@ def measure_budget(params: Params, n: int, variant: str) -> dict:
 
     return {
         "variant": variant,
-        "code": git_version(Path(__file__).resolve().parent.parent),
+        "code": git_version(Path(__file__).resolve().parents[2]),
         "pretrain_steps": int(pre["steps"]),
         "train_synth_steps": n,
         "resolution": int(chain_summary["resolution"]),
@@ -260,7 +260,7 @@ def references(params: Params, project: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.scaling", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m pipeline.experiments.scaling", description=__doc__.split("\n")[0])
     ap.add_argument("--params", type=Path, nargs="+", required=True)
     ap.add_argument("--workdir", type=Path, default=Path("runs/scaling-magnetic-tile"))
     ap.add_argument("--steps", type=int, nargs="+", default=[600, 1200, 2400, 4800], help="train_synth budgets")
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         if {"measure", "publish"} & set(args.phase):
             measure(project, args.steps, args.variant)
         if "publish" in args.phase:
-            from pipeline.scaling_report import publish
+            from pipeline.experiments.scaling_report import publish
 
             base_project = top / project.name  # the reference lines: the base study's cells
             publish(gathered(top), references(params, base_project), args.out, params.scarcity.dataset)

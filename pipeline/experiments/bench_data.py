@@ -11,7 +11,7 @@ from pathlib import Path
 from pipeline import ingest, rasterize
 from pipeline.config import load_params
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MT_PARAMS = ROOT / "data" / "configs" / "magnetic-tile.yaml"
 MT_DATA = ROOT.parent / "shared" / "datasets" / "magnetic-tile"
 

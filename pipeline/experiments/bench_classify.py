@@ -1,8 +1,8 @@
 """Classifier recipe ablation: which choice of the classify stage costs or buys accuracy (no augmentation).
 
-    python -m pipeline.bench_classify --params data/configs/magnetic-tile.yaml --workdir runs/mt \
+    python -m pipeline.experiments.bench_classify --params data/configs/magnetic-tile.yaml --workdir runs/mt \
         --k-shot all 10 --seeds 0 1 2 --variants default processed dihedral
-    python -m pipeline.bench_classify ... --k-shot 5 --seeds 0 --subsets 0 1 2 3 4 --variants default
+    python -m pipeline.experiments.bench_classify ... --k-shot 5 --seeds 0 --subsets 0 1 2 3 4 --variants default
 
 ``--subsets`` draws other sets of k kept defect images (``rasterize.k_shot_seed``; the pipeline's is 0), each
 trained with every seed: at small k which images are kept can matter more than the classifier's seed.
@@ -48,7 +48,9 @@ def _summary(values: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.bench_classify", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m pipeline.experiments.bench_classify", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--params", required=True, type=Path)
     ap.add_argument("--workdir", required=True, type=Path)
     ap.add_argument("--k-shot", nargs="+", default=["all"], help="defect images per class kept in train, or all")
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from syndgan.classify import classification_metrics, load_real, predict, train_classifier
     from syndgan.data.processed import ProcessedDataset
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     params = load_params(args.params.resolve(), base=root / "params.yaml")  # an overlay of params.yaml
     os.environ.setdefault("SYNDGAN_ROOT", str(root))
     os.chdir(args.workdir)

@@ -1,7 +1,7 @@
 """`make bench` part: augment throughput (images/s) per method, on generated data at a real image size and at the
 demo's processed size. CPU, one torch thread by default.
 
-    python -m pipeline.bench_augment [--sizes 900 128] [--images 24] [--methods ...] [--threads 1]
+    python -m pipeline.experiments.bench_augment [--sizes 900 128] [--images 24] [--methods ...] [--threads 1]
 
 Data: a processed dataset (``data/processed`` layout) made up here: textured parts on a flat background, the
 params' defect classes as blobs on the surface, notches at the part's edge and thin cracks, ``k`` train images
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHOSEN = ROOT / "data" / "configs" / "scarcity-magnetic-tile-chosen.yaml"
 METHODS = ("none", "cutmix", "copy_paste", "copy_paste+chosen", "syndgan", "hybrid")
 
@@ -163,7 +163,7 @@ def _synth_checkpoint(params, folder: Path, size: int) -> tuple[str, str]:
     path = Path(methods.options(params, "syndgan")["checkpoint"])
     if path.is_file():
         return str(path), "trained network"
-    from pipeline.bench_studio import _checkpoint
+    from pipeline.experiments.bench_studio import _checkpoint
 
     mode = "patch" if size > 256 else "resize"  # a real-size image is painted in windows, as the studio does
     return str(_checkpoint(params, folder, mode)), f"random weights ({mode} mode): no {path.name}"
@@ -248,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline.config import load_user_params
 
-    ap = argparse.ArgumentParser(prog="python -m pipeline.bench_augment", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m pipeline.experiments.bench_augment", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--sizes", type=int, nargs="+", default=[900, 128], help="image sizes (px); 900 gray, else RGB")
     ap.add_argument("--images", type=int, default=24, help="synthetic images per method and size")

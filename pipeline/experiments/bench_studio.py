@@ -1,7 +1,7 @@
 """`make bench` part: defect studio latency, one synthesis request end to end (drawing -> label map ->
 network -> blend), CPU, one torch thread by default.
 
-    python -m pipeline.bench_studio [--checkpoint models/train_synth/synthesizer.pt] [--repeat 5] [--threads 1]
+    python -m pipeline.experiments.bench_studio [--checkpoint models/train_synth/synthesizer.pt] [--repeat 5] [--threads 1]
 
 Cases: a 128 px image with a 128 px network (resize mode) and a 1024 px image in patch mode (128 px
 windows), with one defect and with four far-apart defects (four windows). Without a trained
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline.config import load_user_params
 
-    ap = argparse.ArgumentParser(prog="python -m pipeline.bench_studio", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m pipeline.experiments.bench_studio", description=__doc__.split("\n")[0])
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--checkpoint", type=Path, default=None, help="a trained synthesizer.pt (default: random weights)")
     ap.add_argument("--repeat", type=int, default=5)

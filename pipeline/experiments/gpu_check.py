@@ -32,7 +32,7 @@ from pipeline.methods import TRAINING_STAGES, trainings
 from syndgan.errors import ConfigError, DataError
 from syndgan.io import atomic_write_json, atomic_write_text
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACK = ROOT / ".gpu"
 PACK_SIDE = 320
 OVERLAYS = (
@@ -167,7 +167,7 @@ def run_check(overlays: list[Path], workdir: Path, out: Path, require_gpu: bool 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.gpu_check", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m pipeline.experiments.gpu_check", description=__doc__.split("\n")[0])
     ap.add_argument("--pack", action="store_true", help="write .gpu/ (dataset copy and wheels) and stop")
     ap.add_argument("--params", type=Path, nargs="+", default=[ROOT / f for f in OVERLAYS])
     ap.add_argument("--workdir", type=Path, default=ROOT / "runs" / "gpu")

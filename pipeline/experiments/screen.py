@@ -1,6 +1,6 @@
 """Lever screening: variants of the scarcity grid at one k and one seed, compared on val only.
 
-    python -m pipeline.screen --params data/configs/magnetic-tile.yaml data/configs/scarcity-magnetic-tile.yaml \
+    python -m pipeline.experiments.screen --params data/configs/magnetic-tile.yaml data/configs/scarcity-magnetic-tile.yaml \
         --variants data/configs/screen/*.yaml --k 10 --seed 0
 
 Each variant file is one more params overlay, named by its file name (an empty file is the baseline). Variant
@@ -9,11 +9,11 @@ Each variant file is one more params overlay, named by its file name (an empty f
 change is restored from DVC's run cache, not run again: ingest, rasterize, pretrain, train_synth and
 train_generation, augment of a method the variant leaves alone, classifier cells. (DVC keeps no run cache for a
 stage with a persistent or an uncached output: the trainings' resume states live outside the DVC outputs, in
-``.syndgan/resume/``, and a work folder caches every output, ``pipeline.run.cache_every_out``.)
+``.syndgan/resume/``, and a work folder caches every output, ``pipeline.tools.run.cache_every_out``.)
 
 The table (``<workdir>/screen.md``, ``screen.json``) lists per variant and method the val macro-F1 of the dose
 and synthetic-sample rule chosen on val. Test numbers are not shown: screening picks on val; the chosen
-variants then run the 3-seed benchmark (``pipeline.scarcity``), which reads test once. A run of some variants
+variants then run the 3-seed benchmark (``pipeline.experiments.scarcity``), which reads test once. A run of some variants
 replaces their rows and keeps those of other variants screened before at the same k and seed; ``--collect``
 rebuilds the table from every finished variant folder without running anything.
 """
@@ -29,8 +29,8 @@ import yaml
 
 from pipeline.common import read_json
 from pipeline.config import load_params, parse_params
-from pipeline.run import DVC, init_project
-from pipeline.scarcity import k_dir, merged_params, run_benchmark
+from pipeline.experiments.scarcity import k_dir, merged_params, run_benchmark
+from pipeline.tools.run import DVC, init_project
 from syndgan.errors import ConfigError, DataError
 from syndgan.io import atomic_write_json, atomic_write_text
 
@@ -150,7 +150,7 @@ def run_screen(params_files: list[Path], variants: list[Path], workdir: Path, k:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.screen", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m pipeline.experiments.screen", description=__doc__.split("\n")[0])
     ap.add_argument("--params", type=Path, nargs="+", required=True, help="the benchmark's overlays, in order")
     ap.add_argument("--variants", type=Path, nargs="+", help="one overlay per variant")
     ap.add_argument("--collect", action="store_true", help="rebuild the table from the finished variant folders")

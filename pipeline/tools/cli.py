@@ -132,7 +132,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 def cmd_studio(args: argparse.Namespace) -> None:
     from pipeline.config import load_user_params
-    from pipeline.studio import build_studio, serve
+    from pipeline.tools.studio import build_studio, serve
 
     args.checkpoint = _require_checkpoint(args.checkpoint)
     studio = build_studio(

@@ -1,6 +1,6 @@
 """`make bench` part: metric feature-extraction throughput (images/s), CPU by default.
 
-    python -m pipeline.bench_metrics [--n 64] [--res 128] [--batch 32] [--threads N] [--device cpu]
+    python -m pipeline.experiments.bench_metrics [--n 64] [--res 128] [--batch 32] [--threads N] [--device cpu]
 
 Measures the FID/KID extractors (``effnet``; ``inception`` when its weights are on this machine), the
 perceptual networks (``perceptual_effnet``; ``lpips_vgg`` when available) and the FID statistics step.
@@ -64,7 +64,9 @@ def run(n: int = 64, res: int = 128, batch: int = 32, device: str = "cpu") -> di
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.bench_metrics", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m pipeline.experiments.bench_metrics", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--n", type=int, default=64, help="images per measurement")
     ap.add_argument("--res", type=int, default=128, help="input resolution (the effnet extractor resizes to 224)")
     ap.add_argument("--batch", type=int, default=32)

@@ -1,6 +1,6 @@
 """Run the pipeline with another params file, in its own folder, without touching the DVC workspace.
 
-    python -m pipeline.run --params data/configs/magnetic-tile.yaml --workdir runs/magnetic-tile
+    python -m pipeline.tools.run --params data/configs/magnetic-tile.yaml --workdir runs/magnetic-tile
 
 The params file is an overlay of the project's ``params.yaml``: it holds only what differs (sections merge
 key by key; values, lists and free-form maps such as ``ingest.classes`` are replaced whole). The work
@@ -12,7 +12,7 @@ setting, reruns only what is out of date.
 Environment: ``SYNDGAN_ROOT`` is set to the project folder, so params may say
 ``root: ${SYNDGAN_ROOT}/../shared/datasets/magnetic-tile``.
 
-The same machinery lays out the scarcity benchmark's project (``pipeline.scarcity``).
+The same machinery lays out the scarcity benchmark's project (``pipeline.experiments.scarcity``).
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.codedeps import is_code
 from pipeline.config import Params, load_raw, parse_params
 from pipeline.methods import augment_items, validate
+from pipeline.tools.codedeps import is_code
 from syndgan.errors import ConfigError
 from syndgan.io import atomic_write_text
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DVC = [sys.executable, "-m", "dvc"]
 
 
@@ -49,7 +49,7 @@ def absolute_code_paths(node):
 def cache_every_out(stage: dict) -> dict:
     """``stage`` with no ``cache: false`` on its ``outs``: a work folder has no git to hold such a file, and DVC
     saves no run cache for a stage with one (outside ``metrics``/``plots``), so a project sharing the cache
-    (``pipeline.screen``) could not restore the stage."""
+    (``pipeline.experiments.screen``) could not restore the stage."""
     if "do" in stage:  # foreach
         return {**stage, "do": cache_every_out(stage["do"])}
     if "outs" not in stage:
@@ -120,7 +120,7 @@ def repro_command(only: list[str] | None, from_stage: str | None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.run", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m pipeline.tools.run", description=__doc__.split("\n")[0])
     ap.add_argument("--params", required=True, type=Path, help="params file to run with")
     ap.add_argument("--workdir", required=True, type=Path, help="folder that receives every output")
     ap.add_argument("--from-stage", default=None, help="run this stage and the stages downstream of it")

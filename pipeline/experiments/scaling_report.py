@@ -1,5 +1,5 @@
 """The scaling study's published results: ``scaling.json``, ``scaling.png`` and a README, all from the records
-``pipeline.scaling`` measured (one per budget), so that the numbers and the figure cannot disagree."""
+``pipeline.experiments.scaling`` measured (one per budget), so that the numbers and the figure cannot disagree."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def markdown(records: list[dict], refs: dict, dataset: str) -> str:
     lines = [
         f"# Scaling study: {dataset}",
         "",
-        "One synthesis training continued budget after budget from one pretraining (`python -m pipeline.scaling`),",
+        "One synthesis training continued budget after budget from one pretraining (`python -m pipeline.experiments.scaling`),",
         "each snapshot measured on **val** only: syndgan's classifier val macro-F1 (mean ± std over the seeds, the",
         "dose and rule chosen on val), the L1 over the painted region of val defects, and fid / kid of its",
         "augment set against the real val defects (EfficientNet-Lite0 features; tiny sets: read the trend).",

@@ -12,6 +12,7 @@ import yaml
 from test_scarcity import TINY
 
 from pipeline.experiments import scaling
+from pipeline.experiments.scaling_report import FIGURES, quality_value
 from syndgan.models.snapshots import load_checkpoint
 
 STUDY = copy.deepcopy(TINY)
@@ -49,6 +50,7 @@ def test_a_chained_training_measured_at_every_budget(tmp_path, caplog):
         assert 0 <= r["val_macro_f1"] <= 1 and len(r["val_macro_f1_seeds"]) == 1 and r["dose"].startswith("2")
         assert r["recon_l1_defect_region"] > 0 and r["cpu_hours"] > 0
         assert {"all", "bump", "chipping", "dust"} <= set(r["quality"]) and "fid_effnet" in r["quality"]["all"]
+        assert all(quality_value(r, key) is not None for key, _, _ in FIGURES)  # every panel has its values
     assert doc["records"][1]["cpu_hours"] > doc["records"][0]["cpu_hours"]
     assert (out / "scaling.png").stat().st_size > 1000
     assert "| base | 2 | 3 | 32 |" in (out / "README.md").read_text()

@@ -52,8 +52,11 @@ def test_a_chained_training_measured_at_every_budget(tmp_path, caplog):
         assert {"all", "bump", "chipping", "dust"} <= set(r["quality"]) and "fid_effnet" in r["quality"]["all"]
         assert all(quality_value(r, key) is not None for key, _, _ in FIGURES)  # every panel has its values
     assert doc["records"][1]["cpu_hours"] > doc["records"][0]["cpu_hours"]
+    assert (
+        doc["records"][1]["train_images"] - doc["records"][0]["train_images"] == 2 * STUDY["train_synth"]["batch_size"]
+    )
     assert (out / "scaling.png").stat().st_size > 1000
-    assert "| base | 2 | 3 | 32 |" in (out / "README.md").read_text()
+    assert "| base | 2 | 3 | 32 | 0.0 |" in (out / "README.md").read_text()
     # test is never read: no classifier cell of the study ranks on it, and its records hold no test figure
     assert not any("test" in k for r in doc["records"] for k in r if k != "quality_reference")
     # another axis as a variant: more pretraining, its own folder, published beside the base study

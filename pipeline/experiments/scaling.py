@@ -202,8 +202,10 @@ def measure_budget(params: Params, n: int, variant: str) -> dict:
         "pretrain_steps": int(pre["steps"]),
         "train_synth_steps": n,
         "resolution": int(chain_summary["resolution"]),
+        # wall seconds of the training steps x threads: inflated when other jobs shared the cores
         "cpu_hours": cpu_hours(pre["train_seconds"], params.pretrain.threads)
         + cpu_hours(chain_summary["train_seconds"], params.train_synth.threads),
+        "train_images": int(pre["images"]) + int(chain_summary["images"]),  # the cost that load cannot inflate
         **{k: v for k, v in chain_summary.items() if k.startswith("recon_")},
         "quality_reference": "real val defects",
         "quality": {cls: {k: v for k, v in e.items() if k != "notes"} for cls, e in quality.items()},

@@ -17,7 +17,7 @@ from scipy import ndimage
 from test_augment import make_tiny_processed
 from test_augment_diversity import _digest
 
-import syndgan.augment.placement as placement
+import syndgan.augment.warping as warping
 from syndgan.augment import PlacementSettings, create_method, generate_augmented
 from syndgan.augment.deform import displace, displacement, morph
 from syndgan.augment.location import PositionSampler, centroid_distance, depth_at, edge_distance
@@ -198,7 +198,7 @@ def test_windowed_patch_corner_cases():
 def test_one_interpolation_per_array_when_the_crop_is_huge(monkeypatch):
     """Crops of 2**24 px or more number their pixels beyond float32's integers: known and foreground then get
     one interpolation each (forced here by lowering the limit)."""
-    monkeypatch.setattr(placement, "INDEX_LIMIT", 0)
+    monkeypatch.setattr(warping, "INDEX_LIMIT", 0)
     rng = np.random.default_rng(11)
     for _ in range(6):
         _assert_same_patch(_random_source(rng, 64, 1), _random_transform(rng))
@@ -207,8 +207,8 @@ def test_one_interpolation_per_array_when_the_crop_is_huge(monkeypatch):
 def test_a_scipy_adding_coordinates_up_otherwise_gets_whole_warps(monkeypatch):
     """Sampling the affine warp at chosen pixels must add coordinates up as scipy's own loop does; if this scipy
     does it neither known way, the whole crop is warped (slower, the same)."""
-    assert placement._scipy_sum_order() is not None  # this project's scipy is one of the known ways
-    monkeypatch.setattr(placement, "_scipy_sum_order", lambda: None)
+    assert warping._scipy_sum_order() is not None  # this project's scipy is one of the known ways
+    monkeypatch.setattr(warping, "_scipy_sum_order", lambda: None)
     rng = np.random.default_rng(12)
     for _ in range(6):
         _assert_same_patch(_random_source(rng, 64, int(rng.choice([1, 3]))), _random_transform(rng))
@@ -232,7 +232,7 @@ def test_affine_samples_equal_scipys_whole_warp():
     for _ in range(20):
         a = rng.random((int(rng.integers(5, 70)), int(rng.integers(5, 70)))).astype(np.float32)
         t = _random_transform(rng, elastic=False, morph=0)
-        w = placement._Warped(a.shape, t)
+        w = warping._Warped(a.shape, t)
         whole = {order: warp(a, t, order) for order in (0, 1)}
         rows, cols = (g.ravel() for g in np.mgrid[0 : w.shape[0], 0 : w.shape[1]])
         for order in (0, 1):

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config import load_raw, merge_params, parse_params
+from pipeline.config import parse_params
+from pipeline.experiments.scarcity import merged_params
 from pipeline.methods import TRAINING_STAGES, trainings
 from syndgan.errors import ConfigError, DataError
 from syndgan.io import atomic_write_json, atomic_write_text
@@ -79,9 +80,7 @@ def ensure_wheels() -> None:
 
 def check_params(overlays: list[Path], workdir: Path) -> dict:
     """params.yaml + the overlays; the dataset read from the pack when there is one."""
-    merged = load_raw(ROOT / "params.yaml")
-    for f in overlays:
-        merged = merge_params(merged, load_raw(f), f)
+    merged = merged_params(overlays)
     if (PACK / "magnetic-tile").is_dir():
         for s in merged["ingest"]["sources"]:
             if s.get("format") == "magnetic_tile":

@@ -126,7 +126,7 @@ def chain(project: Path, budgets: list[int]) -> list[dict]:
                 discriminator_checkpoint=pre_dir / "discriminator.pt",
                 classes=classes,
                 eval_dataset=val,
-                data={"mode": cfg.data_mode, "patch_size": None},
+                data={"mode": cfg.data_mode, "patch_size": cfg.patch_size if cfg.data_mode == "patch" else None},
                 log_dir=dest,
                 resume_path=out / "state.pt",
                 data_digest=data_digest(params),
